@@ -1,0 +1,286 @@
+// The one adapter around msgpack-c. Every msgpack exception stops here.
+#include "lb/proto/codec.h"
+
+#include <msgpack.hpp>
+
+namespace lb::proto {
+namespace {
+
+using nlohmann::json;
+
+Status ToJson(const msgpack::object& obj, std::size_t depth, const DecodeLimits& limits,
+              json* out) {
+  if (depth > limits.max_depth) {
+    return Status(ErrorCode::kBadRequest,
+                  "message nested deeper than " + std::to_string(limits.max_depth) + " levels");
+  }
+  switch (obj.type) {
+    case msgpack::type::NIL:
+      *out = nullptr;
+      return Status::Ok();
+    case msgpack::type::BOOLEAN:
+      *out = obj.via.boolean;
+      return Status::Ok();
+    case msgpack::type::POSITIVE_INTEGER:
+      *out = obj.via.u64;
+      return Status::Ok();
+    case msgpack::type::NEGATIVE_INTEGER:
+      *out = obj.via.i64;
+      return Status::Ok();
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64:
+      *out = obj.via.f64;
+      return Status::Ok();
+    case msgpack::type::STR:
+      *out = std::string(obj.via.str.ptr, obj.via.str.size);
+      return Status::Ok();
+    case msgpack::type::BIN:
+      *out = std::string(obj.via.bin.ptr, obj.via.bin.size);
+      return Status::Ok();
+    case msgpack::type::ARRAY: {
+      *out = json::array();
+      for (uint32_t i = 0; i < obj.via.array.size; ++i) {
+        json item;
+        Status s = ToJson(obj.via.array.ptr[i], depth + 1, limits, &item);
+        if (!s.ok()) return s;
+        out->push_back(std::move(item));
+      }
+      return Status::Ok();
+    }
+    case msgpack::type::MAP: {
+      *out = json::object();
+      for (uint32_t i = 0; i < obj.via.map.size; ++i) {
+        const msgpack::object_kv& kv = obj.via.map.ptr[i];
+        std::string key;
+        if (kv.key.type == msgpack::type::STR) {
+          key.assign(kv.key.via.str.ptr, kv.key.via.str.size);
+        } else if (kv.key.type == msgpack::type::BIN) {
+          key.assign(kv.key.via.bin.ptr, kv.key.via.bin.size);
+        } else {
+          return Status(ErrorCode::kBadRequest, "map keys must be strings");
+        }
+        json item;
+        Status s = ToJson(kv.val, depth + 1, limits, &item);
+        if (!s.ok()) return s;
+        (*out)[key] = std::move(item);
+      }
+      return Status::Ok();
+    }
+    case msgpack::type::EXT:
+      return Status(ErrorCode::kBadRequest, "msgpack ext types are not accepted");
+  }
+  return Status(ErrorCode::kBadRequest, "unknown msgpack type");
+}
+
+void Pack(msgpack::packer<msgpack::sbuffer>& pk, const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+    case json::value_t::discarded:
+      pk.pack_nil();
+      break;
+    case json::value_t::boolean:
+      value.get<bool>() ? pk.pack_true() : pk.pack_false();
+      break;
+    case json::value_t::number_integer:
+      pk.pack_int64(value.get<int64_t>());
+      break;
+    case json::value_t::number_unsigned:
+      pk.pack_uint64(value.get<uint64_t>());
+      break;
+    case json::value_t::number_float:
+      pk.pack_double(value.get<double>());
+      break;
+    case json::value_t::string: {
+      const auto& s = value.get_ref<const std::string&>();
+      pk.pack_str(static_cast<uint32_t>(s.size()));
+      pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+      break;
+    }
+    case json::value_t::binary: {
+      const auto& b = value.get_binary();
+      pk.pack_bin(static_cast<uint32_t>(b.size()));
+      pk.pack_bin_body(reinterpret_cast<const char*>(b.data()), static_cast<uint32_t>(b.size()));
+      break;
+    }
+    case json::value_t::array:
+      pk.pack_array(static_cast<uint32_t>(value.size()));
+      for (const auto& item : value) Pack(pk, item);
+      break;
+    case json::value_t::object:
+      pk.pack_map(static_cast<uint32_t>(value.size()));
+      for (const auto& [key, item] : value.items()) {
+        pk.pack_str(static_cast<uint32_t>(key.size()));
+        pk.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
+        Pack(pk, item);
+      }
+      break;
+  }
+}
+
+}  // namespace
+
+Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
+  if (frame.size() > limits.max_frame_bytes) {
+    return Status(ErrorCode::kTooLarge, "message of " + std::to_string(frame.size()) +
+                                            " bytes exceeds the limit of " +
+                                            std::to_string(limits.max_frame_bytes) + " bytes");
+  }
+  if (frame.empty()) return Status(ErrorCode::kBadRequest, "empty frame; expected a msgpack map");
+  const std::size_t entries = limits.max_container_entries;
+  // Every size written in the data is capped before anything is allocated: a 5-byte map header
+  // claiming 2^31 entries must not allocate 2^31 entries.
+  msgpack::unpack_limit limit(entries, entries, frame.size(), frame.size(), 0, limits.max_depth);
+  try {
+    std::size_t offset = 0;
+    msgpack::object_handle handle =
+        msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
+    if (offset != frame.size()) {
+      return Status(ErrorCode::kBadRequest,
+                    "frame holds " + std::to_string(frame.size() - offset) +
+                        " trailing bytes after the msgpack value; send exactly one value");
+    }
+    json out;
+    Status s = ToJson(handle.get(), 0, limits, &out);
+    if (!s.ok()) return s;
+    return out;
+  } catch (const msgpack::depth_size_overflow&) {
+    return Status(ErrorCode::kBadRequest, "message nested too deeply");
+  } catch (const msgpack::size_overflow& e) {
+    return Status(ErrorCode::kTooLarge, std::string("msgpack value above the limits: ") + e.what());
+  } catch (const msgpack::insufficient_bytes&) {
+    return Status(ErrorCode::kBadRequest, "frame is not valid msgpack (truncated)");
+  } catch (const std::exception& e) {
+    return Status(ErrorCode::kBadRequest, std::string("frame is not valid msgpack: ") + e.what());
+  }
+}
+
+std::string EncodeMsgpack(const json& value) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> pk(buffer);
+  Pack(pk, value);
+  return std::string(buffer.data(), buffer.size());
+}
+
+DecodedRequest DecodeRequest(std::string_view frame, const DecodeLimits& limits) {
+  DecodedRequest out;
+  Result<json> decoded = DecodeMsgpack(frame, limits);
+  if (!decoded.ok()) {
+    out.status = decoded.status();
+    return out;
+  }
+  json& msg = decoded.value();
+  if (!msg.is_object()) {
+    out.status = Status(ErrorCode::kBadRequest,
+                        std::string("request must be a msgpack map, got ") + msg.type_name());
+    return out;
+  }
+  if (auto it = msg.find("id"); it != msg.end()) out.request.id = *it;
+  auto v = msg.find("v");
+  if (v != msg.end() && !(v->is_number_integer() && v->get<int64_t>() == kProtocolVersion)) {
+    out.status = Status(ErrorCode::kBadRequest,
+                        "unsupported protocol version " + v->dump() + "; this agent speaks v1");
+    return out;
+  }
+  auto cmd = msg.find("cmd");
+  if (cmd == msg.end()) {
+    out.status = Status(ErrorCode::kBadRequest, "request has no \"cmd\" key");
+    return out;
+  }
+  if (!cmd->is_string()) {
+    out.status = Status(ErrorCode::kBadRequest, "\"cmd\" must be a string");
+    return out;
+  }
+  out.request.cmd = cmd->get<std::string>();
+  if (auto args = msg.find("args"); args != msg.end() && !args->is_null()) {
+    if (!args->is_object()) {
+      out.status = Status(ErrorCode::kBadRequest, "\"args\" must be a map");
+      return out;
+    }
+    out.request.args = std::move(*args);
+  }
+  return out;
+}
+
+std::string EncodeRequest(const Request& request) {
+  json msg = {{"v", kProtocolVersion},
+              {"id", request.id},
+              {"cmd", request.cmd},
+              {"args", request.args.is_null() ? json::object() : request.args}};
+  return EncodeMsgpack(msg);
+}
+
+std::string EncodeOkReply(const json& id, const json& result) {
+  return EncodeMsgpack({{"v", kProtocolVersion}, {"id", id}, {"ok", true}, {"result", result}});
+}
+
+namespace {
+json ErrorToJson(const Status& status) {
+  json error = {{"code", std::string(ErrorCodeName(status.code()))}, {"message", status.message()}};
+  if (!status.details().is_null()) error["details"] = status.details();
+  return error;
+}
+}  // namespace
+
+std::string EncodeErrorReply(const json& id, const Status& status) {
+  return EncodeMsgpack(
+      {{"v", kProtocolVersion}, {"id", id}, {"ok", false}, {"error", ErrorToJson(status)}});
+}
+
+json ReplyToJson(const Reply& reply) {
+  json out = {{"v", kProtocolVersion}, {"id", reply.id}, {"ok", reply.status.ok()}};
+  if (reply.status.ok()) {
+    out["result"] = reply.result;
+  } else {
+    out["error"] = ErrorToJson(reply.status);
+  }
+  return out;
+}
+
+Result<Reply> DecodeReply(std::string_view frame, const DecodeLimits& limits) {
+  Result<json> decoded = DecodeMsgpack(frame, limits);
+  if (!decoded.ok()) return decoded.status();
+  json& msg = decoded.value();
+  if (!msg.is_object()) return Status(ErrorCode::kBadRequest, "reply is not a msgpack map");
+  Reply reply;
+  if (auto it = msg.find("id"); it != msg.end()) reply.id = *it;
+  auto ok = msg.find("ok");
+  if (ok == msg.end() || !ok->is_boolean()) {
+    return Status(ErrorCode::kBadRequest, "reply has no boolean \"ok\"");
+  }
+  if (ok->get<bool>()) {
+    if (auto it = msg.find("result"); it != msg.end()) reply.result = std::move(*it);
+    return reply;
+  }
+  auto error = msg.find("error");
+  if (error == msg.end() || !error->is_object()) {
+    return Status(ErrorCode::kBadRequest, "error reply has no \"error\" map");
+  }
+  std::string code = error->value("code", "internal");
+  std::string message = error->value("message", "");
+  json details = error->contains("details") ? (*error)["details"] : json(nullptr);
+  reply.status = Status(ErrorCodeFromName(code), message, details);
+  if (reply.status.ok()) reply.status = Status(ErrorCode::kInternal, message, details);
+  return reply;
+}
+
+Result<std::string> StringArg(const json& args, std::string_view key, std::string default_value) {
+  auto it = args.find(key);
+  if (it == args.end() || it->is_null()) return default_value;
+  if (!it->is_string()) {
+    return Status(ErrorCode::kBadRequest,
+                  "argument \"" + std::string(key) + "\" must be a string, got " + it->type_name());
+  }
+  return it->get<std::string>();
+}
+
+Result<bool> BoolArg(const json& args, std::string_view key, bool default_value) {
+  auto it = args.find(key);
+  if (it == args.end() || it->is_null()) return default_value;
+  if (!it->is_boolean()) {
+    return Status(ErrorCode::kBadRequest, "argument \"" + std::string(key) +
+                                              "\" must be a boolean, got " + it->type_name());
+  }
+  return it->get<bool>();
+}
+
+}  // namespace lb::proto
