@@ -1,0 +1,81 @@
+#include "lb/common/ini.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace lb::common {
+namespace {
+
+std::string Trim(std::string_view s) {
+  std::size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+}  // namespace
+
+proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin) {
+  using proto::ErrorCode;
+  using proto::Status;
+  IniFile out;
+  std::string section;
+  IniValue* last = nullptr;
+  int line_no = 0;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    std::size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string_view raw = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    if (!raw.empty() && raw.back() == '\r') raw.remove_suffix(1);
+    std::string line = Trim(raw);
+    auto where = [&] { return origin + ":" + std::to_string(line_no) + ": "; };
+    if (line.empty() || line[0] == '#' || line[0] == ';') {
+      if (line.empty()) last = nullptr;
+      continue;
+    }
+    bool indented = std::isspace(static_cast<unsigned char>(raw[0]));
+    if (indented && last != nullptr) {
+      last->value += "\n" + line;
+      continue;
+    }
+    if (line[0] == '[') {
+      if (line.back() != ']')
+        return Status(ErrorCode::kBadRequest, where() + "unterminated section header");
+      section = Lower(Trim(std::string_view(line).substr(1, line.size() - 2)));
+      if (section.empty()) return Status(ErrorCode::kBadRequest, where() + "empty section name");
+      out[section];
+      last = nullptr;
+      continue;
+    }
+    std::size_t sep = line.find_first_of("=:");
+    if (sep == std::string::npos) {
+      return Status(ErrorCode::kBadRequest,
+                    where() + "expected \"key = value\", got \"" + line.substr(0, 60) + "\"");
+    }
+    if (section.empty()) {
+      return Status(ErrorCode::kBadRequest, where() + "key outside of any [section]");
+    }
+    std::string key = Lower(Trim(std::string_view(line).substr(0, sep)));
+    if (key.empty()) return Status(ErrorCode::kBadRequest, where() + "empty key");
+    auto& keys = out[section];
+    if (keys.count(key)) {
+      return Status(ErrorCode::kBadRequest, where() + "key '" + key + "' repeated in [" + section +
+                                                "] (first on line " +
+                                                std::to_string(keys[key].line) + ")");
+    }
+    keys[key] = IniValue{Trim(std::string_view(line).substr(sep + 1)), line_no};
+    last = &keys[key];
+  }
+  return out;
+}
+
+}  // namespace lb::common

@@ -1,0 +1,265 @@
+#include "lb/common/settings.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <type_traits>
+
+#include "lb/common/ini.h"
+
+namespace lb::common {
+namespace {
+
+using proto::ErrorCode;
+using proto::Result;
+using proto::Status;
+
+// One known key: how to store its text into Settings. Returns a problem, or "" when fine.
+using Setter = std::function<std::string(const std::string& value, Settings* out)>;
+
+std::string ParseInt(const std::string& value, long long min, long long max, long long* out) {
+  long long v = 0;
+  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || ptr != value.data() + value.size()) {
+    return "expected an integer, got \"" + value + "\"";
+  }
+  if (v < min || v > max) {
+    return "must be between " + std::to_string(min) + " and " + std::to_string(max);
+  }
+  *out = v;
+  return "";
+}
+
+// Seconds, possibly fractional ("5", "0.5"), as milliseconds.
+std::string ParseSeconds(const std::string& value, std::chrono::milliseconds* out) {
+  std::size_t used = 0;
+  double seconds = 0;
+  try {
+    seconds = std::stod(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != value.size() || value.empty()) return "expected seconds, got \"" + value + "\"";
+  if (seconds <= 0 || seconds > 86400) return "must be more than 0 and at most 86400 seconds";
+  *out = std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5));
+  return "";
+}
+
+std::string ParseBool(const std::string& value, bool* out) {
+  static const std::map<std::string, bool> kWords = {
+      {"1", true},  {"yes", true}, {"true", true},   {"on", true},
+      {"0", false}, {"no", false}, {"false", false}, {"off", false}};
+  auto it = kWords.find(value);
+  if (it == kWords.end())
+    return "expected yes/no, true/false, on/off or 1/0, got \"" + value + "\"";
+  *out = it->second;
+  return "";
+}
+
+template <typename F>
+Setter StringKey(F field) {
+  return [field](const std::string& v, Settings* s) {
+    *field(s) = v;
+    return std::string();
+  };
+}
+
+template <typename F>
+Setter PathKey(F field, const std::string& base_dir) {
+  return [field, base_dir](const std::string& v, Settings* s) {
+    if (v.empty()) return std::string("must not be empty");
+    std::filesystem::path p(v);
+    *field(s) =
+        p.is_absolute() ? v : (std::filesystem::path(base_dir) / p).lexically_normal().string();
+    return std::string();
+  };
+}
+
+// A program: a bare name is looked up in PATH now, so that a missing binary is reported at
+// start-up; a name with a '/' is relative to the settings file's directory.
+template <typename F>
+Setter ProgramKey(F field, const std::string& base_dir) {
+  return [field, base_dir](const std::string& v, Settings* s) {
+    if (v.empty()) return std::string("must not be empty");
+    std::string resolved;
+    if (v.find('/') == std::string::npos) {
+      const char* path = std::getenv("PATH");
+      std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
+      dirs += ":/usr/local/sbin:/usr/sbin:/sbin";
+      std::size_t start = 0;
+      while (resolved.empty() && start <= dirs.size()) {
+        std::size_t end = dirs.find(':', start);
+        if (end == std::string::npos) end = dirs.size();
+        std::string candidate = dirs.substr(start, end - start) + "/" + v;
+        if (end > start && access(candidate.c_str(), X_OK) == 0) resolved = candidate;
+        start = end + 1;
+      }
+      if (resolved.empty()) return "\"" + v + "\" not found in PATH";
+    } else {
+      std::filesystem::path p(v);
+      resolved =
+          p.is_absolute() ? v : (std::filesystem::path(base_dir) / p).lexically_normal().string();
+      if (access(resolved.c_str(), X_OK) != 0) return resolved + " is not an executable file";
+    }
+    *field(s) = resolved;
+    return std::string();
+  };
+}
+
+template <typename F>
+Setter IntKey(F field, long long min, long long max) {
+  return [field, min, max](const std::string& v, Settings* s) {
+    long long out = 0;
+    std::string problem = ParseInt(v, min, max, &out);
+    if (problem.empty()) {
+      auto* target = field(s);
+      *target = static_cast<std::remove_pointer_t<decltype(target)>>(out);
+    }
+    return problem;
+  };
+}
+
+template <typename F>
+Setter SecondsKey(F field) {
+  return [field](const std::string& v, Settings* s) { return ParseSeconds(v, field(s)); };
+}
+
+template <typename F>
+Setter BoolKey(F field) {
+  return [field](const std::string& v, Settings* s) { return ParseBool(v, field(s)); };
+}
+
+std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string& base_dir) {
+  std::map<std::string, std::map<std::string, Setter>> keys;
+  auto& b = keys["lb-agent"];
+  b["host"] = StringKey([](Settings* s) { return &s->bridge.host; });
+  b["port"] = IntKey([](Settings* s) { return &s->bridge.port; }, 0, 65535);
+  b["agent_timeout"] = SecondsKey([](Settings* s) { return &s->bridge.agent_timeout; });
+  b["instance_prefix"] = StringKey([](Settings* s) { return &s->bridge.instance_prefix; });
+  b["command_endpoint"] = StringKey([](Settings* s) { return &s->agent.command_endpoint; });
+  b["max_config_bytes"] =
+      IntKey([](Settings* s) { return &s->agent.max_config_bytes; }, 1024, 1LL << 30);
+  b["history_dir"] = PathKey([](Settings* s) { return &s->agent.history_dir; }, base_dir);
+  b["history_keep"] = IntKey([](Settings* s) { return &s->agent.history_keep; }, 0, 10000);
+  b["query_threads"] = IntKey([](Settings* s) { return &s->agent.query_threads; }, 1, 64);
+
+  auto& h = keys["haproxy"];
+  h["config_file_path"] =
+      PathKey([](Settings* s) { return &s->haproxy.config_file_path; }, base_dir);
+  h["default_backend"] = StringKey([](Settings* s) { return &s->haproxy.default_backend; });
+  h["socket_path"] = StringKey([](Settings* s) { return &s->haproxy.socket_path; });
+  h["socket_buffer_size"] =
+      IntKey([](Settings* s) { return &s->haproxy.socket_buffer_size; }, 512, 16 * 1024 * 1024);
+  h["socket_timeout"] = SecondsKey([](Settings* s) { return &s->haproxy.socket_timeout; });
+  h["systemv_init_path"] = StringKey([](Settings* s) { return &s->haproxy.systemv_init_path; });
+  h["systemd_service_name"] =
+      StringKey([](Settings* s) { return &s->haproxy.systemd_service_name; });
+  h["sytemd_service_name"] = h["systemd_service_name"];  // the 2015 README's spelling
+  h["systemctl_path"] = StringKey([](Settings* s) { return &s->haproxy.systemctl_path; });
+  h["haproxy_binary"] =
+      ProgramKey([](Settings* s) { return &s->haproxy.haproxy_binary; }, base_dir);
+  h["master_socket"] = PathKey([](Settings* s) { return &s->haproxy.master_socket; }, base_dir);
+  h["pid_file"] = PathKey([](Settings* s) { return &s->haproxy.pid_file; }, base_dir);
+  h["validate_timeout"] = SecondsKey([](Settings* s) { return &s->haproxy.validate_timeout; });
+  h["reload_timeout"] = SecondsKey([](Settings* s) { return &s->haproxy.reload_timeout; });
+  h["stats_via_master"] = BoolKey([](Settings* s) { return &s->haproxy.stats_via_master; });
+  h["stop_haproxy_on_exit"] = BoolKey([](Settings* s) { return &s->haproxy.stop_haproxy_on_exit; });
+  h["save_server_state"] = BoolKey([](Settings* s) { return &s->haproxy.save_server_state; });
+  h["reload_method"] = [](const std::string& v, Settings* s) {
+    static const std::map<std::string, ReloadMethod> kMethods = {
+        {"managed", ReloadMethod::kManaged},
+        {"master", ReloadMethod::kMaster},
+        {"systemd", ReloadMethod::kSystemd},
+        {"sysv", ReloadMethod::kSysv}};
+    auto it = kMethods.find(v);
+    if (it == kMethods.end()) return std::string("expected managed, master, systemd or sysv");
+    s->haproxy.reload_method = it->second;
+    return std::string();
+  };
+  return keys;
+}
+
+}  // namespace
+
+std::string_view ReloadMethodName(ReloadMethod method) {
+  switch (method) {
+    case ReloadMethod::kManaged:
+      return "managed";
+    case ReloadMethod::kMaster:
+      return "master";
+    case ReloadMethod::kSystemd:
+      return "systemd";
+    case ReloadMethod::kSysv:
+      return "sysv";
+  }
+  return "managed";
+}
+
+Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
+                               const std::string& base_dir) {
+  Result<IniFile> ini = ParseIni(text, origin);
+  if (!ini.ok()) return ini.status();
+  Settings settings;
+  settings.path = origin;
+  auto known = KnownKeys(base_dir);
+  bool method_given = false;
+  for (const auto& [section, keys] : *ini) {
+    auto sec = known.find(section);
+    if (sec == known.end()) {
+      int line = keys.empty() ? 0 : keys.begin()->second.line;
+      return Status(ErrorCode::kBadRequest, origin + ":" + std::to_string(line) +
+                                                ": unknown section [" + section +
+                                                "]; expected [lb-agent] or [haproxy]");
+    }
+    for (const auto& [key, value] : keys) {
+      std::string where = origin + ":" + std::to_string(value.line) + ": [" + section + "] " + key;
+      auto setter = sec->second.find(key);
+      if (setter == sec->second.end()) {
+        return Status(ErrorCode::kBadRequest, where + ": unknown key (see etc/lb-agent.cfg)");
+      }
+      std::string problem = setter->second(value.value, &settings);
+      if (!problem.empty()) return Status(ErrorCode::kBadRequest, where + ": " + problem);
+      if (key == "reload_method") method_given = true;
+    }
+  }
+  if (!method_given) {
+    // The 2015 agent chose by which key was set; keep that for its files.
+    if (!settings.haproxy.systemd_service_name.empty()) {
+      settings.haproxy.reload_method = ReloadMethod::kSystemd;
+    } else if (!settings.haproxy.systemv_init_path.empty()) {
+      settings.haproxy.reload_method = ReloadMethod::kSysv;
+    }
+  }
+  auto problem = [&](const std::string& what) {
+    return Status(ErrorCode::kBadRequest, origin + ": [haproxy] " + what);
+  };
+  const auto& h = settings.haproxy;
+  if (h.reload_method == ReloadMethod::kSystemd && h.systemd_service_name.empty()) {
+    return problem("reload_method = systemd needs systemd_service_name");
+  }
+  if (h.reload_method == ReloadMethod::kSysv && h.systemv_init_path.empty()) {
+    return problem("reload_method = sysv needs systemv_init_path");
+  }
+  if (h.default_backend.empty()) return problem("default_backend must not be empty");
+  return settings;
+}
+
+Result<Settings> LoadSettings(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status(ErrorCode::kBadRequest,
+                  path + ": cannot open: " + std::generic_category().message(errno));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::filesystem::path p = std::filesystem::absolute(path);
+  return ParseSettings(buffer.str(), path, p.parent_path().string());
+}
+
+}  // namespace lb::common
