@@ -1,0 +1,174 @@
+#include "agent.h"
+
+#include <unistd.h>
+
+#include <iostream>
+#include <zmq.hpp>
+
+#include "haproxy_parsers.h"
+#include "sha256.h"
+
+#ifndef LB_VERSION
+#define LB_VERSION "dev"
+#endif
+
+namespace lb::agent {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Result;
+using Clock = std::chrono::steady_clock;
+
+const char* const kCommands = "ping, info, status, validate, reload, get_config";
+
+}  // namespace
+
+Agent::Agent(const common::Settings& settings)
+    : settings_(settings),
+      started_(Clock::now()),
+      store_(settings.haproxy.config_file_path, settings.agent.history_dir,
+             settings.agent.history_keep),
+      validator_(settings.haproxy) {
+  using common::ReloadMethod;
+  switch (settings.haproxy.reload_method) {
+    case ReloadMethod::kManaged:
+      supervisor_ = std::make_unique<Supervisor>(settings.haproxy);
+      control_ = std::make_unique<MasterControl>(settings.haproxy, supervisor_.get());
+      break;
+    case ReloadMethod::kMaster:
+      control_ = std::make_unique<MasterControl>(settings.haproxy, nullptr);
+      break;
+    case ReloadMethod::kSystemd:
+    case ReloadMethod::kSysv:
+      control_ = std::make_unique<ServiceControl>(settings.haproxy);
+      break;
+  }
+  pipeline_ =
+      std::make_unique<ReloadPipeline>(settings, store_, validator_, *control_, geteuid() == 0);
+  pool_ = std::make_unique<WorkPool>(settings.agent.query_threads);
+  reload_worker_ =
+      std::make_unique<ReloadWorker>([this](const ReloadRequest& r) { return pipeline_->Apply(r); },
+                                     [this] { return pipeline_->LiveSha256(); });
+}
+
+Agent::~Agent() {
+  reload_worker_.reset();  // answers what is still queued
+  pool_.reset();
+  if (supervisor_) supervisor_->Stop();
+}
+
+int Agent::Run(const std::atomic<bool>& stop) {
+  int removed = store_.RemoveStaleTemps();
+  if (removed > 0) {
+    std::cerr << "lb-agent: removed " << removed << " temp file(s) left by an earlier run next to "
+              << store_.live_path() << std::endl;
+  }
+  if (supervisor_) {
+    proto::Status s = supervisor_->Start();
+    if (!s.ok()) std::cerr << "lb-agent: haproxy not started: " << s.message() << std::endl;
+  }
+  zmq::context_t context;
+  proto::DecodeLimits limits;
+  // Room for the largest config plus the envelope of the message.
+  limits.max_frame_bytes = settings_.agent.max_config_bytes + 64 * 1024;
+  CommandServer server(context, settings_.agent.command_endpoint, limits, *this);
+  proto::Status bound = server.Bind();
+  if (!bound.ok()) {
+    std::cerr << "lb-agent: " << bound.message() << std::endl;
+    return 1;
+  }
+  std::cerr << "lb-agent " << LB_VERSION << ": listening on " << server.bound_endpoint()
+            << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
+            << ", config " << settings_.haproxy.config_file_path << ")" << std::endl;
+  server.Run(stop);
+  std::cerr << "lb-agent: stopping" << std::endl;
+  return 0;
+}
+
+void Agent::Handle(proto::Request request, ReplyFn reply) {
+  const std::string& cmd = request.cmd;
+  if (cmd == "ping") {
+    reply(proto::Status::Ok(), json{{"pong", true}, {"version", LB_VERSION}});
+    return;
+  }
+  if (cmd == "reload") {
+    auto parsed = ReloadRequestFromArgs(request.args);
+    if (!parsed.ok()) {
+      reply(parsed.status(), nullptr);
+      return;
+    }
+    reload_worker_->Submit(std::move(*parsed), std::move(reply));
+    return;
+  }
+  auto answer = [reply](const Result<json>& result) {
+    if (result.ok()) {
+      reply(proto::Status::Ok(), *result);
+    } else {
+      reply(result.status(), nullptr);
+    }
+  };
+  if (cmd == "status") {
+    pool_->Submit([this, args = std::move(request.args), answer] { answer(StatusCommand(args)); });
+  } else if (cmd == "info") {
+    pool_->Submit([this, answer] { answer(Info()); });
+  } else if (cmd == "get_config") {
+    pool_->Submit([this, answer] { answer(GetConfig()); });
+  } else if (cmd == "validate") {
+    pool_->Submit([this, args = std::move(request.args), answer] {
+      auto parsed = ReloadRequestFromArgs(args);
+      answer(parsed.ok() ? pipeline_->Validate(*parsed) : Result<json>(parsed.status()));
+    });
+  } else {
+    reply(proto::Status(ErrorCode::kUnknownCommand,
+                        "unknown command \"" + cmd.substr(0, 64) + "\"; known: " + kCommands),
+          nullptr);
+  }
+}
+
+Result<json> Agent::StatusCommand(const json& args) {
+  auto backend = proto::StringArg(args, "backend", settings_.haproxy.default_backend);
+  if (!backend.ok()) return backend.status();
+  if (backend->empty()) {
+    return proto::Status(ErrorCode::kBadRequest, "argument \"backend\" must not be empty");
+  }
+  auto csv = control_->WorkerCommand("show stat");
+  if (!csv.ok()) return csv.status();
+  auto rows = ParseShowStat(*csv);
+  if (!rows.ok()) return rows.status();
+  auto backends = BackendsFromStats(*rows, *backend);
+  if (!backends.ok()) return backends.status();
+  json list = json::array();
+  for (const auto& b : *backends) list.push_back(proto::ToJson(b));
+  return json{{"backends", std::move(list)}};
+}
+
+json Agent::Info() {
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
+  auto counters = reload_worker_->counters();
+  return json{
+      {"agent",
+       {{"version", LB_VERSION},
+        {"pid", getpid()},
+        {"uptime_s", uptime},
+        {"reload_method", common::ReloadMethodName(settings_.haproxy.reload_method)},
+        {"command_endpoint", settings_.agent.command_endpoint},
+        {"default_backend", settings_.haproxy.default_backend},
+        {"reload_runs", counters.applied_calls},
+        {"reloads_superseded", counters.superseded}}},
+      {"haproxy", control_->Describe()},
+      {"config", {{"path", store_.live_path()}, {"sha256", pipeline_->LiveSha256()}}},
+      {"last_reload", pipeline_->LastReload()},
+  };
+}
+
+Result<json> Agent::GetConfig() {
+  auto live = store_.ReadLive();
+  if (!live.ok()) return live.status();
+  return json{{"path", store_.live_path()},
+              {"exists", live->exists},
+              {"config", live->text},
+              {"sha256", live->exists ? Sha256Hex(live->text) : ""}};
+}
+
+}  // namespace lb::agent

@@ -1,0 +1,175 @@
+#include "command_server.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <zmq.hpp>
+
+namespace lb::agent {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Status;
+using Clock = std::chrono::steady_clock;
+
+// More envelope frames than this is not a REQ or DEALER client: drop the message.
+constexpr std::size_t kMaxEnvelopeFrames = 8;
+
+std::string ShortId(const json& id) {
+  if (id.is_null()) return "-";
+  std::string s = id.dump(-1, ' ', false, json::error_handler_t::replace);
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+
+void LogRequest(const std::string& cmd, const json& id, const Status& status, double ms) {
+  std::ostringstream line;
+  line << "lb-agent: cmd=" << (cmd.empty() ? "-" : cmd) << " id=" << ShortId(id)
+       << " outcome=" << (status.ok() ? "ok" : std::string(proto::ErrorCodeName(status.code())))
+       << " ms=" << std::fixed << std::setprecision(1) << ms << "\n";
+  std::cerr << line.str() << std::flush;
+}
+
+}  // namespace
+
+struct CommandServer::Mailbox {
+  std::mutex mu;
+  std::deque<Outgoing> queue;
+  int eventfd = -1;
+  ~Mailbox() {
+    if (eventfd >= 0) close(eventfd);
+  }
+  void Push(Outgoing out) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      queue.push_back(std::move(out));
+    }
+    uint64_t one = 1;
+    ssize_t ignored = write(eventfd, &one, sizeof one);
+    (void)ignored;
+  }
+};
+
+struct CommandServer::Impl {
+  explicit Impl(zmq::context_t& ctx) : router(ctx, zmq::socket_type::router) {}
+  zmq::socket_t router;
+};
+
+CommandServer::CommandServer(zmq::context_t& context, std::string endpoint,
+                             proto::DecodeLimits limits, CommandHandler& handler)
+    : context_(context),
+      endpoint_(std::move(endpoint)),
+      limits_(limits),
+      handler_(handler),
+      mailbox_(std::make_shared<Mailbox>()) {
+  mailbox_->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+CommandServer::~CommandServer() = default;
+
+Status CommandServer::Bind() {
+  try {
+    impl_ = std::make_unique<Impl>(context_);
+    impl_->router.set(zmq::sockopt::linger, 0);
+    // Frames far above the config limit are cut off by ZeroMQ itself (the peer is
+    // disconnected); frames up to 4x the limit are read and answered `too_large`.
+    impl_->router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.max_frame_bytes) * 4);
+    impl_->router.set(zmq::sockopt::sndhwm, 10000);
+    impl_->router.bind(endpoint_);
+    bound_ = impl_->router.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status(ErrorCode::kInternal,
+                  "cannot bind command socket " + endpoint_ + ": " + e.what());
+  }
+  return Status::Ok();
+}
+
+std::string CommandServer::bound_endpoint() const { return bound_; }
+
+ReplyFn CommandServer::MakeReply(std::vector<std::string> envelope, const proto::Request& request) {
+  std::weak_ptr<Mailbox> weak = mailbox_;
+  auto start = Clock::now();
+  json id = request.id;
+  std::string cmd = request.cmd;
+  return [weak, envelope = std::move(envelope), start, id, cmd](const Status& status,
+                                                                const json& result) {
+    std::string payload = status.ok()
+                              ? proto::EncodeOkReply(id, result.is_null() ? json::object() : result)
+                              : proto::EncodeErrorReply(id, status);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    LogRequest(cmd, id, status, ms);
+    auto mailbox = weak.lock();
+    if (mailbox) mailbox->Push(Outgoing{envelope, std::move(payload)});
+  };
+}
+
+void CommandServer::Run(const std::atomic<bool>& stop) {
+  zmq::socket_t& router = impl_->router;
+  while (!stop) {
+    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, mailbox_->eventfd, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(200));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      std::cerr << "lb-agent: command socket poll failed: " << e.what() << std::endl;
+      return;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      uint64_t count;
+      ssize_t ignored = read(mailbox_->eventfd, &count, sizeof count);
+      (void)ignored;
+      std::deque<Outgoing> out;
+      {
+        std::lock_guard<std::mutex> lock(mailbox_->mu);
+        out.swap(mailbox_->queue);
+      }
+      for (auto& msg : out) {
+        try {
+          for (auto& frame : msg.envelope) {
+            router.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+          }
+          router.send(zmq::buffer(msg.payload), zmq::send_flags::dontwait);
+        } catch (const zmq::error_t& e) {
+          std::cerr << "lb-agent: reply dropped: " << e.what() << std::endl;
+        }
+      }
+    }
+    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    // Read everything that is waiting, so one poll wake-up serves a burst of clients.
+    while (true) {
+      std::vector<zmq::message_t> frames;
+      try {
+        zmq::message_t frame;
+        if (!router.recv(frame, zmq::recv_flags::dontwait)) break;
+        frames.push_back(std::move(frame));
+        while (frames.back().more()) {
+          zmq::message_t next;
+          if (!router.recv(next, zmq::recv_flags::dontwait)) break;
+          frames.push_back(std::move(next));
+        }
+      } catch (const zmq::error_t& e) {
+        std::cerr << "lb-agent: command socket receive failed: " << e.what() << std::endl;
+        break;
+      }
+      if (frames.size() < 2 || frames.size() > kMaxEnvelopeFrames + 1) continue;
+      std::vector<std::string> envelope;
+      for (std::size_t i = 0; i + 1 < frames.size(); ++i) envelope.push_back(frames[i].to_string());
+      const zmq::message_t& body = frames.back();
+      proto::DecodedRequest decoded = proto::DecodeRequest(
+          std::string_view(static_cast<const char*>(body.data()), body.size()), limits_);
+      ReplyFn reply = MakeReply(std::move(envelope), decoded.request);
+      if (!decoded.status.ok()) {
+        reply(decoded.status, nullptr);
+        continue;
+      }
+      handler_.Handle(std::move(decoded.request), std::move(reply));
+    }
+  }
+}
+
+}  // namespace lb::agent

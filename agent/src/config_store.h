@@ -1,0 +1,64 @@
+// ConfigStore: the live haproxy.cfg on disk, replaced only atomically.
+//
+// DESIGN: a new config is written to a temp file in the live file's own directory (so that the
+// rename is atomic on the same filesystem), fsynced, validated there, then renamed over the live
+// file and the directory fsynced. At every instant the live path holds either the complete old
+// file or the complete new one, whatever kills the agent. The replaced version is copied into
+// the history directory first (the newest `keep` are kept). Temp files that a killed agent left
+// behind start with kTempPrefix and are removed by RemoveStaleTemps at start-up.
+// Not thread-safe: the reload worker is its only writer.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "lb/proto/status.h"
+
+namespace lb::agent {
+
+class ConfigStore {
+ public:
+  static constexpr std::string_view kTempPrefix = ".lb-agent-tmp.";
+
+  ConfigStore(std::string live_path, std::string history_dir, int history_keep);
+
+  const std::string& live_path() const { return live_path_; }
+
+  // Removes kTempPrefix files in the live file's directory. Returns how many went.
+  int RemoveStaleTemps();
+
+  // The live file's text. A missing file is not_found-like: ok with `exists` false.
+  struct Live {
+    bool exists = false;
+    std::string text;
+  };
+  proto::Result<Live> ReadLive() const;
+
+  // Writes `text` to a new temp file next to the live file and fsyncs it; returns its path.
+  // Errors (disk full, read-only directory) are internal with the OS's words.
+  proto::Result<std::string> WriteCandidate(std::string_view text);
+
+  // Keeps the current live file in history, then renames `candidate` over the live file and
+  // fsyncs the directory. On failure the live file is unchanged and the candidate removed.
+  proto::Status Commit(const std::string& candidate);
+
+  // Writes `text` as the live file through the same atomic path (used for rollback).
+  proto::Status Replace(std::string_view text);
+
+  // Removes a candidate that will not be committed. Never fails loudly.
+  void Discard(const std::string& candidate);
+
+ private:
+  proto::Status KeepHistory();
+
+  std::string live_path_;
+  std::string dir_;
+  std::string history_dir_;
+  int history_keep_;
+};
+
+// Writes `text` to `path` atomically (temp file in the same directory, fsync, rename, fsync the
+// directory). Used for the server-state file as well.
+proto::Status WriteFileAtomically(const std::string& path, std::string_view text);
+
+}  // namespace lb::agent

@@ -1,0 +1,38 @@
+// Child processes, always through fork/exec with an argv (never a shell), always with a deadline.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "lb/proto/status.h"
+
+namespace lb::agent {
+
+struct ProcessResult {
+  int exit_code = -1;   // -1 when the child was killed by a signal
+  int term_signal = 0;  // the signal that ended it, or 0
+  bool timed_out = false;
+  std::string out;  // stdout, capped at kMaxCapture bytes
+  std::string err;  // stderr, capped at kMaxCapture bytes
+};
+
+inline constexpr std::size_t kMaxCapture = 1024 * 1024;
+
+// Runs argv[0] (looked up in PATH when it has no '/') with stdin from /dev/null, captures
+// stdout and stderr, and waits at most `timeout`; past it the child's process group is killed
+// with SIGKILL and the result has timed_out set. Fails only when the child could not be
+// started at all (fork/pipe failure, or exec failure reported as "<argv0>: <strerror>").
+proto::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
+                                        std::chrono::milliseconds timeout);
+
+// Starts argv in its own process group with stdin from /dev/null and stdout/stderr inherited,
+// and returns at once. Exec failures are reported (through a close-on-exec pipe) as an error.
+proto::Result<pid_t> SpawnProcess(const std::vector<std::string>& argv);
+
+// "exit code 1", "killed by signal 9", "timed out after 15000 ms".
+std::string DescribeExit(const ProcessResult& result, std::chrono::milliseconds timeout);
+
+}  // namespace lb::agent

@@ -1,0 +1,314 @@
+#include "supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+
+#include "haproxy_parsers.h"
+#include "haproxy_socket.h"
+
+namespace lb::agent {
+namespace {
+
+using proto::ErrorCode;
+using proto::Result;
+using proto::Status;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr std::size_t kLogLines = 200;
+constexpr milliseconds kMinBackoff{1000};
+constexpr milliseconds kMaxBackoff{30000};
+
+Result<ProcInfo> ShowProc(const common::HaproxySettings& s) {
+  SocketOptions o;
+  o.timeout = std::min(s.socket_timeout, milliseconds(2000));
+  auto text = HaproxyCommand(s.master_socket, "show proc", o);
+  if (!text.ok()) return text.status();
+  return ParseShowProc(*text);
+}
+
+}  // namespace
+
+Supervisor::Supervisor(const common::HaproxySettings& settings) : settings_(settings) {}
+
+Supervisor::~Supervisor() { Stop(); }
+
+uint64_t Supervisor::LogMark() {
+  std::lock_guard<std::mutex> lock(log_mu_);
+  return log_seq_;
+}
+
+std::vector<std::string> Supervisor::LogSince(uint64_t mark) {
+  std::lock_guard<std::mutex> lock(log_mu_);
+  std::vector<std::string> out;
+  uint64_t first = log_seq_ - log_.size();
+  for (uint64_t i = std::max(mark, first); i < log_seq_; ++i) out.push_back(log_[i - first]);
+  return out;
+}
+
+void Supervisor::ReadLogs(int fd) {
+  std::string pending;
+  char buf[4096];
+  while (!stopping_) {
+    pollfd p{fd, POLLIN, 0};
+    int ready = poll(&p, 1, 200);
+    if (ready == 0 || (ready < 0 && errno == EINTR)) continue;
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    pending.append(buf, static_cast<std::size_t>(n));
+    std::size_t nl;
+    while ((nl = pending.find('\n')) != std::string::npos) {
+      std::string line = pending.substr(0, nl);
+      pending.erase(0, nl + 1);
+      std::cerr << "haproxy: " << line << std::endl;
+      std::lock_guard<std::mutex> lock(log_mu_);
+      log_.push_back(std::move(line));
+      ++log_seq_;
+      if (log_.size() > kLogLines) log_.pop_front();
+    }
+  }
+  close(fd);
+}
+
+bool Supervisor::AliveLocked() {
+  if (pid_ <= 0) return false;
+  if (own_child_) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      std::cerr << "lb-agent: haproxy master " << pid_ << " exited ("
+                << (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                                      : "signal " + std::to_string(WTERMSIG(status)))
+                << ")" << std::endl;
+      pid_ = 0;
+      return false;
+    }
+    return true;
+  }
+  if (kill(pid_, 0) != 0 && errno == ESRCH) {
+    pid_ = 0;
+    return false;
+  }
+  return true;
+}
+
+bool Supervisor::Running() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AliveLocked();
+}
+
+pid_t Supervisor::master_pid() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return AliveLocked() ? pid_ : 0;
+}
+
+Status Supervisor::SpawnLocked() {
+  if (!std::filesystem::exists(settings_.config_file_path)) {
+    return Status(ErrorCode::kHaproxyUnavailable, "haproxy is not running: no config at " +
+                                                      settings_.config_file_path +
+                                                      " yet (send a reload)");
+  }
+  want_running_ = true;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(settings_.master_socket).parent_path(),
+                                      ec);
+  std::filesystem::create_directories(std::filesystem::path(settings_.pid_file).parent_path(), ec);
+  // A stale socket file from a dead master would make haproxy fail to bind it.
+  unlink(settings_.master_socket.c_str());
+
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) {
+    return Status(ErrorCode::kInternal, std::string("pipe: ") + strerror(errno));
+  }
+  std::vector<std::string> argv = {settings_.haproxy_binary,
+                                   "-W",
+                                   "-db",
+                                   "-S",
+                                   settings_.master_socket + ",mode,600",
+                                   "-f",
+                                   settings_.config_file_path,
+                                   "-p",
+                                   settings_.pid_file};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return Status(ErrorCode::kInternal, std::string("pipe: ") + strerror(errno));
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    for (int fd : {pipefd[0], pipefd[1], exec_pipe[0], exec_pipe[1]}) close(fd);
+    return Status(ErrorCode::kInternal, std::string("fork: ") + strerror(errno));
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(pipefd[1], 1);
+    dup2(pipefd[1], 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execv(args[0], args.data());
+    int err = errno;
+    ssize_t ignored = write(exec_pipe[1], &err, sizeof err);
+    (void)ignored;
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  close(pipefd[1]);
+  close(exec_pipe[1]);
+  int err = 0;
+  ssize_t n;
+  do {
+    n = read(exec_pipe[0], &err, sizeof err);
+  } while (n < 0 && errno == EINTR);
+  close(exec_pipe[0]);
+  if (n == static_cast<ssize_t>(sizeof err)) {
+    close(pipefd[0]);
+    waitpid(pid, nullptr, 0);
+    return Status(ErrorCode::kInternal, settings_.haproxy_binary + ": " + strerror(err));
+  }
+  log_readers_.emplace_back(&Supervisor::ReadLogs, this, pipefd[0]);
+  pid_ = pid;
+  own_child_ = true;
+  starts_++;
+  std::cerr << "lb-agent: started haproxy master " << pid << " with " << settings_.config_file_path
+            << std::endl;
+  return Status::Ok();
+}
+
+Status Supervisor::WaitForWorker(pid_t pid) {
+  const auto deadline = Clock::now() + settings_.reload_timeout;
+  while (Clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (pid_ != pid || !AliveLocked()) {
+        return Status(ErrorCode::kReloadFailed, "haproxy exited at start");
+      }
+    }
+    auto proc = ShowProc(settings_);
+    if (proc.ok() && !proc->workers.empty()) return Status::Ok();
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return Status(ErrorCode::kTimeout, "haproxy started but listed no worker within " +
+                                         std::to_string(settings_.reload_timeout.count()) + " ms");
+}
+
+Status Supervisor::EnsureRunning() {
+  uint64_t mark = LogMark();
+  pid_t pid;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (AliveLocked()) return Status::Ok();
+    Status s = SpawnLocked();
+    if (!s.ok()) return s;
+    pid = pid_;
+  }
+  Status s = WaitForWorker(pid);
+  if (!s.ok()) {
+    // Give the log reader a moment to pass on haproxy's last words.
+    std::this_thread::sleep_for(milliseconds(50));
+    std::string why;
+    for (const auto& line : LogSince(mark)) {
+      if (line.find("[ALERT]") != std::string::npos) why += "\n" + line;
+    }
+    return Status(s.code(), s.message() + why);
+  }
+  return s;
+}
+
+Status Supervisor::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto proc = ShowProc(settings_);
+    if (proc.ok() && proc->master.pid > 0 && kill(proc->master.pid, 0) == 0) {
+      pid_ = proc->master.pid;
+      own_child_ = false;
+      want_running_ = true;
+      std::cerr << "lb-agent: adopted running haproxy master " << pid_ << " on "
+                << settings_.master_socket << std::endl;
+    }
+  }
+  Status s = Status::Ok();
+  if (!Running()) s = EnsureRunning();
+  monitor_ = std::thread(&Supervisor::Monitor, this);
+  return s;
+}
+
+void Supervisor::Monitor() {
+  milliseconds backoff = kMinBackoff;
+  auto next_try = Clock::now();
+  while (!stopping_) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, milliseconds(200), [this] { return stopping_.load(); });
+      if (stopping_) return;
+      if (!want_running_ || AliveLocked()) {
+        if (AliveLocked()) backoff = kMinBackoff;
+        continue;
+      }
+      if (Clock::now() < next_try) continue;
+    }
+    std::cerr << "lb-agent: haproxy is not running; starting it (next retry in " << backoff.count()
+              << " ms if this fails)" << std::endl;
+    Status s = EnsureRunning();
+    if (!s.ok()) {
+      std::cerr << "lb-agent: restarting haproxy failed: " << s.message() << std::endl;
+      next_try = Clock::now() + backoff;
+      backoff = std::min(backoff * 2, kMaxBackoff);
+    } else {
+      backoff = kMinBackoff;
+    }
+  }
+}
+
+void Supervisor::Stop() {
+  if (stopping_.exchange(true)) return;
+  cv_.notify_all();
+  if (monitor_.joinable()) monitor_.join();
+  pid_t pid;
+  bool own;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pid = AliveLocked() ? pid_ : 0;
+    own = own_child_;
+  }
+  if (pid > 0 && settings_.stop_haproxy_on_exit) {
+    // SIGUSR1 is haproxy's soft stop: finish what is in flight, then exit.
+    kill(pid, SIGUSR1);
+    const auto deadline = Clock::now() + milliseconds(5000);
+    while (Clock::now() < deadline) {
+      if (own ? waitpid(pid, nullptr, WNOHANG) == pid : kill(pid, 0) != 0) {
+        pid = 0;
+        break;
+      }
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    if (pid > 0) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      if (own) waitpid(pid, nullptr, 0);
+    }
+    unlink(settings_.master_socket.c_str());
+  }
+  // Readers notice stopping_ within their poll interval, whether or not haproxy still runs.
+  for (auto& t : log_readers_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+}  // namespace lb::agent
