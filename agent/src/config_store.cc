@@ -60,7 +60,18 @@ Result<std::pair<std::string, int>> CreateTemp(const std::string& path) {
   buf.push_back('\0');
   int fd = mkostemp(buf.data(), O_CLOEXEC);
   if (fd < 0) return OsError("create a temp file in", DirOf(path), errno);
-  fchmod(fd, 0644);
+  // The new file keeps the mode and owner of the one it replaces (a config may hold stats
+  // passwords and be 0640 root:haproxy); a first file is 0644.
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0) {
+    fchmod(fd, st.st_mode & 07777);
+    if (geteuid() == 0) {
+      int ignored = fchown(fd, st.st_uid, st.st_gid);
+      (void)ignored;
+    }
+  } else {
+    fchmod(fd, 0644);
+  }
   return std::make_pair(std::string(buf.data()), fd);
 }
 

@@ -1,6 +1,7 @@
 #include "haproxy_control.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -257,7 +258,8 @@ ValidateOutcome ValidateWithHaproxy(const common::HaproxySettings& settings,
                                     const std::string& path, const std::string& display_name) {
   ValidateOutcome out;
   auto start = Clock::now();
-  auto run = RunProcess({settings.haproxy_binary, "-c", "-f", path}, settings.validate_timeout);
+  auto run = RunProcess({settings.haproxy_binary, "-c", "-f", path}, settings.validate_timeout,
+                        std::filesystem::path(settings.config_file_path).parent_path().string());
   out.ms = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
   if (!run.ok()) {
     out.status =

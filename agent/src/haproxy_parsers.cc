@@ -103,7 +103,7 @@ Result<std::vector<StatRow>> ParseShowStat(std::string_view csv) {
   for (std::size_t i = 1; i < lines.size(); ++i) {
     if (lines[i].empty()) continue;
     auto f = SplitCsv(lines[i]);
-    if (f.size() < col.size() / 2) continue;  // a cut-off line
+    if (f.size() < header.size()) continue;  // a line cut off: never half a record
     StatRow row;
     row.pxname = field(f, "pxname");
     row.svname = field(f, "svname");

@@ -28,8 +28,15 @@ std::vector<char*> ToArgv(const std::vector<std::string>& argv) {
 }
 
 // In the child after fork: only async-signal-safe calls until exec.
-[[noreturn]] void ExecChild(char* const* argv, int stdout_fd, int stderr_fd, int errpipe) {
+[[noreturn]] void ExecChild(char* const* argv, const char* cwd, int stdout_fd, int stderr_fd,
+                            int errpipe) {
   setpgid(0, 0);
+  if (cwd != nullptr && chdir(cwd) != 0) {
+    int err = errno;
+    ssize_t ignored = write(errpipe, &err, sizeof err);
+    (void)ignored;
+    _exit(127);
+  }
   int devnull = open("/dev/null", O_RDONLY);
   if (devnull >= 0) dup2(devnull, 0);
   if (stdout_fd >= 0) dup2(stdout_fd, 1);
@@ -58,7 +65,7 @@ int ReadExecErrno(int fd) {
 }  // namespace
 
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
-                                 std::chrono::milliseconds timeout) {
+                                 std::chrono::milliseconds timeout, const std::string& cwd) {
   if (argv.empty()) return Status(ErrorCode::kInternal, "RunProcess: empty argv");
   int out_pipe[2], err_pipe[2], exec_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0) return Status(ErrorCode::kInternal, Errno("pipe"));
@@ -78,7 +85,10 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
       close(fd);
     return Status(ErrorCode::kInternal, Errno("fork"));
   }
-  if (pid == 0) ExecChild(args.data(), out_pipe[1], err_pipe[1], exec_pipe[1]);
+  if (pid == 0) {
+    ExecChild(args.data(), cwd.empty() ? nullptr : cwd.c_str(), out_pipe[1], err_pipe[1],
+              exec_pipe[1]);
+  }
   setpgid(pid, pid);  // also in the parent, so that a kill of the group never races the child
   close(out_pipe[1]);
   close(err_pipe[1]);
@@ -144,30 +154,6 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
     result.term_signal = WTERMSIG(wstatus);
   }
   return result;
-}
-
-Result<pid_t> SpawnProcess(const std::vector<std::string>& argv) {
-  if (argv.empty()) return Status(ErrorCode::kInternal, "SpawnProcess: empty argv");
-  int exec_pipe[2];
-  if (pipe2(exec_pipe, O_CLOEXEC) != 0) return Status(ErrorCode::kInternal, Errno("pipe"));
-  std::vector<char*> args = ToArgv(argv);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(exec_pipe[0]);
-    close(exec_pipe[1]);
-    return Status(ErrorCode::kInternal, Errno("fork"));
-  }
-  if (pid == 0) ExecChild(args.data(), -1, -1, exec_pipe[1]);
-  setpgid(pid, pid);
-  close(exec_pipe[1]);
-  int exec_errno = ReadExecErrno(exec_pipe[0]);
-  close(exec_pipe[0]);
-  if (exec_errno != 0) {
-    int ignored;
-    waitpid(pid, &ignored, 0);
-    return Status(ErrorCode::kInternal, argv[0] + ": " + std::strerror(exec_errno));
-  }
-  return pid;
 }
 
 std::string DescribeExit(const ProcessResult& result, std::chrono::milliseconds timeout) {

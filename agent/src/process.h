@@ -23,14 +23,12 @@ inline constexpr std::size_t kMaxCapture = 1024 * 1024;
 
 // Runs argv[0] (looked up in PATH when it has no '/') with stdin from /dev/null, captures
 // stdout and stderr, and waits at most `timeout`; past it the child's process group is killed
-// with SIGKILL and the result has timed_out set. Fails only when the child could not be
-// started at all (fork/pipe failure, or exec failure reported as "<argv0>: <strerror>").
+// with SIGKILL and the result has timed_out set. The child runs in `cwd` when it is not empty.
+// Fails only when the child could not be started at all (fork/pipe failure, or exec or chdir
+// failure reported as "<argv0>: <strerror>").
 proto::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
-                                        std::chrono::milliseconds timeout);
-
-// Starts argv in its own process group with stdin from /dev/null and stdout/stderr inherited,
-// and returns at once. Exec failures are reported (through a close-on-exec pipe) as an error.
-proto::Result<pid_t> SpawnProcess(const std::vector<std::string>& argv);
+                                        std::chrono::milliseconds timeout,
+                                        const std::string& cwd = "");
 
 // "exit code 1", "killed by signal 9", "timed out after 15000 ms".
 std::string DescribeExit(const ProcessResult& result, std::chrono::milliseconds timeout);

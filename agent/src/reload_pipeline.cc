@@ -74,13 +74,18 @@ void ReloadPipeline::Record(const std::string& outcome, const std::string& sha25
   last_reload_ = std::move(record);
 }
 
-Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& request) {
+Status ReloadPipeline::CheckSize(const ReloadRequest& request) const {
   const std::size_t limit = settings_.agent.max_config_bytes;
   if (request.config.size() > limit) {
     return Status(ErrorCode::kTooLarge, "config of " + std::to_string(request.config.size()) +
                                             " bytes exceeds max_config_bytes (" +
                                             std::to_string(limit) + ")");
   }
+  return Status::Ok();
+}
+
+Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& request) {
+  if (Status size = CheckSize(request); !size.ok()) return size;
   if (request.config.find('\0') != std::string::npos) {
     return Status(ErrorCode::kInvalidConfig, "config contains a NUL byte; send it as text");
   }
@@ -108,7 +113,13 @@ Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& reque
   out.sha256 = Sha256Hex(request.config);
   out.warnings = std::move(lint.warnings);
   out.validate_ms = v.ms;
-  if (settings_.haproxy.save_server_state) out.state_file = ServerStateFilePath(facts);
+  if (settings_.haproxy.save_server_state && !facts.server_state_file.empty()) {
+    // Relative to the config's directory, where haproxy runs (see Supervisor).
+    std::filesystem::path state = ServerStateFilePath(facts);
+    out.state_file = (std::filesystem::path(store_.live_path()).parent_path() / state)
+                         .lexically_normal()
+                         .string();
+  }
   for (auto& w : v.warnings) {
     // The agent writes the state file right before the reload; haproxy -c cannot know that.
     if (!out.state_file.empty() && w.find("server state file") != std::string::npos) continue;
@@ -147,6 +158,10 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
   auto live = store_.ReadLive();
   if (!live.ok()) return live.status();
   const std::string previous_sha = live->exists ? Sha256Hex(live->text) : "";
+  if (Status size = CheckSize(request); !size.ok()) {
+    Record("too_large", previous_sha, MsSince(start), size);
+    return size;
+  }
   if (request.expect_sha256 && *request.expect_sha256 != previous_sha) {
     Status s(ErrorCode::kConflict,
              "the live config changed: expected sha256 " + *request.expect_sha256 + ", live is " +

@@ -76,6 +76,7 @@ class ReloadPipeline {
     int64_t validate_ms = 0;
     std::string state_file;  // the server-state-file the new config loads, or ""
   };
+  proto::Status CheckSize(const ReloadRequest& request) const;
   proto::Result<Checked> Check(const ReloadRequest& request);
   proto::Result<nlohmann::json> ApplyChecked(const ReloadRequest& request, Checked checked,
                                              std::chrono::steady_clock::time_point start);

@@ -142,6 +142,9 @@ Status Supervisor::SpawnLocked() {
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  // Relative paths in the haproxy config (stats socket, server-state-file, errorfiles) are
+  // relative to the config file's directory, for haproxy -c and the running haproxy alike.
+  const std::string cwd = std::filesystem::path(settings_.config_file_path).parent_path().string();
   int exec_pipe[2];
   if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
     close(pipefd[0]);
@@ -155,6 +158,12 @@ Status Supervisor::SpawnLocked() {
   }
   if (pid == 0) {
     setpgid(0, 0);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
+      int err = errno;
+      ssize_t ignored = write(exec_pipe[1], &err, sizeof err);
+      (void)ignored;
+      _exit(127);
+    }
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, 0);
     dup2(pipefd[1], 1);

@@ -21,7 +21,8 @@ std::string Lower(std::string s) {
 
 }  // namespace
 
-proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin) {
+proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin,
+                                std::map<std::string, int>* section_lines) {
   using proto::ErrorCode;
   using proto::Status;
   IniFile out;
@@ -53,6 +54,9 @@ proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin
       section = Lower(Trim(std::string_view(line).substr(1, line.size() - 2)));
       if (section.empty()) return Status(ErrorCode::kBadRequest, where() + "empty section name");
       out[section];
+      if (section_lines != nullptr && !section_lines->count(section)) {
+        (*section_lines)[section] = line_no;
+      }
       last = nullptr;
       continue;
     }
@@ -72,7 +76,14 @@ proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin
                                                 "] (first on line " +
                                                 std::to_string(keys[key].line) + ")");
     }
-    keys[key] = IniValue{Trim(std::string_view(line).substr(sep + 1)), line_no};
+    std::string value = line.substr(sep + 1);
+    for (std::size_t i = 1; i < value.size(); ++i) {
+      if (value[i] == ';' && std::isspace(static_cast<unsigned char>(value[i - 1]))) {
+        value.resize(i);
+        break;
+      }
+    }
+    keys[key] = IniValue{Trim(value), line_no};
     last = &keys[key];
   }
   return out;

@@ -203,7 +203,8 @@ std::string_view ReloadMethodName(ReloadMethod method) {
 
 Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
                                const std::string& base_dir) {
-  Result<IniFile> ini = ParseIni(text, origin);
+  std::map<std::string, int> section_lines;
+  Result<IniFile> ini = ParseIni(text, origin, &section_lines);
   if (!ini.ok()) return ini.status();
   Settings settings;
   settings.path = origin;
@@ -212,7 +213,7 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
   for (const auto& [section, keys] : *ini) {
     auto sec = known.find(section);
     if (sec == known.end()) {
-      int line = keys.empty() ? 0 : keys.begin()->second.line;
+      int line = section_lines[section];
       return Status(ErrorCode::kBadRequest, origin + ":" + std::to_string(line) +
                                                 ": unknown section [" + section +
                                                 "]; expected [lb-agent] or [haproxy]");

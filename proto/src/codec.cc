@@ -72,6 +72,60 @@ Status ToJson(const msgpack::object& obj, std::size_t depth, const DecodeLimits&
   return Status(ErrorCode::kBadRequest, "unknown msgpack type");
 }
 
+// Length of the well-formed UTF-8 sequence that starts at s[i], or 0 when there is none.
+std::size_t Utf8Length(std::string_view s, std::size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c < 0x80) return 1;
+  std::size_t n;
+  uint32_t cp;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2, cp = c & 0x1f;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3, cp = c & 0x0f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4, cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (std::size_t k = 1; k < n; ++k) {
+    const auto cc = static_cast<unsigned char>(s[i + k]);
+    if ((cc & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (cc & 0x3f);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+      (cp >= 0xd800 && cp <= 0xdfff)) {
+    return 0;
+  }
+  return n;
+}
+
+bool IsUtf8(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t n = Utf8Length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+// `s` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD.
+std::string ValidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t n = Utf8Length(s, i);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
 void Pack(msgpack::packer<msgpack::sbuffer>& pk, const json& value) {
   switch (value.type()) {
     case json::value_t::null:
@@ -91,9 +145,16 @@ void Pack(msgpack::packer<msgpack::sbuffer>& pk, const json& value) {
       pk.pack_double(value.get<double>());
       break;
     case json::value_t::string: {
+      // Text that is not UTF-8 (a config in Latin-1, say) travels as bin, byte for byte, so
+      // that every msgpack reader can decode the frame.
       const auto& s = value.get_ref<const std::string&>();
-      pk.pack_str(static_cast<uint32_t>(s.size()));
-      pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+      if (IsUtf8(s)) {
+        pk.pack_str(static_cast<uint32_t>(s.size()));
+        pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+      } else {
+        pk.pack_bin(static_cast<uint32_t>(s.size()));
+        pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
+      }
       break;
     }
     case json::value_t::binary: {
@@ -129,7 +190,8 @@ Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
   const std::size_t entries = limits.max_container_entries;
   // Every size written in the data is capped before anything is allocated: a 5-byte map header
   // claiming 2^31 entries must not allocate 2^31 entries.
-  msgpack::unpack_limit limit(entries, entries, frame.size(), frame.size(), 0, limits.max_depth);
+  msgpack::unpack_limit limit(entries, entries, frame.size(), frame.size(), frame.size(),
+                              limits.max_depth);
   try {
     std::size_t offset = 0;
     msgpack::object_handle handle =
@@ -215,7 +277,9 @@ std::string EncodeOkReply(const json& id, const json& result) {
 
 namespace {
 json ErrorToJson(const Status& status) {
-  json error = {{"code", std::string(ErrorCodeName(status.code()))}, {"message", status.message()}};
+  // A message is for a person: it is always text, whatever bytes haproxy quoted into it.
+  json error = {{"code", std::string(ErrorCodeName(status.code()))},
+                {"message", ValidUtf8(status.message())}};
   if (!status.details().is_null()) error["details"] = status.details();
   return error;
 }

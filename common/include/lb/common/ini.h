@@ -20,7 +20,10 @@ struct IniValue {
 using IniFile = std::map<std::string, std::map<std::string, IniValue>>;
 
 // Parses `text`; `origin` (usually the file path) prefixes every error message:
-// "<origin>:<line>: <problem>".
-proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin);
+// "<origin>:<line>: <problem>". Like Python 2's ConfigParser, a ';' preceded by whitespace
+// starts a comment inside a value. When `section_lines` is given, it receives the line of
+// each section header.
+proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin,
+                                std::map<std::string, int>* section_lines = nullptr);
 
 }  // namespace lb::common
