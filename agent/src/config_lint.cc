@@ -87,6 +87,7 @@ ConfigFacts ReadConfigFacts(std::string_view config) {
     if (kw == "server-state-file" && words.size() > 1) facts.server_state_file = words[1];
     if (kw == "server-state-base" && words.size() > 1) facts.server_state_base = words[1];
     if (kw == "hard-stop-after") facts.hard_stop_after = true;
+    if (kw == "pidfile") facts.pidfile = true;
     if (kw == "stats" && words.size() > 2 && words[1] == "socket") {
       facts.stats_sockets.push_back(words[2]);
     }
@@ -137,6 +138,11 @@ LintResult LintConfig(const ConfigFacts& facts, const LintOptions& options) {
                             "root, and this agent (managed mode) does not run as root: remove "
                             "those lines or run the agent as root");
     return out;
+  }
+  if (options.method == ReloadMethod::kManaged && facts.pidfile) {
+    out.warnings.push_back(
+        "'pidfile' in global is ignored in managed mode: the agent runs haproxy with -p "
+        "pid_file from lb-agent.cfg");
   }
   if (facts.server_state_file.empty() || !facts.loads_server_state) {
     out.warnings.push_back(

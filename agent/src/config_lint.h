@@ -26,6 +26,7 @@ struct ConfigFacts {
   bool hard_stop_after = false;            // `hard-stop-after` in global
   std::vector<std::string> stats_sockets;  // paths or addresses of `stats socket` lines
   std::vector<std::string> privileged;     // `chroot`, `user`, `group`, `uid`, `gid` in global
+  bool pidfile = false;                    // `pidfile` in global
 };
 
 ConfigFacts ReadConfigFacts(std::string_view config);

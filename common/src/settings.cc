@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <system_error>
 #include <type_traits>
 
 #include "lb/common/ini.h"
@@ -248,6 +250,8 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
     return problem("reload_method = sysv needs systemv_init_path");
   }
   if (h.default_backend.empty()) return problem("default_backend must not be empty");
+  // The bridge accepts exactly the configs the agent accepts (the agent answers too_large).
+  settings.bridge.max_body_bytes = settings.agent.max_config_bytes;
   return settings;
 }
 

@@ -35,12 +35,17 @@ json LegacyBackendList(const json& backend, const std::string& name_prefix) {
   if (servers == backend.end() || !servers->is_array()) return out;
   for (const auto& server : *servers) {
     if (!server.is_object()) continue;
-    std::string name = server.value("name", "");
+    // Tolerant of odd values: this renders an answer that crossed a socket.
+    auto text = [&](const char* key) {
+      auto it = server.find(key);
+      return it != server.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    std::string name = text("name");
     if (!name_prefix.empty() && name.rfind(name_prefix, 0) != 0) continue;
     json entry = server;
     entry["instance_id"] = name;
-    entry["state"] = server.value("status", "");
-    std::string last_chk = server.value("last_chk", "");
+    entry["state"] = text("status");
+    std::string last_chk = text("last_chk");
     entry["description"] = last_chk.empty() ? json(nullptr) : json(last_chk);
     out.push_back(std::move(entry));
   }

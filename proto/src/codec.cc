@@ -319,8 +319,12 @@ Result<Reply> DecodeReply(std::string_view frame, const DecodeLimits& limits) {
   if (error == msg.end() || !error->is_object()) {
     return Status(ErrorCode::kBadRequest, "error reply has no \"error\" map");
   }
-  std::string code = error->value("code", "internal");
-  std::string message = error->value("message", "");
+  auto text = [&](const char* key, const char* missing) {
+    auto it = error->find(key);
+    return it != error->end() && it->is_string() ? it->get<std::string>() : std::string(missing);
+  };
+  std::string code = text("code", "internal");
+  std::string message = text("message", "");
   json details = error->contains("details") ? (*error)["details"] : json(nullptr);
   reply.status = Status(ErrorCodeFromName(code), message, details);
   if (reply.status.ok()) reply.status = Status(ErrorCode::kInternal, message, details);

@@ -28,6 +28,7 @@ struct BridgeSettings {
   std::chrono::milliseconds agent_timeout{30000};
   // /getBackends keeps only servers whose name starts with this (the 2015 agent hard-coded "i-").
   std::string instance_prefix;
+  // Largest HTTP body: always [lb-agent] max_config_bytes.
   std::size_t max_body_bytes = 16 * 1024 * 1024;
 };
 
