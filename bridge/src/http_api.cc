@@ -1,0 +1,407 @@
+// The one adapter around cpp-httplib in the bridge: every exception a handler lets escape is
+// answered by the exception handler below as a JSON 500.
+#include "http_api.h"
+
+#include <httplib.h>
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "lb/proto/backends.h"
+
+namespace lb::bridge {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Status;
+
+// Connection limits. A reload upload of 16 MiB over a slow link fits in 30 s; an idle keep-alive
+// connection is dropped after 5 s, which also bounds how long a clean shutdown waits for one.
+constexpr std::chrono::seconds kReadTimeout{30};
+constexpr std::chrono::seconds kWriteTimeout{30};
+constexpr time_t kKeepAliveTimeoutSeconds = 5;
+constexpr size_t kKeepAliveMaxCount = 100;
+// httplib refuses bodies above its own limit with an empty 413 before any handler runs. Its limit
+// is set this far above max_body_bytes so that a body just above the limit, and a multipart
+// upload whose config fits but whose framing does not, reach the handler, which answers with
+// the exact size; the error handler gives httplib's own 413 a JSON body too.
+constexpr size_t kPayloadSlack = 64 * 1024;
+
+constexpr std::string_view kSuccessMessage = "Load Balancer up to date";
+
+std::string Dump(const json& value) {
+  // Configs and haproxy's messages may hold invalid UTF-8; never throw on them.
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void SendJson(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(Dump(body), "application/json");
+}
+
+void SendError(httplib::Response& res, const Status& status) {
+  SendJson(res, HttpStatusFor(status.code()), ErrorBody(status));
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// "Multipart/Form-Data; boundary=x" -> "multipart/form-data".
+std::string MediaType(const httplib::Request& req) {
+  std::string value = req.get_header_value("Content-Type");
+  std::string_view type(value);
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.front()))) {
+    type.remove_prefix(1);
+  }
+  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.back()))) {
+    type.remove_suffix(1);
+  }
+  return Lower(type);
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding: '+' is a space, %XX a byte; a malformed escape is
+// kept as it is.
+std::string FormDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && HexDigit(s[i + 1]) >= 0 &&
+               HexDigit(s[i + 2]) >= 0) {
+      out += static_cast<char>(HexDigit(s[i + 1]) * 16 + HexDigit(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// The first `key` field of a url-encoded form body, or nullopt. The body is parsed here rather
+// than read from req.params, which mixes form fields with the query string.
+std::optional<std::string> FormField(std::string_view body, std::string_view key) {
+  while (!body.empty()) {
+    size_t end = body.find('&');
+    std::string_view pair = body.substr(0, end);
+    size_t eq = pair.find('=');
+    if (FormDecode(pair.substr(0, eq)) == key) {
+      return eq == std::string_view::npos ? std::string() : FormDecode(pair.substr(eq + 1));
+    }
+    if (end == std::string_view::npos) break;
+    body.remove_prefix(end + 1);
+  }
+  return std::nullopt;
+}
+
+Status TooLarge(size_t size, size_t limit) {
+  return Status(ErrorCode::kTooLarge, "configuration of " + std::to_string(size) +
+                                          " bytes exceeds the limit of " + std::to_string(limit) +
+                                          " bytes (max_body_bytes)");
+}
+
+// Where a reload's configuration comes from, by Content-Type:
+//   multipart/form-data                 the `config` field (400 without one);
+//   application/x-www-form-urlencoded   the `config` field; without one, the raw body: `curl
+//                                       --data-binary @haproxy.cfg` sends this type with a raw
+//                                       config. (A raw config that starts with "config=" or holds
+//                                       "&config=" would be misread; HAProxy's syntax makes that
+//                                       an unlikely config.)
+//   application/json                    {"config": "<text>"} (400 otherwise);
+//   anything else, or none              the raw body, as the 2015 agent read it
+//                                       (`requests.post(url, data=config_text)` sends no type).
+proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes) {
+  if (req.body.size() > max_bytes) return TooLarge(req.body.size(), max_bytes);
+  const std::string type = MediaType(req);
+  std::string config;
+  if (type == "multipart/form-data") {
+    if (!req.has_file("config")) {
+      return Status(ErrorCode::kBadRequest, "multipart request has no \"config\" field");
+    }
+    config = req.get_file_value("config").content;
+  } else if (type == "application/x-www-form-urlencoded") {
+    std::optional<std::string> field = FormField(req.body, "config");
+    config = field ? std::move(*field) : req.body;
+  } else if (type == "application/json") {
+    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded()) {
+      return Status(ErrorCode::kBadRequest,
+                    "request body is not valid JSON (Content-Type is "
+                    "application/json; send {\"config\": \"...\"})");
+    }
+    auto it = body.is_object() ? body.find("config") : body.end();
+    if (it == body.end() || !it->is_string()) {
+      return Status(ErrorCode::kBadRequest,
+                    "JSON request body must be an object with a string \"config\"");
+    }
+    config = it->get<std::string>();
+  } else {
+    config = req.body;
+  }
+  if (config.size() > max_bytes) return TooLarge(config.size(), max_bytes);
+  if (config.empty()) {
+    return Status(ErrorCode::kBadRequest,
+                  "no configuration: send the HAProxy configuration as the request body");
+  }
+  return config;
+}
+
+// ?force=true|false|1|0|yes|no|on|off; a bare ?force means true.
+proto::Result<bool> ForceParam(const httplib::Request& req) {
+  if (!req.has_param("force")) return false;
+  const std::string value = Lower(req.get_param_value("force"));
+  if (value.empty() || value == "1" || value == "true" || value == "yes" || value == "on") {
+    return true;
+  }
+  if (value == "0" || value == "false" || value == "no" || value == "off") return false;
+  return Status(ErrorCode::kBadRequest, "query parameter force must be true or false, got \"" +
+                                            req.get_param_value("force") + "\"");
+}
+
+// Thread-local because httplib runs each connection's requests on one thread, one at a time:
+// set when routing starts (before the body is read), used and cleared by the logger once the
+// answer is out. A request that never reached routing (a malformed request line) logs "-".
+thread_local std::optional<std::chrono::steady_clock::time_point> request_start;
+
+void LogRequest(const httplib::Request& req, const httplib::Response& res) {
+  std::string ms = "-";
+  if (request_start) {
+    ms = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - *request_start)
+                            .count());
+    request_start.reset();
+  }
+  auto field = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+  std::string line = "lb-bridge: " + field(req.remote_addr) + " " + field(req.method) + " " +
+                     field(req.path) + " " + std::to_string(res.status) + " " + ms + " ms\n";
+  std::fputs(line.c_str(), stderr);  // one call per line: lines from threads do not interleave
+}
+
+class Handlers {
+ public:
+  Handlers(AgentClient& agent, const common::Settings& settings)
+      : agent_(agent),
+        default_backend_(settings.haproxy.default_backend),
+        instance_prefix_(settings.bridge.instance_prefix),
+        max_body_bytes_(settings.bridge.max_body_bytes) {}
+
+  void Reload(const httplib::Request& req, httplib::Response& res) const {
+    proto::Result<std::string> config = ConfigFromRequest(req, max_body_bytes_);
+    if (!config.ok()) return SendError(res, config.status());
+    proto::Result<bool> force = ForceParam(req);
+    if (!force.ok()) return SendError(res, force.status());
+    json args = {{"config", std::move(config).value()}};
+    if (*force) args["force"] = true;
+    if (req.has_param("expect_sha256")) {
+      args["expect_sha256"] = req.get_param_value("expect_sha256");
+    }
+
+    proto::Result<proto::Reply> reply = agent_.Call("reload", std::move(args));
+    if (!reply.ok()) return SendError(res, reply.status());
+    if (!reply->status.ok()) return SendError(res, reply->status);
+    json body = reply->result.is_object() ? std::move(reply->result) : json::object();
+    body["success"] = true;
+    body["message"] = kSuccessMessage;
+    SendJson(res, 200, body);
+  }
+
+  void GetBackends(const httplib::Request& req, httplib::Response& res) const {
+    std::string backend = req.has_param("backend") ? req.get_param_value("backend") : "";
+    if (backend.empty()) backend = default_backend_;
+    if (backend == "*") {
+      return SendError(res, Status(ErrorCode::kBadRequest,
+                                   "/getBackends lists one backend; name it in ?backend="));
+    }
+    proto::Result<proto::Reply> reply = agent_.Call("status", {{"backend", backend}});
+    if (!reply.ok()) return SendError(res, reply.status());
+    if (!reply->status.ok()) return SendError(res, reply->status);
+    const json& result = reply->result;
+    auto backends = result.is_object() ? result.find("backends") : result.end();
+    if (backends != result.end() && backends->is_array()) {
+      for (const json& entry : *backends) {
+        if (entry.is_object() && entry.value("name", json()) == json(backend)) {
+          SendJson(
+              res, 200,
+              {{"success", true}, {"message", proto::LegacyBackendList(entry, instance_prefix_)}});
+          return;
+        }
+      }
+    }
+    SendError(res, Status(ErrorCode::kInternal,
+                          "the agent's status result holds no backend \"" + backend + "\""));
+  }
+
+  void Healthz(const httplib::Request&, httplib::Response& res) const {
+    proto::Result<proto::Reply> reply = agent_.Call("ping", json::object());
+    Status status = reply.ok() ? reply->status : reply.status();
+    if (!status.ok()) {
+      json body = ErrorBody(status);
+      body["agent"] = "down";
+      return SendJson(res, HttpStatusFor(status.code()), body);
+    }
+    json body = {{"success", true}, {"agent", "up"}, {"endpoint", agent_.endpoint()}};
+    if (reply->result.is_object() && reply->result.contains("version")) {
+      body["agent_version"] = reply->result["version"];
+    }
+    SendJson(res, 200, body);
+  }
+
+  // A POST without Content-Length or Transfer-Encoding has no body (RFC 9112 section 6.3), but
+  // httplib 0.11 then reads until the connection closes, that is until the read timeout:
+  // `curl -X POST host:6666/getBackends` would wait 30 s for a 400. Such requests are answered
+  // here, before httplib reads anything, as requests with an empty body. Returns false for the
+  // requests httplib routes itself.
+  bool RouteBodyless(const httplib::Request& req, httplib::Response& res) const {
+    const bool may_have_body = req.method == "POST" || req.method == "PUT" ||
+                               req.method == "PATCH" || req.method == "DELETE";
+    if (!may_have_body || req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) {
+      return false;
+    }
+    if (req.method == "POST" && req.path == "/getBackends") {
+      GetBackends(req, res);
+    } else if (req.method == "POST" && (req.path == "/reload" || req.path == "/reloadHaproxy")) {
+      Reload(req, res);
+    } else {
+      res.status = 404;
+      Error(req, res);
+    }
+    return true;
+  }
+
+  // Gives every error httplib answers by itself (no route, a body above its limit, a malformed
+  // request) the same JSON shape as the handlers' errors. Answers the handlers wrote are kept.
+  httplib::Server::HandlerResponse Error(const httplib::Request& req,
+                                         httplib::Response& res) const {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    json body;
+    switch (res.status) {
+      case 404:
+        body = {{"success", false},
+                {"error", "no route for " + req.method + " " + req.path +
+                              "; routes: POST /reload, POST /reloadHaproxy, GET|POST "
+                              "/getBackends, GET /healthz"},
+                {"code", "not_found"}};
+        break;
+      case 413:
+        body = ErrorBody(Status(ErrorCode::kTooLarge, "request body exceeds the limit of " +
+                                                          std::to_string(max_body_bytes_) +
+                                                          " bytes (max_body_bytes)"));
+        break;
+      default:
+        body = ErrorBody(Status(res.status < 500 ? ErrorCode::kBadRequest : ErrorCode::kInternal,
+                                "request failed with HTTP status " + std::to_string(res.status)));
+        break;
+    }
+    res.set_content(Dump(body), "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }
+
+ private:
+  AgentClient& agent_;
+  const std::string default_backend_;
+  const std::string instance_prefix_;
+  const size_t max_body_bytes_;
+};
+
+std::string ExceptionMessage(std::exception_ptr ep) {
+  try {
+    if (ep) std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "unknown exception";
+}
+
+}  // namespace
+
+int HttpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kOk:
+      return 200;
+    case ErrorCode::kBadRequest:
+      return 400;
+    case ErrorCode::kConflict:
+    case ErrorCode::kSuperseded:
+      return 409;
+    case ErrorCode::kTooLarge:
+      return 413;
+    case ErrorCode::kInvalidConfig:
+      return 422;
+    case ErrorCode::kReloadFailed:
+    case ErrorCode::kInternal:
+    case ErrorCode::kUnknownCommand:
+      return 500;
+    case ErrorCode::kHaproxyUnavailable:
+    case ErrorCode::kUnavailable:
+      return 503;
+    case ErrorCode::kTimeout:
+      return 504;
+  }
+  return 500;
+}
+
+json ErrorBody(const Status& status) {
+  json body = {{"success", false},
+               {"error", status.message()},
+               {"code", std::string(proto::ErrorCodeName(status.code()))}};
+  if (!status.details().is_null()) body["details"] = status.details();
+  return body;
+}
+
+void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings) {
+  auto handlers = std::make_shared<const Handlers>(agent, settings);
+  auto reload = [handlers](const httplib::Request& req, httplib::Response& res) {
+    handlers->Reload(req, res);
+  };
+  auto get_backends = [handlers](const httplib::Request& req, httplib::Response& res) {
+    handlers->GetBackends(req, res);
+  };
+  server.Post("/reloadHaproxy", reload);
+  server.Post("/reload", reload);
+  server.Post("/getBackends", get_backends);
+  server.Get("/getBackends", get_backends);
+  server.Get("/healthz", [handlers](const httplib::Request& req, httplib::Response& res) {
+    handlers->Healthz(req, res);
+  });
+
+  server.set_error_handler(httplib::Server::HandlerWithResponse(
+      [handlers](const httplib::Request& req, httplib::Response& res) {
+        return handlers->Error(req, res);
+      }));
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        SendError(res, Status(ErrorCode::kInternal, "bridge failed: " + ExceptionMessage(ep)));
+      });
+  server.set_pre_routing_handler([handlers](const httplib::Request& req, httplib::Response& res) {
+    request_start = std::chrono::steady_clock::now();
+    return handlers->RouteBodyless(req, res) ? httplib::Server::HandlerResponse::Handled
+                                             : httplib::Server::HandlerResponse::Unhandled;
+  });
+  server.set_logger(LogRequest);
+
+  server.set_payload_max_length(settings.bridge.max_body_bytes + kPayloadSlack);
+  server.set_read_timeout(kReadTimeout);
+  server.set_write_timeout(kWriteTimeout);
+  server.set_keep_alive_timeout(kKeepAliveTimeoutSeconds);
+  server.set_keep_alive_max_count(kKeepAliveMaxCount);
+}
+
+}  // namespace lb::bridge

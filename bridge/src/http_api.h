@@ -1,0 +1,43 @@
+// The bridge's HTTP API: the 2015 lb-agent's endpoints, answered by asking the agent.
+//
+// DESIGN: httplib runs each connection on a thread of its pool; every handler is a short,
+// blocking translation "HTTP request -> one AgentClient::Call -> HTTP response", with no state
+// of its own, so handlers need no locking (AgentClient::Call is thread-safe).
+//
+//   POST /reloadHaproxy, POST /reload   the body is the whole HAProxy configuration -> `reload`
+//   GET|POST /getBackends               `status` of one backend, in the legacy list shape
+//   GET /healthz                        `ping`
+//
+// Every answer is JSON with a boolean "success" (clients of the 2015 agent read it first).
+// Unlike the 2015 agent, failures carry an HTTP error status (see HttpStatusFor) as well as
+// {"success": false, "error": <message>, "code": <error code>, "details"?: {...}}.
+// One line per request goes to stderr: remote address, method, path, status, milliseconds.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "agent_client.h"
+#include "lb/common/settings.h"
+#include "lb/proto/status.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace lb::bridge {
+
+// The HTTP status the bridge answers with when the agent (or the bridge itself) reports `code`:
+//   bad_request 400, conflict 409, superseded 409, too_large 413, invalid_config 422,
+//   reload_failed / internal / unknown_command 500, haproxy_unavailable / unavailable 503,
+//   timeout 504; ok is 200.
+int HttpStatusFor(proto::ErrorCode code);
+
+// {"success": false, "error": message, "code": name, "details": details (only when not null)}.
+nlohmann::json ErrorBody(const proto::Status& status);
+
+// Installs the routes, the JSON answers for unknown routes and httplib's own errors, the request
+// log, the body size limit (settings.bridge.max_body_bytes) and the connection timeouts on
+// `server`. Call before binding. `agent` must outlive `server`; `settings` is copied.
+void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings);
+
+}  // namespace lb::bridge

@@ -1,0 +1,142 @@
+// lb-bridge: the HTTP API of the 2015 lb-agent, served by asking lb-agent over ZeroMQ. main()
+// only parses the command line, loads the settings and handles signals; http_api.h holds the
+// routes and agent_client.h the agent connection.
+#include <httplib.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <zmq.hpp>
+
+#include "agent_client.h"
+#include "http_api.h"
+#include "lb/common/settings.h"
+
+#ifndef LB_VERSION
+#define LB_VERSION "dev"
+#endif
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: lb-bridge [--config PATH] [--help] [--version]\n"
+    "\n"
+    "Serves the HTTP API of the 2015 lb-agent (POST /reload, /reloadHaproxy, /getBackends) and\n"
+    "GET /healthz, and forwards each request to lb-agent's command socket.\n"
+    "\n"
+    "  --config PATH   settings file (default /etc/lb-agent/lb-agent.cfg; keys: etc/lb-agent.cfg)\n"
+    "  --help          this text\n"
+    "  --version       the version\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "/etc/lb-agent/lb-agent.cfg";
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--version") {
+      std::cout << "lb-bridge " << LB_VERSION << "\n";
+      return 0;
+    }
+    if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = arg.substr(9);
+    } else {
+      std::cerr << "lb-bridge: unknown argument \"" << arg << "\"\n" << kUsage;
+      return 2;
+    }
+  }
+  auto loaded = lb::common::LoadSettings(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "lb-bridge: " << loaded.status().message() << "\n";
+    return 2;
+  }
+  const lb::common::Settings& settings = *loaded;
+
+  // Signals are taken by one thread with sigwait; the mask is set before any other thread
+  // (httplib's pool, libzmq's I/O threads) exists, so none of them ever sees SIGTERM or SIGINT.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  int code = 0;
+  try {
+    zmq::context_t context;
+    lb::bridge::AgentClient agent(context, settings.agent.command_endpoint,
+                                  settings.bridge.agent_timeout);
+    httplib::Server server;
+    lb::bridge::InstallHttpApi(server, agent, settings);
+
+    const std::string& host = settings.bridge.host;
+    errno = 0;
+    int port = settings.bridge.port;
+    if (port == 0) {
+      port = server.bind_to_any_port(host);  // the port is printed below, for tests
+    } else if (!server.bind_to_port(host, port)) {
+      port = -1;
+    }
+    if (port < 0) {
+      std::cerr << "lb-bridge: cannot listen on " << host << ":" << settings.bridge.port
+                << (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()) << " ("
+                << settings.path << ": [lb-agent] host, port)" << std::endl;
+      return 1;
+    }
+
+    std::atomic<bool> stopping{false};
+    std::mutex mutex;
+    std::condition_variable listen_returned_cv;
+    bool listen_returned = false;
+    std::thread waiter([&] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      if (!stopping.exchange(true)) {
+        std::cerr << "lb-bridge: received " << strsignal(sig) << ", stopping" << std::endl;
+      }
+      // httplib's stop() does nothing before listen_after_bind() has started, so a signal that
+      // arrives that early is answered by stopping again until listening has ended. Called from
+      // this thread, never from a signal handler.
+      std::unique_lock lock(mutex);
+      while (!listen_returned) {
+        server.stop();
+        listen_returned_cv.wait_for(lock, std::chrono::milliseconds(50));
+      }
+    });
+    std::cerr << "lb-bridge " << LB_VERSION << " listening on " << host << ":" << port
+              << " -> agent " << settings.agent.command_endpoint << std::endl;
+    bool served = server.listen_after_bind();
+    {
+      std::lock_guard lock(mutex);
+      listen_returned = true;
+    }
+    listen_returned_cv.notify_all();
+    if (!stopping.exchange(true)) {
+      // listen_after_bind() returned on its own: release the waiter thread.
+      pthread_kill(waiter.native_handle(), SIGTERM);
+      if (!served) {
+        std::cerr << "lb-bridge: the HTTP server stopped unexpectedly" << std::endl;
+        code = 1;
+      }
+    }
+    waiter.join();
+  } catch (const std::exception& e) {
+    // zmq::context_t and std::thread are the only things here that throw: out of resources.
+    std::cerr << "lb-bridge: " << e.what() << std::endl;
+    return 1;
+  }
+  return code;
+}
