@@ -1,0 +1,97 @@
+// lb-bridge in front of a real lb-agent and haproxy: the 2015 HTTP API, and agent outages.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+
+#include "harness.h"
+
+namespace lb::testing {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+class BridgeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    frontend_ = FreePort();
+    WriteFile(agent_.config_path(), HaproxyConfig(frontend_, {{"a", a_.port()}}));
+    agent_.StartAgent();
+    agent_.StartBridge();
+  }
+  httplib::Client Client() {
+    httplib::Client client("127.0.0.1", agent_.bridge_port());
+    client.set_connection_timeout(2, 0);
+    client.set_read_timeout(30, 0);
+    return client;
+  }
+
+  HttpBackend a_{"backend-a"};
+  HttpBackend b_{"backend-b"};
+  AgentFixture agent_;
+  int frontend_ = 0;
+};
+
+TEST_F(BridgeTest, ReloadHaproxySendsTrafficToTheNewServers) {
+  auto client = Client();
+  std::string config = HaproxyConfig(frontend_, {{"b", b_.port()}});
+  auto res = client.Post("/reloadHaproxy", config, "");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  json body = json::parse(res->body);
+  EXPECT_EQ(body["success"], true);
+  EXPECT_EQ(body["message"], "Load Balancer up to date");
+  EXPECT_EQ(ReadFile(agent_.config_path()), config);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(HttpGetBody(frontend_), "backend-b");
+
+  auto backends = client.Post("/getBackends");
+  ASSERT_TRUE(backends);
+  json list = json::parse(backends->body);
+  EXPECT_EQ(list["success"], true);
+  ASSERT_EQ(list["message"].size(), 1u);
+  EXPECT_EQ(list["message"][0]["instance_id"], "b");
+}
+
+TEST_F(BridgeTest, InvalidConfigIs422WithHaproxysComplaint) {
+  const std::string before = ReadFile(agent_.config_path());
+  auto res = Client().Post("/reload", HaproxyConfig(frontend_, {{"b", b_.port()}}) + "  nonsense\n",
+                           "text/plain");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 422);
+  json body = json::parse(res->body);
+  EXPECT_EQ(body["success"], false);
+  EXPECT_EQ(body["code"], "invalid_config");
+  EXPECT_NE(body["error"].get<std::string>().find("nonsense"), std::string::npos);
+  EXPECT_EQ(ReadFile(agent_.config_path()), before);
+}
+
+TEST_F(BridgeTest, AgentDownIsAnsweredQuicklyAndTheBridgeRecovers) {
+  agent_.StopAgent();
+  auto client = Client();
+  const auto start = Clock::now();
+  auto res = client.Post("/getBackends");
+  const auto took = Clock::now() - start;
+  ASSERT_TRUE(res);
+  EXPECT_TRUE(res->status == 503 || res->status == 504) << res->status << " " << res->body;
+  EXPECT_EQ(json::parse(res->body)["success"], false);
+  EXPECT_LT(took, std::chrono::seconds(8)) << "agent_timeout is 3 s";
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_TRUE(health->status == 503 || health->status == 504);
+
+  agent_.StartAgent();
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = client.Post("/getBackends");
+        return r && r->status == 200;
+      },
+      milliseconds(15000)));
+  auto again = client.Get("/getBackends");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+  EXPECT_EQ(json::parse(again->body)["message"][0]["instance_id"], "a");
+}
+
+}  // namespace
+}  // namespace lb::testing
