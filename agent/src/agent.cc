@@ -53,7 +53,7 @@ Agent::Agent(const common::Settings& settings)
 }
 
 Agent::~Agent() {
-  reload_worker_.reset();  // answers what is still queued
+  reload_worker_.reset();  // answers what is still queued (Run() already did if it ran)
   pool_.reset();
   if (supervisor_) supervisor_->Stop();
 }
@@ -72,17 +72,30 @@ int Agent::Run(const std::atomic<bool>& stop) {
   proto::DecodeLimits limits;
   // Room for the largest config plus the envelope of the message.
   limits.max_frame_bytes = settings_.agent.max_config_bytes + 64 * 1024;
+  EventLoop events(context, settings_, *control_, [this] { return pipeline_->LiveSha256(); });
+  if (proto::Status s = events.Bind(); !s.ok()) {
+    std::cerr << "lb-agent: " << s.message() << std::endl;
+    return 1;
+  }
   CommandServer server(context, settings_.agent.command_endpoint, limits, *this);
   proto::Status bound = server.Bind();
   if (!bound.ok()) {
     std::cerr << "lb-agent: " << bound.message() << std::endl;
     return 1;
   }
+  events_ = &events;
+  events.Start();
   std::cerr << "lb-agent " << LB_VERSION << ": listening on " << server.bound_endpoint()
+            << ", events on " << events.bound_endpoint()
             << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
             << ", config " << settings_.haproxy.config_file_path << ")" << std::endl;
   server.Run(stop);
   std::cerr << "lb-agent: stopping" << std::endl;
+  // Answer what is queued while the event loop still runs, then stop it.
+  reload_worker_.reset();
+  pool_.reset();
+  events.Stop();
+  events_ = nullptr;
   return 0;
 }
 
@@ -93,12 +106,19 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     return;
   }
   if (cmd == "reload") {
+    // Every reload outcome is also an event.
+    events_->ReloadStarted();
+    ReplyFn publish_and_reply = [events = events_, reply](const proto::Status& status,
+                                                          const json& result) {
+      events->ReloadFinished(status, result);
+      reply(status, result);
+    };
     auto parsed = ReloadRequestFromArgs(request.args);
     if (!parsed.ok()) {
-      reply(parsed.status(), nullptr);
+      publish_and_reply(parsed.status(), nullptr);
       return;
     }
-    reload_worker_->Submit(std::move(*parsed), std::move(reply));
+    reload_worker_->Submit(std::move(*parsed), std::move(publish_and_reply));
     return;
   }
   auto answer = [reply](const Result<json>& result) {
@@ -132,6 +152,8 @@ Result<json> Agent::StatusCommand(const json& args) {
   if (backend->empty()) {
     return proto::Status(ErrorCode::kBadRequest, "argument \"backend\" must not be empty");
   }
+  // The event seq is read before the state: every change after this snapshot has a higher seq.
+  const uint64_t seq = events_->last_seq();
   auto csv = control_->WorkerCommand("show stat");
   if (!csv.ok()) return csv.status();
   auto rows = ParseShowStat(*csv);
@@ -140,7 +162,7 @@ Result<json> Agent::StatusCommand(const json& args) {
   if (!backends.ok()) return backends.status();
   json list = json::array();
   for (const auto& b : *backends) list.push_back(proto::ToJson(b));
-  return json{{"backends", std::move(list)}};
+  return json{{"backends", std::move(list)}, {"seq", seq}, {"epoch", events_->epoch_ms()}};
 }
 
 json Agent::Info() {
@@ -159,6 +181,12 @@ json Agent::Info() {
       {"haproxy", control_->Describe()},
       {"config", {{"path", store_.live_path()}, {"sha256", pipeline_->LiveSha256()}}},
       {"last_reload", pipeline_->LastReload()},
+      {"events",
+       {{"endpoint", settings_.agent.event_endpoint},
+        {"agent_id", settings_.agent.agent_id},
+        {"seq", events_->last_seq()},
+        {"epoch", events_->epoch_ms()},
+        {"log_listener", settings_.agent.log_listener}}},
   };
 }
 

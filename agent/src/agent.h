@@ -10,6 +10,7 @@
 
 #include "command_server.h"
 #include "config_store.h"
+#include "event_loop.h"
 #include "haproxy_control.h"
 #include "lb/common/settings.h"
 #include "reload_pipeline.h"
@@ -44,6 +45,7 @@ class Agent : public CommandHandler {
   std::unique_ptr<ReloadPipeline> pipeline_;
   std::unique_ptr<ReloadWorker> reload_worker_;
   std::unique_ptr<WorkPool> pool_;
+  EventLoop* events_ = nullptr;  // lives in Run(), for as long as requests are handled
 };
 
 }  // namespace lb::agent

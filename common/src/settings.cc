@@ -151,6 +151,20 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
   b["history_keep"] = IntKey([](Settings* s) { return &s->agent.history_keep; }, 0, 10000);
   b["query_threads"] = IntKey([](Settings* s) { return &s->agent.query_threads; }, 1, 64);
 
+  b["event_endpoint"] = StringKey([](Settings* s) { return &s->agent.event_endpoint; });
+  b["agent_id"] = StringKey([](Settings* s) { return &s->agent.agent_id; });
+  b["poll_interval"] = SecondsKey([](Settings* s) { return &s->agent.poll_interval; });
+  b["heartbeat_interval"] = SecondsKey([](Settings* s) { return &s->agent.heartbeat_interval; });
+  b["event_hwm"] = IntKey([](Settings* s) { return &s->agent.event_hwm; }, 1, 10000000);
+  b["log_listener"] = [base_dir](const std::string& v, Settings* s) {
+    if (v.empty() || v.rfind("udp@", 0) == 0 || v[0] == '/') {
+      s->agent.log_listener = v;
+    } else {
+      s->agent.log_listener = (std::filesystem::path(base_dir) / v).lexically_normal().string();
+    }
+    return std::string();
+  };
+
   auto& h = keys["haproxy"];
   h["config_file_path"] =
       PathKey([](Settings* s) { return &s->haproxy.config_file_path; }, base_dir);
@@ -250,6 +264,11 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
     return problem("reload_method = sysv needs systemv_init_path");
   }
   if (h.default_backend.empty()) return problem("default_backend must not be empty");
+  if (settings.agent.agent_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    settings.agent.agent_id = host[0] ? host : "lb-agent";
+  }
   // The bridge accepts exactly the configs the agent accepts (the agent answers too_large).
   settings.bridge.max_body_bytes = settings.agent.max_config_bytes;
   return settings;

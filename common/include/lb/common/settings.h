@@ -39,6 +39,18 @@ struct AgentSettings {
   int history_keep = 10;
   // Worker threads for status/info/validate/get_config; reloads have their own thread.
   int query_threads = 2;
+  // Events (see proto/PROTOCOL.md, "Events"): the PUB socket, this agent's id in every event
+  // (empty: the hostname), how often `show stat` is polled for changes, how often a heartbeat
+  // goes out, and how many events a slow subscriber may have queued before it loses some.
+  std::string event_endpoint = "tcp://127.0.0.1:5556";
+  std::string agent_id;
+  std::chrono::milliseconds poll_interval{250};
+  std::chrono::milliseconds heartbeat_interval{5000};
+  int event_hwm = 10000;
+  // Optional log listener: a unix datagram socket path, or udp@host:port, that the HAProxy
+  // config's `log` line points at. Server state changes then become events the moment a health
+  // check decides them instead of at the next poll. Empty: off.
+  std::string log_listener;
 };
 
 struct HaproxySettings {

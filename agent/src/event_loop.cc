@@ -1,0 +1,328 @@
+#include "event_loop.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <zmq.hpp>
+
+#include "haproxy_parsers.h"
+#include "lb/proto/codec.h"
+
+namespace lb::agent {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Result;
+using proto::Status;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A failed reload makes the 2.6 master refuse connections for about two seconds.
+constexpr int64_t kQuietAfterReloadMs = 3000;
+// Consecutive failed polls before haproxy is reported down (one may be a passing hiccup).
+constexpr int kFailedPollsForDown = 2;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json StateJson(const std::optional<ServerState>& s) {
+  if (!s) return nullptr;
+  return s->status;
+}
+
+// Opens the log listener: a unix datagram socket path, or udp@host:port.
+Result<int> OpenLogListener(const std::string& spec) {
+  if (spec.rfind("udp@", 0) == 0) {
+    std::string hostport = spec.substr(4);
+    std::size_t colon = hostport.rfind(':');
+    if (colon == std::string::npos) {
+      return Status(ErrorCode::kInternal, "log_listener " + spec + ": expected udp@host:port");
+    }
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(hostport.substr(0, colon).c_str(), hostport.substr(colon + 1).c_str(),
+                         &hints, &res);
+    if (rc != 0)
+      return Status(ErrorCode::kInternal, "log_listener " + spec + ": " + gai_strerror(rc));
+    int fd = socket(res->ai_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+      std::string err = strerror(errno);
+      freeaddrinfo(res);
+      if (fd >= 0) close(fd);
+      return Status(ErrorCode::kInternal, "log_listener " + spec + ": " + err);
+    }
+    freeaddrinfo(res);
+    return fd;
+  }
+  sockaddr_un addr{};
+  if (spec.size() >= sizeof addr.sun_path) {
+    return Status(ErrorCode::kInternal, "log_listener path too long: " + spec);
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, spec.c_str(), spec.size() + 1);
+  unlink(spec.c_str());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::string err = strerror(errno);
+    if (fd >= 0) close(fd);
+    return Status(ErrorCode::kInternal, "log_listener " + spec + ": " + err);
+  }
+  return fd;
+}
+
+}  // namespace
+
+struct EventLoop::Sockets {
+  explicit Sockets(zmq::context_t& ctx) : pub(ctx, zmq::socket_type::pub) {}
+  ~Sockets() {
+    if (wake >= 0) close(wake);
+    if (log >= 0) close(log);
+  }
+  zmq::socket_t pub;
+  int wake = -1;
+  int log = -1;
+};
+
+EventLoop::EventLoop(zmq::context_t& context, const common::Settings& settings,
+                     HaproxyControl& control, std::function<std::string()> live_sha256)
+    : context_(context),
+      settings_(settings),
+      control_(control),
+      live_sha256_(std::move(live_sha256)),
+      epoch_ms_(NowMs()) {}
+
+EventLoop::~EventLoop() { Stop(); }
+
+Status EventLoop::Bind() {
+  try {
+    sockets_ = std::make_unique<Sockets>(context_);
+    sockets_->pub.set(zmq::sockopt::linger, 0);
+    sockets_->pub.set(zmq::sockopt::sndhwm, settings_.agent.event_hwm);
+    sockets_->pub.bind(settings_.agent.event_endpoint);
+    bound_ = sockets_->pub.get(zmq::sockopt::last_endpoint);
+  } catch (const zmq::error_t& e) {
+    return Status(ErrorCode::kInternal,
+                  "cannot bind event socket " + settings_.agent.event_endpoint + ": " + e.what());
+  }
+  sockets_->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!settings_.agent.log_listener.empty()) {
+    auto fd = OpenLogListener(settings_.agent.log_listener);
+    if (!fd.ok()) return fd.status();
+    sockets_->log = *fd;
+  }
+  return Status::Ok();
+}
+
+void EventLoop::Start() { thread_ = std::thread(&EventLoop::Run, this); }
+
+void EventLoop::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (sockets_ && sockets_->wake >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(sockets_->wake, &one, sizeof one);
+    (void)ignored;
+  }
+  if (thread_.joinable()) thread_.join();
+  if (!settings_.agent.log_listener.empty() && settings_.agent.log_listener[0] == '/') {
+    unlink(settings_.agent.log_listener.c_str());
+  }
+}
+
+void EventLoop::ReloadStarted() { reloads_running_++; }
+
+void EventLoop::ReloadFinished(const Status& status, const json& result) {
+  json event = {{"source", "command"}};
+  if (status.ok()) {
+    event["outcome"] = result.value("outcome", "applied");
+    event["sha256"] = result.value("sha256", "");
+    event["previous_sha256"] = result.value("previous_sha256", "");
+    event["total_ms"] = result.value("total_ms", 0);
+  } else {
+    std::string code(proto::ErrorCodeName(status.code()));
+    bool rolled_back = status.details().is_object() && status.details().value("rolled_back", false);
+    event["outcome"] = rolled_back ? "rolled_back" : code;
+    event["error"] = {{"code", code}, {"message", status.message()}};
+    if (status.details().is_object() && status.details().contains("sha256")) {
+      event["sha256"] = status.details()["sha256"];
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued_.push_back(std::move(event));
+    if (status.ok() && result.value("outcome", "") == "applied") poll_now_ = true;
+  }
+  last_reload_end_ms_ = NowMs();
+  if (reloads_running_ > 0) reloads_running_--;
+  if (sockets_ && sockets_->wake >= 0) {
+    uint64_t one = 1;
+    ssize_t ignored = write(sockets_->wake, &one, sizeof one);
+    (void)ignored;
+  }
+}
+
+void EventLoop::Publish(const std::string& topic, const std::string& type, json body,
+                        bool advance_seq) {
+  body["v"] = proto::kProtocolVersion;
+  body["agent"] = settings_.agent.agent_id;
+  body["epoch"] = epoch_ms_;
+  body["seq"] = advance_seq ? ++seq_ : seq_.load();
+  body["topic_seq"] = advance_seq ? ++topic_seq_[topic] : topic_seq_[topic];
+  body["ts_ms"] = NowMs();
+  body["type"] = type;
+  std::string payload = proto::EncodeMsgpack(body);
+  try {
+    // dontwait: a full queue drops the event for that subscriber instead of blocking the loop.
+    sockets_->pub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    sockets_->pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    std::cerr << "lb-agent: event not published: " << e.what() << std::endl;
+  }
+}
+
+void EventLoop::PublishServer(const ServerChange& c, const std::string& why,
+                              const std::string& source) {
+  const ServerState& now = c.current ? *c.current : *c.previous;
+  json body = {
+      {"backend", c.backend},
+      {"server", c.server},
+      {"change", c.change},
+      {"previous", StateJson(c.previous)},
+      {"status", StateJson(c.current)},
+      {"check_status", now.check_status},
+      {"last_chk", now.last_chk},
+      {"weight", now.weight},
+      {"address", now.address},
+      {"why", why.empty() ? json(now.last_chk.empty() ? nullptr : json(now.last_chk)) : json(why)},
+      {"source", source}};
+  Publish("server/" + c.backend + "/" + c.server, "server", std::move(body));
+}
+
+void EventLoop::Poll(bool after_reload) {
+  auto csv = control_.WorkerCommand("show stat -1 4 -1");
+  auto rows = csv.ok() ? ParseShowStat(*csv) : proto::Result<std::vector<StatRow>>(csv.status());
+  if (!rows.ok()) {
+    const bool reload_noise =
+        reloads_running_ > 0 || NowMs() - last_reload_end_ms_ < kQuietAfterReloadMs;
+    if (!reload_noise) ++failed_polls_;
+    if (haproxy_up_ && failed_polls_ >= kFailedPollsForDown) {
+      haproxy_up_ = false;
+      haproxy_pid_ = 0;
+      Publish("haproxy", "haproxy", {{"state", "down"}, {"message", rows.status().message()}});
+    }
+    return;
+  }
+  failed_polls_ = 0;
+  if (!haproxy_up_) {
+    haproxy_up_ = true;
+    json info = control_.Describe();
+    haproxy_pid_ = info.value("pid", 0);
+    Publish("haproxy", "haproxy",
+            {{"state", "up"}, {"pid", haproxy_pid_}, {"message", "haproxy answers again"}});
+  } else if (haproxy_pid_ == 0 || after_reload) {
+    haproxy_pid_ = control_.Describe().value("pid", 0);
+  }
+  ServerMap now = ServersFromStats(*rows);
+  if (have_baseline_) {
+    for (const auto& change : DiffServers(servers_, now)) {
+      const bool structural = change.change == "added" || change.change == "removed";
+      PublishServer(change, structural && after_reload ? "reload" : "", "poll");
+    }
+  }
+  servers_ = std::move(now);
+  have_baseline_ = true;
+}
+
+void EventLoop::ReadLog() {
+  char buf[65536];
+  while (true) {
+    ssize_t n = recv(sockets_->log, buf, sizeof buf, 0);
+    if (n <= 0) return;
+    std::string_view text(buf, static_cast<std::size_t>(n));
+    auto change = ParseServerLogLine(text);
+    if (!change) continue;
+    const std::string key = change->backend + "/" + change->server;
+    auto it = servers_.find(key);
+    if (it == servers_.end()) continue;  // not seen by a poll yet: the poll will report it
+    // The log says DOWN/UP/MAINT; show stat may say "DOWN 1/2" or "MAINT (via ...)". Publish
+    // only a real change of the base state, and record it so the poll does not repeat it.
+    const std::string& known = it->second.status;
+    if (known.rfind(change->status, 0) == 0) continue;
+    ServerChange c{change->backend, change->server, "status", it->second, it->second};
+    c.current->status = change->status;
+    // The log line tells the new state and why, not the check's code: that comes with the
+    // next poll (which does not publish the state again).
+    c.current->check_status.clear();
+    if (!change->why.empty()) c.current->last_chk = change->why;
+    it->second = *c.current;
+    PublishServer(c, change->why, "log");
+  }
+}
+
+void EventLoop::Heartbeat() {
+  Publish("heartbeat", "heartbeat",
+          {{"sha256", live_sha256_()},
+           {"haproxy_pid", haproxy_up_ ? haproxy_pid_ : 0},
+           {"interval_s", settings_.agent.heartbeat_interval.count() / 1000.0}},
+          /*advance_seq=*/false);
+}
+
+void EventLoop::Run() {
+  auto next_poll = Clock::now();
+  auto next_heartbeat = Clock::now() + settings_.agent.heartbeat_interval;
+  while (!stopping_) {
+    auto now = Clock::now();
+    if (now >= next_poll) {
+      Poll(false);
+      next_poll = now + settings_.agent.poll_interval;
+    }
+    if (now >= next_heartbeat) {
+      Heartbeat();
+      next_heartbeat = now + settings_.agent.heartbeat_interval;
+    }
+    auto wait = std::min(next_poll, next_heartbeat) - Clock::now();
+    long timeout = std::max<long>(0, std::chrono::duration_cast<milliseconds>(wait).count());
+    zmq::pollitem_t items[2] = {{nullptr, sockets_->wake, ZMQ_POLLIN, 0},
+                                {nullptr, sockets_->log, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, sockets_->log >= 0 ? 2 : 1, milliseconds(timeout));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) std::cerr << "lb-agent: event loop poll: " << e.what() << std::endl;
+      continue;
+    }
+    if (sockets_->log >= 0 && (items[1].revents & ZMQ_POLLIN)) ReadLog();
+    if (items[0].revents & ZMQ_POLLIN) {
+      uint64_t count;
+      ssize_t ignored = read(sockets_->wake, &count, sizeof count);
+      (void)ignored;
+      std::deque<json> events;
+      bool poll_now;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        events.swap(queued_);
+        poll_now = poll_now_;
+        poll_now_ = false;
+      }
+      for (auto& e : events) Publish("reload", "reload", std::move(e));
+      if (poll_now) {
+        Poll(true);
+        next_poll = Clock::now() + settings_.agent.poll_interval;
+      }
+    }
+  }
+}
+
+}  // namespace lb::agent

@@ -1,0 +1,97 @@
+// EventLoop: the agent's event publisher (proto/PROTOCOL.md, "Events").
+//
+// DESIGN: one thread owns the PUB socket, the optional log-listener socket, the last known
+// state of every server and the sequence numbers. It wakes on (a) its poll timer: `show stat`
+// is read and only the differences are published; (b) a datagram on the log listener: a
+// "Server b/s is DOWN" line is published at once (source "log") and recorded, so the next poll
+// does not publish it again; (c) its eventfd, when another thread queued a reload outcome
+// (published; an applied reload also triggers an immediate poll, whose added/removed servers
+// carry why "reload"); (d) the heartbeat timer. Publishing never blocks: a subscriber that
+// does not read loses events at the high-water mark and sees the gap in `seq`.
+// Thread-safety: ReloadStarted, ReloadFinished, last_seq and epoch_ms may be called from any
+// thread; everything else belongs to the loop's thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "haproxy_control.h"
+#include "lb/common/settings.h"
+#include "lb/proto/status.h"
+#include "server_diff.h"
+
+namespace zmq {
+class context_t;
+}
+
+namespace lb::agent {
+
+class EventLoop {
+ public:
+  // `context`, `settings` and `control` must outlive the loop. `live_sha256` names the live
+  // config in heartbeats.
+  EventLoop(zmq::context_t& context, const common::Settings& settings, HaproxyControl& control,
+            std::function<std::string()> live_sha256);
+  ~EventLoop();
+
+  // Binds the PUB socket and the log listener. Fails with a message naming the endpoint.
+  proto::Status Bind();
+  std::string bound_endpoint() const { return bound_; }
+  void Start();
+  void Stop();
+
+  // A reload is running: haproxy's master socket may refuse connections meanwhile, which must
+  // not be reported as haproxy going away.
+  void ReloadStarted();
+  // A reload command was answered (any outcome, including superseded).
+  void ReloadFinished(const proto::Status& status, const nlohmann::json& result);
+
+  uint64_t last_seq() const { return seq_.load(); }
+  int64_t epoch_ms() const { return epoch_ms_; }
+
+ private:
+  void Run();
+  void Poll(bool after_reload);
+  void ReadLog();
+  void Publish(const std::string& topic, const std::string& type, nlohmann::json body,
+               bool advance_seq = true);
+  void PublishServer(const ServerChange& change, const std::string& why, const std::string& source);
+  void Heartbeat();
+
+  zmq::context_t& context_;
+  const common::Settings& settings_;
+  HaproxyControl& control_;
+  std::function<std::string()> live_sha256_;
+  std::string bound_;
+  const int64_t epoch_ms_;
+
+  struct Sockets;
+  std::unique_ptr<Sockets> sockets_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<int> reloads_running_{0};
+  std::atomic<int64_t> last_reload_end_ms_{0};
+
+  std::mutex mu_;
+  std::deque<nlohmann::json> queued_;  // reload events from other threads
+  bool poll_now_ = false;
+
+  // Loop-thread state.
+  ServerMap servers_;
+  bool have_baseline_ = false;
+  bool haproxy_up_ = true;
+  int failed_polls_ = 0;
+  int64_t haproxy_pid_ = 0;
+  std::map<std::string, uint64_t> topic_seq_;
+};
+
+}  // namespace lb::agent
