@@ -88,6 +88,7 @@ class Agent {
     std::ofstream(dir + "/haproxy.cfg") << config;
     std::ofstream(dir + "/lb-agent.cfg")
         << "[lb-agent]\ncommand_endpoint = " << endpoint_ << "\nhistory_dir = history\n"
+        << "event_endpoint = ipc://" << dir << "/events.sock\n"
         << "[haproxy]\nconfig_file_path = haproxy.cfg\ndefault_backend = app\n"
         << "master_socket = master.sock\npid_file = haproxy.pid\nreload_method = managed\n"
         << "haproxy_binary = " << haproxy << "\n";

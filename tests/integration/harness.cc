@@ -233,6 +233,7 @@ void AgentFixture::WriteSettings() {
   std::map<std::string, std::string> agent = {{"host", "127.0.0.1"},
                                               {"port", std::to_string(bridge_port_)},
                                               {"command_endpoint", endpoint_},
+                                              {"event_endpoint", events_endpoint()},
                                               {"history_dir", "history"},
                                               {"agent_timeout", "3"}};
   for (const auto& [k, v] : agent_keys_) agent[k] = v;

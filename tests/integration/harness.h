@@ -119,6 +119,7 @@ class AgentFixture {
 
   TempDir& dir() { return dir_; }
   const std::string& endpoint() const { return endpoint_; }
+  std::string events_endpoint() const { return "ipc://" + dir_.File("events.sock"); }
   std::string config_path() const { return dir_.File("haproxy.cfg"); }
   std::string settings_path() const { return dir_.File("lb-agent.cfg"); }
   int bridge_port() const { return bridge_port_; }

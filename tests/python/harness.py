@@ -225,6 +225,7 @@ class LbEnv:
             "host = 127.0.0.1\n"
             "port = %(bridge_port)d\n"
             "command_endpoint = %(endpoint)s\n"
+            "event_endpoint = ipc://%(dir)s/events.sock\n"
             "history_dir = history\n"
             "agent_timeout = 5\n"
             "\n"
@@ -237,6 +238,7 @@ class LbEnv:
             "reload_method = managed\n"
             "haproxy_binary = %(haproxy)s\n"
         ) % {"bridge_port": self.bridge_port, "endpoint": self.endpoint, "backend": BACKEND,
+             "dir": self.dir,
              "stats": self.stats_sock, "haproxy": self.haproxy_bin}
 
     def read_live(self):
