@@ -5,9 +5,17 @@
 //   status  agent `status` over ZeroMQ   vs  `@1 show stat` on the master socket, parsed
 //   reload  agent `reload` (new config)  vs  haproxy -c + show servers state + master reload +
 //                                             wait for the new worker in `show proc`
-// and prints one table. Usage: lb-bench [--agent PATH] [--haproxy PATH] [--iterations N]
+// and prints one table. Then the event publisher:
+//   cpu      the agent's CPU while it polls `show stat` every 250 ms with 1,000 servers, next to
+//            the haproxy worker's own CPU in the same seconds
+//   latency  from a backend's listener closing to the DOWN event at a subscriber, with polling
+//            only (250 ms) and with the log listener, health checks every 100 ms
+// Usage: lb-bench [--agent PATH] [--haproxy PATH] [--iterations N]
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,13 +91,13 @@ std::string Config(int frontend, int servers, const std::string& dir, int varian
 class Agent {
  public:
   Agent(const std::string& binary, const std::string& haproxy, const std::string& dir,
-        const std::string& config)
+        const std::string& config, const std::string& extra_keys = "")
       : dir_(dir), endpoint_("ipc://" + dir + "/cmd.sock") {
     std::ofstream(dir + "/haproxy.cfg") << config;
     std::ofstream(dir + "/lb-agent.cfg")
         << "[lb-agent]\ncommand_endpoint = " << endpoint_ << "\nhistory_dir = history\n"
         << "event_endpoint = ipc://" << dir << "/events.sock\n"
-        << "[haproxy]\nconfig_file_path = haproxy.cfg\ndefault_backend = app\n"
+        << extra_keys << "[haproxy]\nconfig_file_path = haproxy.cfg\ndefault_backend = app\n"
         << "master_socket = master.sock\npid_file = haproxy.pid\nreload_method = managed\n"
         << "haproxy_binary = " << haproxy << "\n";
     pid_ = fork();
@@ -134,6 +142,8 @@ class Agent {
     return r->result;
   }
   std::string master() const { return dir_ + "/master.sock"; }
+  std::string events() const { return "ipc://" + dir_ + "/events.sock"; }
+  pid_t pid() const { return pid_; }
 
  private:
   std::string dir_;
@@ -170,6 +180,124 @@ void RawReload(const std::string& haproxy, const std::string& dir, const std::st
   }
 }
 
+// utime + stime of a process, in seconds.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string f;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14) utime = std::stol(f);
+    if (i == 15) stime = std::stol(f);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// A TCP listener a health check can reach; Close() makes checks fail with "refused".
+class Listener {
+ public:
+  explicit Listener(int port) : port_(port) { Open(); }
+  ~Listener() { Close(); }
+  void Open() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd_, 64) != 0) {
+      Die("cannot listen on port " + std::to_string(port_));
+    }
+  }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int port_;
+  int fd_ = -1;
+};
+
+// Waits for a server event with `status` on `sub`; returns false at the deadline.
+bool WaitForStatus(zmq::socket_t& sub, const std::string& status, milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    std::vector<zmq::message_t> frames;
+    zmq::message_t topic, body;
+    if (!sub.recv(topic)) continue;
+    if (!topic.more() || !sub.recv(body)) continue;
+    auto event = lb::proto::DecodeMsgpack(body.to_string_view(), {});
+    if (event.ok() && event->value("status", json()) == json(status)) return true;
+  }
+  return false;
+}
+
+void EventBenchmarks(const std::string& agent_bin, const std::string& haproxy, int iterations) {
+  // CPU of polling: 1,000 servers (no health checks: the cost measured is the agent's).
+  {
+    char tmpl[] = "/tmp/lb-bench.XXXXXX";
+    std::string dir = mkdtemp(tmpl);
+    Agent agent(agent_bin, haproxy, dir, Config(FreePort(), 1000, dir, 0),
+                "poll_interval = 0.25\n");
+    pid_t worker = agent.Call("info", json::object())["haproxy"].value("pid", 0);
+    const double seconds = 10;
+    double agent_before = CpuSeconds(agent.pid()), worker_before = CpuSeconds(worker);
+    std::this_thread::sleep_for(milliseconds(static_cast<int>(seconds * 1000)));
+    double agent_cpu = (CpuSeconds(agent.pid()) - agent_before) / seconds * 100;
+    double worker_cpu = (CpuSeconds(worker) - worker_before) / seconds * 100;
+    std::printf("\n%-34s %10s %16s\n", "polling show stat every 250 ms", "agent CPU",
+                "haproxy worker");
+    std::printf("%-34s %9.2f%% %15.2f%%\n", "1000 servers, % of one core", agent_cpu, worker_cpu);
+    std::filesystem::remove_all(dir);
+  }
+  // Latency from a backend going away to the DOWN event at a subscriber.
+  std::printf("\n%-34s %12s %12s %12s\n", "backend down -> event (ms)", "p50", "max", "samples");
+  for (bool log : {false, true}) {
+    char tmpl[] = "/tmp/lb-bench.XXXXXX";
+    std::string dir = mkdtemp(tmpl);
+    const int port = FreePort();
+    Listener backend(port);
+    std::ostringstream cfg;
+    cfg << "global\n    hard-stop-after 5s\n";
+    if (log) cfg << "    log unix@" << dir << "/log.sock local0 notice\n";
+    cfg << "defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n"
+        << "    timeout server 5s\n    timeout check 1s\n";
+    if (log) cfg << "    log global\n";
+    cfg << "frontend main\n    bind 127.0.0.1:" << FreePort() << "\n    default_backend app\n"
+        << "backend app\n    server s0 127.0.0.1:" << port << " check inter 100 fall 1 rise 1\n";
+    std::string keys = "poll_interval = 0.25\n";
+    if (log) keys += "log_listener = " + dir + "/log.sock\n";
+    Agent agent(agent_bin, haproxy, dir, cfg.str(), keys);
+    zmq::context_t ctx;
+    zmq::socket_t sub(ctx, zmq::socket_type::sub);
+    sub.set(zmq::sockopt::rcvtimeo, 100);
+    sub.set(zmq::sockopt::subscribe, "server/app/s0");
+    sub.connect(agent.events());
+    std::this_thread::sleep_for(milliseconds(300));  // let the subscription reach the agent
+    std::vector<double> ms;
+    for (int i = 0; i < iterations / 2 + 5; ++i) {
+      // Up first (the first round may already be up: then no event comes, and that is fine).
+      WaitForStatus(sub, "UP", milliseconds(i == 0 ? 1500 : 5000));
+      // A random phase, so that the failure does not always land at the same point of the
+      // check and poll cycles.
+      std::this_thread::sleep_for(milliseconds(std::rand() % 300));
+      auto start = Clock::now();
+      backend.Close();
+      if (!WaitForStatus(sub, "DOWN", milliseconds(5000))) Die("no DOWN event");
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      backend.Open();
+    }
+    std::sort(ms.begin(), ms.end());
+    std::printf("%-34s %12.1f %12.1f %12zu\n",
+                log ? "log listener + polling" : "polling only (250 ms)", ms[ms.size() / 2],
+                ms.back(), ms.size());
+    std::filesystem::remove_all(dir);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -187,6 +315,7 @@ int main(int argc, char** argv) {
       Die("unknown argument " + a);
   }
   signal(SIGPIPE, SIG_IGN);
+  setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf("%-8s %8s %14s %14s %14s %10s\n", "op", "servers", "floor p50 ms", "agent p50 ms",
               "agent p99 ms", "overhead");
   for (int servers : {3, 1000}) {
@@ -215,5 +344,6 @@ int main(int argc, char** argv) {
     row("reload", floor_reload, agent_reload);
     std::filesystem::remove_all(dir);
   }
+  EventBenchmarks(agent_bin, haproxy, iterations);
   return 0;
 }

@@ -169,11 +169,26 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
   h["config_file_path"] =
       PathKey([](Settings* s) { return &s->haproxy.config_file_path; }, base_dir);
   h["default_backend"] = StringKey([](Settings* s) { return &s->haproxy.default_backend; });
-  h["socket_path"] = StringKey([](Settings* s) { return &s->haproxy.socket_path; });
+  // A unix socket path (relative: to this file's directory) or host:port.
+  h["socket_path"] = [base_dir](const std::string& v, Settings* s) {
+    const bool host_port = v.find('/') == std::string::npos && v.find(':') != std::string::npos;
+    if (v.empty() || host_port || v[0] == '/') {
+      s->haproxy.socket_path = v;
+    } else {
+      s->haproxy.socket_path = (std::filesystem::path(base_dir) / v).lexically_normal().string();
+    }
+    return std::string();
+  };
   h["socket_buffer_size"] =
       IntKey([](Settings* s) { return &s->haproxy.socket_buffer_size; }, 512, 16 * 1024 * 1024);
   h["socket_timeout"] = SecondsKey([](Settings* s) { return &s->haproxy.socket_timeout; });
-  h["systemv_init_path"] = StringKey([](Settings* s) { return &s->haproxy.systemv_init_path; });
+  h["systemv_init_path"] = [base_dir](const std::string& v, Settings* s) {
+    s->haproxy.systemv_init_path =
+        v.empty() || v[0] == '/'
+            ? v
+            : (std::filesystem::path(base_dir) / v).lexically_normal().string();
+    return std::string();
+  };
   h["systemd_service_name"] =
       StringKey([](Settings* s) { return &s->haproxy.systemd_service_name; });
   h["sytemd_service_name"] = h["systemd_service_name"];  // the 2015 README's spelling
