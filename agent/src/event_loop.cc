@@ -156,9 +156,8 @@ void EventLoop::ReloadFinished(const Status& status, const json& result) {
     bool rolled_back = status.details().is_object() && status.details().value("rolled_back", false);
     event["outcome"] = rolled_back ? "rolled_back" : code;
     event["error"] = {{"code", code}, {"message", status.message()}};
-    if (status.details().is_object() && status.details().contains("sha256")) {
-      event["sha256"] = status.details()["sha256"];
-    }
+    // The live config afterwards: unchanged by every failure but a failed rollback.
+    event["sha256"] = live_sha256_();
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -180,7 +179,7 @@ void EventLoop::Publish(const std::string& topic, const std::string& type, json 
   body["agent"] = settings_.agent.agent_id;
   body["epoch"] = epoch_ms_;
   body["seq"] = advance_seq ? ++seq_ : seq_.load();
-  body["topic_seq"] = advance_seq ? ++topic_seq_[topic] : topic_seq_[topic];
+  body["topic_seq"] = ++topic_seq_[topic];
   body["ts_ms"] = NowMs();
   body["type"] = type;
   std::string payload = proto::EncodeMsgpack(body);

@@ -61,6 +61,8 @@ class EventLoop {
   void Run();
   void Poll(bool after_reload);
   void ReadLog();
+  // `advance_seq` false: the body carries the last event's seq (heartbeats); topic_seq
+  // always advances.
   void Publish(const std::string& topic, const std::string& type, nlohmann::json body,
                bool advance_seq = true);
   void PublishServer(const ServerChange& change, const std::string& why, const std::string& source);

@@ -79,8 +79,14 @@ bool LiveConfigHasStatsSocket(const common::HaproxySettings& s) {
   std::ifstream in(s.config_file_path);
   std::stringstream text;
   text << in.rdbuf();
-  for (const auto& socket : ReadConfigFacts(text.str()).stats_sockets) {
-    if (socket == s.socket_path || socket == "unix@" + s.socket_path) return true;
+  const std::filesystem::path dir = std::filesystem::path(s.config_file_path).parent_path();
+  for (std::string socket : ReadConfigFacts(text.str()).stats_sockets) {
+    if (socket.rfind("unix@", 0) == 0) socket = socket.substr(5);
+    // haproxy runs in the config's directory (see Supervisor): relative is relative to it.
+    if (!socket.empty() && socket[0] != '/' && socket.find(':') == std::string::npos) {
+      socket = (dir / socket).lexically_normal().string();
+    }
+    if (socket == s.socket_path) return true;
   }
   return false;
 }
