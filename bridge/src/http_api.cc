@@ -296,7 +296,7 @@ class Handlers {
         body = {{"success", false},
                 {"error", "no route for " + req.method + " " + req.path +
                               "; routes: POST /reload, POST /reloadHaproxy, GET|POST "
-                              "/getBackends, GET /healthz"},
+                              "/getBackends, GET /healthz, GET /events"},
                 {"code", "not_found"}};
         break;
       case 413:

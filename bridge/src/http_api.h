@@ -7,6 +7,7 @@
 //   POST /reloadHaproxy, POST /reload   the body is the whole HAProxy configuration -> `reload`
 //   GET|POST /getBackends               `status` of one backend, in the legacy list shape
 //   GET /healthz                        `ping`
+//   GET /events                         the agent's events as a stream (event_stream.h)
 //
 // Every answer is JSON with a boolean "success" (clients of the 2015 agent read it first).
 // Unlike the 2015 agent, failures carry an HTTP error status (see HttpStatusFor) as well as

@@ -1,6 +1,6 @@
 // lb-bridge: the HTTP API of the 2015 lb-agent, served by asking lb-agent over ZeroMQ. main()
 // only parses the command line, loads the settings and handles signals; http_api.h holds the
-// routes and agent_client.h the agent connection.
+// routes, agent_client.h the agent connection, and event_stream.h / event_hub.h GET /events.
 #include <httplib.h>
 #include <signal.h>
 
@@ -10,12 +10,15 @@
 #include <condition_variable>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <zmq.hpp>
 
 #include "agent_client.h"
+#include "event_hub.h"
+#include "event_stream.h"
 #include "http_api.h"
 #include "lb/common/settings.h"
 
@@ -29,7 +32,8 @@ constexpr const char* kUsage =
     "usage: lb-bridge [--config PATH] [--help] [--version]\n"
     "\n"
     "Serves the HTTP API of the 2015 lb-agent (POST /reload, /reloadHaproxy, /getBackends) and\n"
-    "GET /healthz, and forwards each request to lb-agent's command socket.\n"
+    "GET /healthz, and forwards each request to lb-agent's command socket. GET /events streams\n"
+    "lb-agent's events (its event_endpoint) as Server-Sent Events.\n"
     "\n"
     "  --config PATH   settings file (default /etc/lb-agent/lb-agent.cfg; keys: etc/lb-agent.cfg)\n"
     "  --help          this text\n"
@@ -79,8 +83,16 @@ int main(int argc, char** argv) {
     zmq::context_t context;
     lb::bridge::AgentClient agent(context, settings.agent.command_endpoint,
                                   settings.bridge.agent_timeout);
+    auto hub = lb::bridge::EventHub::Start(context, settings.agent.event_endpoint);
+    if (!hub.ok()) {
+      std::cerr << "lb-bridge: " << hub.status().message() << " (" << settings.path
+                << ": [lb-agent] event_endpoint)" << std::endl;
+      return 1;
+    }
+    std::unique_ptr<lb::bridge::EventHub> events = std::move(hub).value();
     httplib::Server server;
     lb::bridge::InstallHttpApi(server, agent, settings);
+    lb::bridge::InstallEventStream(server, *events);
 
     const std::string& host = settings.bridge.host;
     errno = 0;
@@ -109,15 +121,18 @@ int main(int argc, char** argv) {
       }
       // httplib's stop() does nothing before listen_after_bind() has started, so a signal that
       // arrives that early is answered by stopping again until listening has ended. Called from
-      // this thread, never from a signal handler.
+      // this thread, never from a signal handler. The hub is stopped after the server, so that
+      // the event streams it ends are not followed by another request on their connection.
       std::unique_lock lock(mutex);
       while (!listen_returned) {
         server.stop();
+        events->Stop();
         listen_returned_cv.wait_for(lock, std::chrono::milliseconds(50));
       }
     });
     std::cerr << "lb-bridge " << LB_VERSION << " listening on " << host << ":" << port
-              << " -> agent " << settings.agent.command_endpoint << std::endl;
+              << " -> agent " << settings.agent.command_endpoint << ", events "
+              << settings.agent.event_endpoint << std::endl;
     bool served = server.listen_after_bind();
     {
       std::lock_guard lock(mutex);
