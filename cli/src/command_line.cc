@@ -1,0 +1,329 @@
+#include "command_line.h"
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+
+namespace lb::cli {
+namespace {
+
+using proto::ErrorCode;
+using proto::Result;
+using proto::Status;
+
+constexpr std::string_view kUsage =
+    "usage: lbctl [OPTIONS] COMMAND [ARGS]\n"
+    "\n"
+    "Drives lb-agent, the control plane next to HAProxy, over its ZeroMQ sockets.\n"
+    "\n"
+    "Commands:\n"
+    "  status [BACKEND|'*']      servers of BACKEND (default: the agent's default_backend;\n"
+    "                            '*': every backend) as a table\n"
+    "  reload FILE               check FILE (- for stdin) and make it the live HAProxy config\n"
+    "      --expect-sha256 SHA     only if the live config's sha256 is SHA (else: conflict)\n"
+    "      --force                 even if default_backend is missing or has no server\n"
+    "  validate FILE [--force]   run every check of a reload on FILE; change nothing\n"
+    "  info                      the agent, haproxy, the live config and the last reload\n"
+    "  get-config                print the live config exactly as it is on disk:\n"
+    "                            lbctl get-config > haproxy.cfg\n"
+    "  ping                      check that the agent answers\n"
+    "  watch [TOPIC-PREFIX]      print the agent's events, one line each, until Ctrl-C;\n"
+    "                            prefixes: server/, server/BACKEND/, reload, haproxy, heartbeat;\n"
+    "                            lost events are reported on stderr\n"
+    "      --count N               exit after N events\n"
+    "      --for SECONDS           exit after SECONDS\n"
+    "  help                      this text\n"
+    "\n"
+    "Options (before or after the command):\n"
+    "  --agent ENDPOINT    the agent's command socket (default tcp://127.0.0.1:5555;\n"
+    "                      environment: LBCTL_AGENT)\n"
+    "  --events ENDPOINT   the agent's event socket, for watch (default tcp://127.0.0.1:5556;\n"
+    "                      environment: LBCTL_EVENTS)\n"
+    "  --timeout SECONDS   how long a command waits for the agent, connection included\n"
+    "                      (default 30)\n"
+    "  --json              print the agent's result as one JSON object; a refusal as\n"
+    "                      {\"error\": {...}}; watch: one compact object per event and line\n"
+    "  --no-color          no colours (there are none either when NO_COLOR is set or stdout\n"
+    "                      is not a terminal)\n"
+    "  --help, --version\n"
+    "\n"
+    "Exit status:\n"
+    "  0  success\n"
+    "  1  the agent refused the command; its error code and message are on stderr\n"
+    "     (invalid_config, conflict, reload_failed, haproxy_unavailable, ...)\n"
+    "  2  usage error: unknown command or option, bad value, unreadable FILE\n"
+    "  3  no answer from the agent within --timeout (not running, wrong endpoint, stuck)\n"
+    "\n"
+    "The wire protocol behind every command: proto/PROTOCOL.md.\n";
+
+// Which command takes which options: a command-specific option given to another command is a
+// usage error rather than silently ignored.
+enum class Takes { kNothing, kValue };
+struct CommandOption {
+  Takes takes;
+  std::vector<Command> commands;
+  std::string_view commands_text;
+};
+
+const std::map<std::string, CommandOption, std::less<>>& CommandOptions() {
+  static const auto* options = new std::map<std::string, CommandOption, std::less<>>{
+      {"--expect-sha256", {Takes::kValue, {Command::kReload}, "reload"}},
+      {"--force", {Takes::kNothing, {Command::kReload, Command::kValidate}, "reload and validate"}},
+      {"--count", {Takes::kValue, {Command::kWatch}, "watch"}},
+      {"--for", {Takes::kValue, {Command::kWatch}, "watch"}},
+  };
+  return *options;
+}
+
+const std::map<std::string, Command, std::less<>>& CommandNames() {
+  static const auto* names = new std::map<std::string, Command, std::less<>>{
+      {"status", Command::kStatus},
+      {"reload", Command::kReload},
+      {"validate", Command::kValidate},
+      {"info", Command::kInfo},
+      {"get-config", Command::kGetConfig},
+      {"get_config", Command::kGetConfig},
+      {"ping", Command::kPing},
+      {"watch", Command::kWatch},
+      {"help", Command::kHelp},
+  };
+  return *names;
+}
+
+Status Usage(std::string message) { return Status(ErrorCode::kBadRequest, std::move(message)); }
+
+// A positive number of seconds: "30", "0.5", "2s". At most a day: a longer wait is a typo.
+Result<std::chrono::milliseconds> ParseSeconds(std::string_view flag, std::string_view text) {
+  std::string_view number = text;
+  if (!number.empty() && number.back() == 's') number.remove_suffix(1);
+  double seconds = 0;
+  const char* end = number.data() + number.size();
+  auto [ptr, ec] = std::from_chars(number.data(), end, seconds);
+  if (number.empty() || ec != std::errc() || ptr != end || !std::isfinite(seconds) ||
+      seconds <= 0 || seconds > 86400) {
+    return Usage(std::string(flag) +
+                 " wants a number of seconds above 0 and at most 86400, not \"" +
+                 std::string(text) + "\"");
+  }
+  auto ms = static_cast<int64_t>(std::ceil(seconds * 1000));
+  return std::chrono::milliseconds(ms);
+}
+
+Result<uint64_t> ParseCount(std::string_view flag, std::string_view text) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end || value == 0) {
+    return Usage(std::string(flag) + " wants a positive whole number, not \"" + std::string(text) +
+                 "\"");
+  }
+  return value;
+}
+
+Result<std::string> ParseSha256(std::string_view text) {
+  std::string sha;
+  for (char c : text) sha.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  bool hex = sha.size() == 64;
+  for (char c : sha) hex = hex && std::isxdigit(static_cast<unsigned char>(c));
+  if (!hex) {
+    return Usage(
+        "--expect-sha256 wants the 64 hex digits of a sha256 (lbctl info shows the live "
+        "one), not \"" +
+        std::string(text) + "\"");
+  }
+  return sha;
+}
+
+Status CheckEndpoint(std::string_view flag, const std::string& endpoint) {
+  if (endpoint.find("://") == std::string::npos) {
+    return Usage(std::string(flag) + " wants a ZeroMQ endpoint such as tcp://127.0.0.1:5555 or " +
+                 "ipc:///run/lb-agent/cmd.sock, not \"" + endpoint + "\"");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string_view UsageText() { return kUsage; }
+
+std::string DescribeSeconds(std::chrono::milliseconds duration) {
+  const int64_t ms = duration.count();
+  std::string text = std::to_string(ms / 1000);
+  if (ms % 1000 != 0) {
+    std::string fraction = std::to_string(1000 + ms % 1000).substr(1);
+    while (fraction.back() == '0') fraction.pop_back();
+    text += "." + fraction;
+  }
+  return text + " s";
+}
+
+bool UseColor(const Options& options, const Environment& env) {
+  return env.stdout_is_terminal && !env.no_color && !options.no_color && !options.json;
+}
+
+Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Environment& env) {
+  Options options;
+  if (!env.agent_endpoint.empty()) options.agent_endpoint = env.agent_endpoint;
+  if (!env.events_endpoint.empty()) options.events_endpoint = env.events_endpoint;
+
+  std::optional<Command> command;
+  std::vector<std::string> positionals;
+  // Command options are checked once the command is known (they may come before it).
+  std::vector<std::pair<std::string, std::string>> command_options;
+  bool help = false;
+  bool version = false;
+  bool options_ended = false;
+
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    const bool is_option = !options_ended && arg.size() > 1 && arg[0] == '-';
+    if (!is_option) {
+      if (!command) {
+        auto it = CommandNames().find(arg);
+        if (it == CommandNames().end()) {
+          return Usage("unknown command \"" + arg + "\" (lbctl help lists them)");
+        }
+        command = it->second;
+      } else {
+        positionals.push_back(arg);
+      }
+      continue;
+    }
+    if (arg == "--") {
+      options_ended = true;
+      continue;
+    }
+    // --name=value or --name value.
+    std::string name = arg;
+    std::optional<std::string> inline_value;
+    if (auto eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
+      name = arg.substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    auto value = [&]() -> Result<std::string> {
+      if (inline_value) return *inline_value;
+      if (i + 1 >= args.size()) return Usage(name + " needs a value");
+      return args[++i];
+    };
+    auto flag = [&](bool* target) -> Status {
+      if (inline_value) return Usage(name + " takes no value");
+      *target = true;
+      return Status::Ok();
+    };
+
+    Status status;
+    if (name == "--help" || name == "-h") {
+      status = flag(&help);
+    } else if (name == "--version") {
+      status = flag(&version);
+    } else if (name == "--json") {
+      status = flag(&options.json);
+    } else if (name == "--no-color" || name == "--no-colour") {
+      status = flag(&options.no_color);
+    } else if (name == "--agent" || name == "--events" || name == "--timeout") {
+      auto v = value();
+      if (!v.ok()) return v.status();
+      if (name == "--timeout") {
+        auto timeout = ParseSeconds(name, *v);
+        if (!timeout.ok()) return timeout.status();
+        options.timeout = *timeout;
+      } else {
+        status = CheckEndpoint(name, *v);
+        (name == "--agent" ? options.agent_endpoint : options.events_endpoint) = *v;
+      }
+    } else if (auto it = CommandOptions().find(name); it != CommandOptions().end()) {
+      if (it->second.takes == Takes::kValue) {
+        auto v = value();
+        if (!v.ok()) return v.status();
+        command_options.emplace_back(name, *v);
+      } else {
+        if (inline_value) return Usage(name + " takes no value");
+        command_options.emplace_back(name, "");
+      }
+    } else {
+      return Usage("unknown option \"" + arg + "\" (lbctl help lists them)");
+    }
+    if (!status.ok()) return status;
+  }
+
+  if (help || (command && *command == Command::kHelp)) {
+    options.command = Command::kHelp;
+    return options;
+  }
+  if (version) {
+    options.command = Command::kVersion;
+    return options;
+  }
+  if (!command) return Usage("no command given (lbctl help lists them)");
+  options.command = *command;
+
+  // Environment endpoints are checked only now, so that a bad LBCTL_AGENT never blocks help.
+  if (Status s = CheckEndpoint("LBCTL_AGENT/--agent", options.agent_endpoint); !s.ok()) return s;
+  if (Status s = CheckEndpoint("LBCTL_EVENTS/--events", options.events_endpoint); !s.ok()) {
+    return s;
+  }
+
+  for (const auto& [name, text] : command_options) {
+    const CommandOption& spec = CommandOptions().find(name)->second;
+    bool allowed = false;
+    for (Command c : spec.commands) allowed = allowed || c == options.command;
+    if (!allowed) {
+      return Usage(name + " is an option of " + std::string(spec.commands_text) + " only");
+    }
+    if (name == "--force") {
+      options.force = true;
+    } else if (name == "--expect-sha256") {
+      auto sha = ParseSha256(text);
+      if (!sha.ok()) return sha.status();
+      options.expect_sha256 = *sha;
+    } else if (name == "--count") {
+      auto count = ParseCount(name, text);
+      if (!count.ok()) return count.status();
+      options.count = *count;
+    } else if (name == "--for") {
+      auto for_ms = ParseSeconds(name, text);
+      if (!for_ms.ok()) return for_ms.status();
+      options.for_ms = *for_ms;
+    }
+  }
+
+  const std::string command_name = [&] {
+    for (const auto& [n, c] : CommandNames()) {
+      if (c == options.command) return n;
+    }
+    return std::string("?");
+  }();
+  auto at_most = [&](size_t n, std::string_view what) -> Status {
+    if (positionals.size() <= n) return Status::Ok();
+    return Usage(command_name + " takes " + std::string(what) + "; unexpected \"" + positionals[n] +
+                 "\"");
+  };
+  switch (options.command) {
+    case Command::kStatus:
+      if (Status s = at_most(1, "at most one BACKEND"); !s.ok()) return s;
+      if (!positionals.empty()) {
+        if (positionals[0].empty()) return Usage("status: BACKEND must not be empty");
+        options.backend = positionals[0];
+      }
+      break;
+    case Command::kReload:
+    case Command::kValidate:
+      if (positionals.empty()) return Usage(command_name + " needs a FILE (- for stdin)");
+      if (Status s = at_most(1, "one FILE"); !s.ok()) return s;
+      if (positionals[0].empty()) return Usage(command_name + ": FILE must not be empty");
+      options.file = positionals[0];
+      break;
+    case Command::kWatch:
+      if (Status s = at_most(1, "at most one TOPIC-PREFIX"); !s.ok()) return s;
+      if (!positionals.empty()) options.topic_prefix = positionals[0];
+      break;
+    default:
+      if (Status s = at_most(0, "no arguments"); !s.ok()) return s;
+      break;
+  }
+  return options;
+}
+
+}  // namespace lb::cli

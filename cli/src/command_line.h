@@ -1,0 +1,78 @@
+// lbctl's command line: what the operator asked for, parsed and checked before anything touches
+// a socket. Pure: no I/O, no globals; the environment comes in as a value.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lb/proto/status.h"
+
+namespace lb::cli {
+
+// The exit codes scripts rely on (also in UsageText()).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRefused = 1;      // the agent answered with an error
+inline constexpr int kExitUsage = 2;        // bad arguments, unreadable FILE
+inline constexpr int kExitUnreachable = 3;  // no (usable) answer within --timeout
+
+enum class Command {
+  kHelp,
+  kVersion,
+  kStatus,
+  kReload,
+  kValidate,
+  kInfo,
+  kGetConfig,
+  kPing,
+  kWatch,
+};
+
+// What lbctl reads from its environment. main() fills it; tests build it by hand.
+struct Environment {
+  std::string agent_endpoint;   // LBCTL_AGENT; empty when unset
+  std::string events_endpoint;  // LBCTL_EVENTS; empty when unset
+  bool no_color = false;        // NO_COLOR set to a non-empty value (https://no-color.org)
+  bool stdout_is_terminal = false;
+};
+
+struct Options {
+  // Where the agent's ROUTER (commands) and PUB (events) sockets are. Precedence: flag, then
+  // environment, then these defaults (lb-agent.cfg's defaults).
+  std::string agent_endpoint = "tcp://127.0.0.1:5555";
+  std::string events_endpoint = "tcp://127.0.0.1:5556";
+  // The whole budget of one command, connection included. Not used by `watch`.
+  std::chrono::milliseconds timeout{30000};
+  bool json = false;
+  bool no_color = false;
+
+  Command command = Command::kHelp;
+  std::string backend;            // status: empty = the agent's default_backend, "*" = all
+  std::string file;               // reload, validate: a path, or "-" for stdin
+  std::string expect_sha256;      // reload: lower-case hex, or empty
+  bool force = false;             // reload, validate
+  std::string topic_prefix;       // watch: "" = every topic
+  std::optional<uint64_t> count;  // watch: stop after this many events
+  std::optional<std::chrono::milliseconds> for_ms;  // watch: stop after this long
+};
+
+// Parses argv[1..] (without the program name). Global options may appear before or after the
+// command; `--` ends the options. On a usage error the Status is kBadRequest with a one-line
+// message naming the offending argument (without the "lbctl: " prefix); the caller exits with
+// kExitUsage.
+proto::Result<Options> ParseCommandLine(const std::vector<std::string>& args,
+                                        const Environment& env);
+
+// Colour only for a terminal, and only when neither NO_COLOR nor --no-color asks otherwise.
+bool UseColor(const Options& options, const Environment& env);
+
+// The text of `lbctl help`: commands, options, exit codes.
+std::string_view UsageText();
+
+// "30 s", "0.5 s": how a duration is shown in messages.
+std::string DescribeSeconds(std::chrono::milliseconds duration);
+
+}  // namespace lb::cli

@@ -1,0 +1,263 @@
+#include "lbctl.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <istream>
+#include <iterator>
+#include <ostream>
+#include <zmq.hpp>
+
+#include "agent_call.h"
+#include "event_subscriber.h"
+#include "events.h"
+#include "output.h"
+
+#ifndef LB_VERSION
+#define LB_VERSION "dev"
+#endif
+
+namespace lb::cli {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Result;
+using proto::Status;
+using Clock = std::chrono::steady_clock;
+
+// A FILE larger than this is refused before it is sent (the agent's own limit is lower).
+constexpr std::size_t kMaxFileBytes = 200 * 1024 * 1024;
+// How often `watch` looks at stop_requested and --for when no event arrives.
+constexpr std::chrono::milliseconds kWatchTick{250};
+// A SUB socket cannot tell "nobody there" from "nothing happened"; heartbeats can. After this
+// long without even a heartbeat (default heartbeat_interval: 5 s), `watch` says so once.
+constexpr std::chrono::milliseconds kSilenceWarning{15000};
+
+// The text of FILE, or of `in` for "-". Errors name the file and the OS's reason.
+Result<std::string> ReadInput(const std::string& path, std::istream& in) {
+  std::string text;
+  if (path == "-") {
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) return Status(ErrorCode::kBadRequest, "cannot read the config from stdin");
+    return text;
+  }
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return Status(ErrorCode::kBadRequest, "cannot read " + path + ": " + std::strerror(errno));
+  }
+  char buffer[65536];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int error = errno;
+      close(fd);
+      return Status(ErrorCode::kBadRequest, "cannot read " + path + ": " + std::strerror(error));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxFileBytes) {
+      close(fd);
+      return Status(ErrorCode::kBadRequest, "cannot read " + path + ": larger than " +
+                                                std::to_string(kMaxFileBytes >> 20) + " MiB");
+    }
+  }
+  close(fd);
+  return text;
+}
+
+// The command name on the wire and its args, from the parsed options.
+struct WireRequest {
+  std::string cmd;
+  json args = json::object();
+};
+
+Result<WireRequest> BuildRequest(const Options& options, std::istream& in) {
+  WireRequest request;
+  switch (options.command) {
+    case Command::kStatus:
+      request.cmd = "status";
+      if (!options.backend.empty()) request.args["backend"] = options.backend;
+      break;
+    case Command::kReload:
+    case Command::kValidate: {
+      request.cmd = options.command == Command::kReload ? "reload" : "validate";
+      auto text = ReadInput(options.file, in);
+      if (!text.ok()) return text.status();
+      request.args["config"] = std::move(*text);
+      if (options.force) request.args["force"] = true;
+      if (!options.expect_sha256.empty()) request.args["expect_sha256"] = options.expect_sha256;
+      break;
+    }
+    case Command::kInfo:
+      request.cmd = "info";
+      break;
+    case Command::kGetConfig:
+      request.cmd = "get_config";
+      break;
+    case Command::kPing:
+      request.cmd = "ping";
+      break;
+    default:
+      return Status(ErrorCode::kInternal, "no request for this command");
+  }
+  return request;
+}
+
+int CallAndPrint(const Options& options, const Environment& env, std::istream& in,
+                 std::ostream& out, std::ostream& err) {
+  auto request = BuildRequest(options, in);
+  if (!request.ok()) {
+    err << "lbctl: " << request.status().message() << "\n";
+    return kExitUsage;
+  }
+  zmq::context_t context;
+  const Clock::time_point start = Clock::now();
+  auto reply =
+      CallAgent(context, options.agent_endpoint, request->cmd, request->args, options.timeout);
+  const double rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  if (!reply.ok()) {
+    err << "lbctl: " << reply.status().message() << "\n";
+    return reply.status().code() == ErrorCode::kBadRequest ? kExitUsage : kExitUnreachable;
+  }
+  if (!reply->status.ok()) {
+    if (options.json) {
+      json error = {{"code", proto::ErrorCodeName(reply->status.code())},
+                    {"message", reply->status.message()}};
+      if (!reply->status.details().is_null()) error["details"] = reply->status.details();
+      out << DumpJson(json{{"error", error}}, 2) << "\n";
+    }
+    err << FormatRefusal(reply->status);
+    return kExitRefused;
+  }
+  const json& result = reply->result;
+  if (options.json) {
+    out << DumpJson(result, 2) << "\n";
+    return kExitOk;
+  }
+  switch (options.command) {
+    case Command::kStatus:
+      out << FormatStatus(result, UseColor(options, env));
+      break;
+    case Command::kReload:
+      out << FormatReload(result);
+      break;
+    case Command::kValidate:
+      out << FormatValidate(result);
+      break;
+    case Command::kInfo:
+      out << FormatInfo(result);
+      break;
+    case Command::kPing:
+      out << FormatPing(result, options.agent_endpoint, rtt_ms);
+      break;
+    case Command::kGetConfig: {
+      // Exactly the file's bytes and nothing else: `lbctl get-config > x.cfg` round-trips.
+      auto config = result.find("config");
+      if (config == result.end() || !config->is_string()) {
+        err << "lbctl: the agent's get_config result has no \"config\" text\n";
+        return kExitUnreachable;
+      }
+      const std::string& text = config->get_ref<const std::string&>();
+      out.write(text.data(), static_cast<std::streamsize>(text.size()));
+      if (result.contains("exists") && result["exists"] == false) {
+        err << "lbctl: " << Field(result, "path") << " does not exist yet (no config applied)\n";
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return kExitOk;
+}
+
+int Watch(const Options& options, std::ostream& out, std::ostream& err,
+          const std::function<bool()>& stop_requested) {
+  zmq::context_t context;
+  EventSubscriber subscriber(context, options.events_endpoint, options.topic_prefix);
+  if (Status open = subscriber.Open(); !open.ok()) {
+    err << "lbctl: " << open.message() << "\n";
+    return open.code() == ErrorCode::kBadRequest ? kExitUsage : kExitUnreachable;
+  }
+  GapDetector gaps(options.topic_prefix);
+  const std::optional<Clock::time_point> deadline =
+      options.for_ms ? std::optional(Clock::now() + *options.for_ms) : std::nullopt;
+  const Clock::time_point started = Clock::now();
+  bool heard_anything = false;
+  bool warned_silence = false;
+  uint64_t printed = 0;
+  while (!stop_requested()) {
+    std::chrono::milliseconds wait = kWatchTick;
+    if (deadline) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
+      if (left.count() <= 0) break;
+      wait = std::min(wait, left);
+    }
+    auto next = subscriber.Next(wait);
+    if (!next.ok()) {
+      err << "lbctl: " << next.status().message() << std::endl;
+      if (next.status().code() == ErrorCode::kBadRequest) continue;  // one bad event
+      return kExitUnreachable;
+    }
+    if (!next->has_value()) {
+      if (!heard_anything && !warned_silence && options.topic_prefix.empty() &&
+          Clock::now() - started >= kSilenceWarning) {
+        err << "lbctl: no event from " << options.events_endpoint << " in "
+            << DescribeSeconds(kSilenceWarning)
+            << ", not even a heartbeat (is lb-agent running? is that its event_endpoint?)"
+            << std::endl;
+        warned_silence = true;
+      }
+      continue;
+    }
+    heard_anything = true;
+    const Event& event = **next;
+    if (const uint64_t lost = gaps.Observe(event.topic, event.body); lost > 0) {
+      err << "lbctl: lost " << Count(static_cast<int64_t>(lost), "event");
+      if (!options.topic_prefix.empty()) err << " on " << OneLine(event.topic);
+      err << std::endl;
+    }
+    out << FormatEventLine(event.topic, event.body, options.json) << "\n" << std::flush;
+    if (!out) return kExitOk;  // stdout was closed: `lbctl watch | head -3`
+    if (options.count && ++printed >= *options.count) break;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int Run(const std::vector<std::string>& args, const Environment& env, std::istream& in,
+        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested) {
+  try {
+    auto options = ParseCommandLine(args, env);
+    if (!options.ok()) {
+      err << "lbctl: " << options.status().message() << "\n";
+      return kExitUsage;
+    }
+    switch (options->command) {
+      case Command::kHelp:
+        out << UsageText();
+        return kExitOk;
+      case Command::kVersion:
+        out << "lbctl " << LB_VERSION << "\n";
+        return kExitOk;
+      case Command::kWatch:
+        return Watch(*options, out, err, stop_requested);
+      default:
+        return CallAndPrint(*options, env, in, out, err);
+    }
+  } catch (const zmq::error_t& e) {
+    err << "lbctl: ZeroMQ failed: " << e.what() << "\n";
+  } catch (const nlohmann::json::exception& e) {
+    err << "lbctl: the agent's answer has an unexpected shape: " << e.what() << "\n";
+  } catch (const std::exception& e) {
+    err << "lbctl: " << e.what() << "\n";
+  }
+  return kExitUnreachable;
+}
+
+}  // namespace lb::cli
