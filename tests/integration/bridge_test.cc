@@ -2,7 +2,10 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <thread>
 
 #include "harness.h"
 
@@ -91,6 +94,77 @@ TEST_F(BridgeTest, AgentDownIsAnsweredQuicklyAndTheBridgeRecovers) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->status, 200);
   EXPECT_EQ(json::parse(again->body)["message"][0]["instance_id"], "a");
+}
+
+}  // namespace
+}  // namespace lb::testing
+
+namespace lb::testing {
+namespace {
+
+// One SSE client of the bridge's GET /events, reading on its own thread.
+class SseClient {
+ public:
+  SseClient(int port, std::string path) : client_("127.0.0.1", port) {
+    client_.set_read_timeout(30, 0);
+    thread_ = std::thread([this, path] {
+      client_.Get(path, [this](const char* data, size_t size) {
+        std::lock_guard<std::mutex> lock(mu_);
+        text_.append(data, size);
+        return !done_;
+      });
+    });
+  }
+  ~SseClient() {
+    done_ = true;
+    client_.stop();  // closes the connection: the reading thread returns at once
+    thread_.join();
+  }
+  std::string text() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return text_;
+  }
+  bool Has(const std::string& s) { return text().find(s) != std::string::npos; }
+
+ private:
+  std::mutex mu_;
+  std::string text_;
+  std::atomic<bool> done_{false};
+  httplib::Client client_;
+  std::thread thread_;
+};
+
+TEST(BridgeEventsTest, TwoHttpClientsStreamTheAgentsEvents) {
+  HttpBackend a("a");
+  AgentFixture agent(Keys{}, Keys{{"heartbeat_interval", "0.2"}});
+  const int frontend = FreePort();
+  WriteFile(agent.config_path(), HaproxyConfig(frontend, {{"a", a.port()}}));
+  agent.StartAgent();
+  agent.StartBridge();
+  auto all = std::make_unique<SseClient>(agent.bridge_port(), "/events");
+  auto reloads = std::make_unique<SseClient>(agent.bridge_port(), "/events?topic=reload");
+  // Heartbeats prove the first stream is live end to end (agent PUB -> bridge SUB -> HTTP).
+  ASSERT_TRUE(WaitFor([&] { return all->Has("event: heartbeat"); }, milliseconds(10000)))
+      << all->text();
+  ASSERT_TRUE(WaitFor([&] { return reloads->Has(": connected"); }, milliseconds(10000)));
+
+  HttpBackend b("b");
+  json result = agent.Ok("reload", {{"config", HaproxyConfig(frontend, {{"b", b.port()}})}});
+  const std::string sha = result["sha256"];
+  for (SseClient* c : {all.get(), reloads.get()}) {
+    EXPECT_TRUE(
+        WaitFor([&] { return c->Has(sha) && c->Has("event: reload"); }, milliseconds(10000)))
+        << c->text();
+  }
+  // The reload added b and removed a: server events on the unfiltered stream only.
+  EXPECT_TRUE(WaitFor([&] { return all->Has("\"change\":\"added\""); }, milliseconds(10000)));
+  EXPECT_FALSE(reloads->Has("event: heartbeat"));
+  EXPECT_FALSE(reloads->Has("event: server"));
+  // One client leaving does not disturb the other.
+  reloads.reset();
+  const std::size_t before = all->text().size();
+  EXPECT_TRUE(
+      WaitFor([&] { return all->text().size() > before && all->Has("id: "); }, milliseconds(5000)));
 }
 
 }  // namespace
