@@ -165,6 +165,26 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
     return std::string();
   };
 
+  auto& f = keys["fleet"];
+  f["controller_pub"] = StringKey([](Settings* s) { return &s->fleet.controller_pub; });
+  f["controller_router"] = StringKey([](Settings* s) { return &s->fleet.controller_router; });
+  f["state_file"] = PathKey([](Settings* s) { return &s->fleet.state_file; }, base_dir);
+  f["beacon_timeout"] = SecondsKey([](Settings* s) { return &s->fleet.beacon_timeout; });
+  f["groups"] = [](const std::string& v, Settings* s) {
+    s->fleet.groups.clear();
+    std::string current;
+    for (char c : v + ",") {
+      if (c == ',' || c == ' ' || c == '\t') {
+        if (!current.empty()) s->fleet.groups.push_back(current);
+        current.clear();
+        continue;
+      }
+      if (c == '/') return std::string("group names cannot contain '/'");
+      current += c;
+    }
+    return std::string();
+  };
+
   auto& h = keys["haproxy"];
   h["config_file_path"] =
       PathKey([](Settings* s) { return &s->haproxy.config_file_path; }, base_dir);
@@ -247,7 +267,7 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
       int line = section_lines[section];
       return Status(ErrorCode::kBadRequest, origin + ":" + std::to_string(line) +
                                                 ": unknown section [" + section +
-                                                "]; expected [lb-agent] or [haproxy]");
+                                                "]; expected [lb-agent], [haproxy] or [fleet]");
     }
     for (const auto& [key, value] : keys) {
       std::string where = origin + ":" + std::to_string(value.line) + ": [" + section + "] " + key;
@@ -283,6 +303,13 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
     char host[256] = {};
     gethostname(host, sizeof host - 1);
     settings.agent.agent_id = host[0] ? host : "lb-agent";
+  }
+  if (settings.fleet.enabled() != !settings.fleet.controller_router.empty()) {
+    return Status(ErrorCode::kBadRequest,
+                  origin + ": [fleet] needs both controller_pub and controller_router");
+  }
+  if (settings.agent.agent_id.find('/') != std::string::npos) {
+    return Status(ErrorCode::kBadRequest, origin + ": [lb-agent] agent_id cannot contain '/'");
   }
   // The bridge accepts exactly the configs the agent accepts (the agent answers too_large).
   settings.bridge.max_body_bytes = settings.agent.max_config_bytes;

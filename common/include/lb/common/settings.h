@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "lb/proto/status.h"
 
@@ -77,11 +78,25 @@ struct HaproxySettings {
   bool save_server_state = true;
 };
 
+// [fleet]: a controller that pushes configs to many agents (proto/PROTOCOL.md, "Fleet"). Off
+// while controller_pub is empty. The agent's id is [lb-agent] agent_id.
+struct FleetSettings {
+  std::string controller_pub;     // the controller's PUB endpoint (pushes, beacons)
+  std::string controller_router;  // the controller's ROUTER endpoint (hello, ack)
+  std::vector<std::string> groups;
+  // Where the last processed push version is kept across restarts.
+  std::string state_file = "/var/lib/lb-agent/fleet-state.json";
+  // Silence on the PUB socket (no beacon) for this long means a dead connection.
+  std::chrono::milliseconds beacon_timeout{3000};
+  bool enabled() const { return !controller_pub.empty(); }
+};
+
 struct Settings {
   std::string path;  // the file it was read from
   BridgeSettings bridge;
   AgentSettings agent;
   HaproxySettings haproxy;
+  FleetSettings fleet;
 };
 
 // Reads and validates `path`. Errors are one line: "<path>:<line>: [<section>] <key>: <problem>".
