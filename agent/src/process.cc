@@ -64,37 +64,51 @@ int ReadExecErrno(int fd) {
 
 }  // namespace
 
+Result<pid_t> StartProcess(const std::vector<std::string>& argv, const std::string& cwd,
+                           int stdout_fd, int stderr_fd) {
+  if (argv.empty()) return Status(ErrorCode::kInternal, "StartProcess: empty argv");
+  int exec_pipe[2];
+  if (pipe2(exec_pipe, O_CLOEXEC) != 0) return Status(ErrorCode::kInternal, Errno("pipe"));
+  std::vector<char*> args = ToArgv(argv);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(exec_pipe[0]);
+    close(exec_pipe[1]);
+    return Status(ErrorCode::kInternal, Errno("fork"));
+  }
+  if (pid == 0) {
+    ExecChild(args.data(), cwd.empty() ? nullptr : cwd.c_str(), stdout_fd, stderr_fd, exec_pipe[1]);
+  }
+  setpgid(pid, pid);  // also in the parent, so that a kill of the group never races the child
+  close(exec_pipe[1]);
+  int exec_errno = ReadExecErrno(exec_pipe[0]);
+  close(exec_pipe[0]);
+  if (exec_errno != 0) {
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    return Status(ErrorCode::kInternal, argv[0] + ": " + std::strerror(exec_errno));
+  }
+  return pid;
+}
+
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                  std::chrono::milliseconds timeout, const std::string& cwd) {
-  if (argv.empty()) return Status(ErrorCode::kInternal, "RunProcess: empty argv");
-  int out_pipe[2], err_pipe[2], exec_pipe[2];
+  int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0) return Status(ErrorCode::kInternal, Errno("pipe"));
   if (pipe2(err_pipe, O_CLOEXEC) != 0) {
     close(out_pipe[0]);
     close(out_pipe[1]);
     return Status(ErrorCode::kInternal, Errno("pipe"));
   }
-  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
-    return Status(ErrorCode::kInternal, Errno("pipe"));
-  }
-  std::vector<char*> args = ToArgv(argv);
-  pid_t pid = fork();
-  if (pid < 0) {
-    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], exec_pipe[0], exec_pipe[1]})
-      close(fd);
-    return Status(ErrorCode::kInternal, Errno("fork"));
-  }
-  if (pid == 0) {
-    ExecChild(args.data(), cwd.empty() ? nullptr : cwd.c_str(), out_pipe[1], err_pipe[1],
-              exec_pipe[1]);
-  }
-  setpgid(pid, pid);  // also in the parent, so that a kill of the group never races the child
+  auto started = StartProcess(argv, cwd, out_pipe[1], err_pipe[1]);
   close(out_pipe[1]);
   close(err_pipe[1]);
-  close(exec_pipe[1]);
-  int exec_errno = ReadExecErrno(exec_pipe[0]);
-  close(exec_pipe[0]);
+  if (!started.ok()) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    return started.status();
+  }
+  const pid_t pid = *started;
 
   ProcessResult result;
   const auto deadline = Clock::now() + timeout;
@@ -144,9 +158,6 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
       break;
     }
     usleep(2000);
-  }
-  if (exec_errno != 0) {
-    return Status(ErrorCode::kInternal, argv[0] + ": " + std::strerror(exec_errno));
   }
   if (WIFEXITED(wstatus)) {
     result.exit_code = WEXITSTATUS(wstatus);

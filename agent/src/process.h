@@ -30,6 +30,13 @@ proto::Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
                                         std::chrono::milliseconds timeout,
                                         const std::string& cwd = "");
 
+// Starts argv (looked up in PATH when it has no '/') in its own process group, in `cwd` when
+// it is not empty, with stdin from /dev/null and stdout/stderr on `stdout_fd`/`stderr_fd` (-1:
+// inherited), signals unblocked. Returns once exec succeeded; a chdir or exec failure is an
+// error "<argv0>: <strerror>" (the child is reaped). The caller reaps the child.
+proto::Result<pid_t> StartProcess(const std::vector<std::string>& argv, const std::string& cwd,
+                                  int stdout_fd, int stderr_fd);
+
 // "exit code 1", "killed by signal 9", "timed out after 15000 ms".
 std::string DescribeExit(const ProcessResult& result, std::chrono::milliseconds timeout);
 

@@ -14,6 +14,7 @@
 
 #include "haproxy_parsers.h"
 #include "haproxy_socket.h"
+#include "process.h"
 
 namespace lb::agent {
 namespace {
@@ -55,7 +56,7 @@ std::vector<std::string> Supervisor::LogSince(uint64_t mark) {
   return out;
 }
 
-void Supervisor::ReadLogs(int fd) {
+void Supervisor::ReadLogs(int fd, std::shared_ptr<std::atomic<bool>> done) {
   std::string pending;
   char buf[4096];
   while (!stopping_) {
@@ -78,6 +79,7 @@ void Supervisor::ReadLogs(int fd) {
     }
   }
   close(fd);
+  *done = true;
 }
 
 bool Supervisor::AliveLocked() {
@@ -130,68 +132,29 @@ Status Supervisor::SpawnLocked() {
   if (pipe2(pipefd, O_CLOEXEC) != 0) {
     return Status(ErrorCode::kInternal, std::string("pipe: ") + strerror(errno));
   }
-  std::vector<std::string> argv = {settings_.haproxy_binary,
-                                   "-W",
-                                   "-db",
-                                   "-S",
-                                   settings_.master_socket + ",mode,600",
-                                   "-f",
-                                   settings_.config_file_path,
-                                   "-p",
-                                   settings_.pid_file};
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
   // Relative paths in the haproxy config (stats socket, server-state-file, errorfiles) are
   // relative to the config file's directory, for haproxy -c and the running haproxy alike.
   const std::string cwd = std::filesystem::path(settings_.config_file_path).parent_path().string();
-  int exec_pipe[2];
-  if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
-    close(pipefd[0]);
-    close(pipefd[1]);
-    return Status(ErrorCode::kInternal, std::string("pipe: ") + strerror(errno));
-  }
-  pid_t pid = fork();
-  if (pid < 0) {
-    for (int fd : {pipefd[0], pipefd[1], exec_pipe[0], exec_pipe[1]}) close(fd);
-    return Status(ErrorCode::kInternal, std::string("fork: ") + strerror(errno));
-  }
-  if (pid == 0) {
-    setpgid(0, 0);
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) {
-      int err = errno;
-      ssize_t ignored = write(exec_pipe[1], &err, sizeof err);
-      (void)ignored;
-      _exit(127);
-    }
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    dup2(pipefd[1], 1);
-    dup2(pipefd[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execv(args[0], args.data());
-    int err = errno;
-    ssize_t ignored = write(exec_pipe[1], &err, sizeof err);
-    (void)ignored;
-    _exit(127);
-  }
-  setpgid(pid, pid);
+  auto started = StartProcess(
+      {settings_.haproxy_binary, "-W", "-db", "-S", settings_.master_socket + ",mode,600", "-f",
+       settings_.config_file_path, "-p", settings_.pid_file},
+      cwd, pipefd[1], pipefd[1]);
   close(pipefd[1]);
-  close(exec_pipe[1]);
-  int err = 0;
-  ssize_t n;
-  do {
-    n = read(exec_pipe[0], &err, sizeof err);
-  } while (n < 0 && errno == EINTR);
-  close(exec_pipe[0]);
-  if (n == static_cast<ssize_t>(sizeof err)) {
+  if (!started.ok()) {
     close(pipefd[0]);
-    waitpid(pid, nullptr, 0);
-    return Status(ErrorCode::kInternal, settings_.haproxy_binary + ": " + strerror(err));
+    return started.status();
   }
-  log_readers_.emplace_back(&Supervisor::ReadLogs, this, pipefd[0]);
+  const pid_t pid = *started;
+  for (auto it = log_readers_.begin(); it != log_readers_.end();) {
+    if (*it->done) {
+      it->thread.join();
+      it = log_readers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  log_readers_.push_back({std::thread(&Supervisor::ReadLogs, this, pipefd[0], done), done});
   pid_ = pid;
   own_child_ = true;
   starts_++;
@@ -315,8 +278,8 @@ void Supervisor::Stop() {
     unlink(settings_.master_socket.c_str());
   }
   // Readers notice stopping_ within their poll interval, whether or not haproxy still runs.
-  for (auto& t : log_readers_) {
-    if (t.joinable()) t.join();
+  for (auto& reader : log_readers_) {
+    if (reader.thread.joinable()) reader.thread.join();
   }
 }
 

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -56,7 +57,7 @@ class Supervisor {
   proto::Status WaitForWorker(pid_t pid);
   bool AliveLocked();
   void Monitor();
-  void ReadLogs(int fd);
+  void ReadLogs(int fd, std::shared_ptr<std::atomic<bool>> done);
 
   const common::HaproxySettings& settings_;
   std::mutex mu_;
@@ -67,7 +68,12 @@ class Supervisor {
   std::atomic<bool> stopping_{false};
   std::condition_variable cv_;
   std::thread monitor_;
-  std::vector<std::thread> log_readers_;
+  // One reader per haproxy start; finished ones are joined at the next start.
+  struct LogReader {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<LogReader> log_readers_;
 
   std::mutex log_mu_;
   std::deque<std::string> log_;
