@@ -85,17 +85,47 @@ int Agent::Run(const std::atomic<bool>& stop) {
   }
   events_ = &events;
   events.Start();
+  std::unique_ptr<FleetClient> fleet;
+  if (settings_.fleet.enabled()) {
+    // A push's reload takes the command's path (same worker, coalescing, events) with its
+    // events marked source "fleet".
+    auto submit = [this, events = &events](ReloadRequest request, ReplyFn reply) {
+      events->ReloadStarted();
+      reload_worker_->Submit(
+          std::move(request),
+          [events, reply = std::move(reply)](const proto::Status& status, const json& result) {
+            events->ReloadFinished(status, result, "fleet");
+            reply(status, result);
+          });
+    };
+    fleet = std::make_unique<FleetClient>(
+        context, settings_, std::move(submit),
+        [this](const json& args) { return StatusCommand(args); },
+        [this] { return pipeline_->LiveSha256(); });
+    if (proto::Status s = fleet->Start(); !s.ok()) {
+      std::cerr << "lb-agent: " << s.message() << std::endl;
+      events.Stop();
+      events_ = nullptr;
+      return 1;
+    }
+    fleet_ = fleet.get();
+  }
   std::cerr << "lb-agent " << LB_VERSION << ": listening on " << server.bound_endpoint()
             << ", events on " << events.bound_endpoint()
             << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
             << ", config " << settings_.haproxy.config_file_path << ")" << std::endl;
   server.Run(stop);
   std::cerr << "lb-agent: stopping" << std::endl;
+  // No new pushes; acks of reloads still queued are dropped (the controller hears the outcome
+  // at the next hello). The client object stays until the query pool, which reads its Info(),
+  // is gone.
+  if (fleet) fleet->Stop();
   // Answer what is queued while the event loop still runs, then stop it.
   reload_worker_.reset();
   pool_.reset();
   events.Stop();
   events_ = nullptr;
+  fleet_ = nullptr;
   return 0;
 }
 
@@ -187,6 +217,7 @@ json Agent::Info() {
         {"seq", events_->last_seq()},
         {"epoch", events_->epoch_ms()},
         {"log_listener", settings_.agent.log_listener}}},
+      {"fleet", fleet_ != nullptr ? fleet_->Info() : json{{"enabled", false}}},
   };
 }
 

@@ -1,7 +1,8 @@
 // Agent: wires settings, the HAProxy side (store, validator, control, supervisor, pipeline) and
-// the transport (command socket), and routes each command to the thread that may run it:
-// `ping` and malformed requests on the socket's thread, `reload` on the reload worker,
-// everything that may block on haproxy on the query pool.
+// the transport (command socket, event publisher, fleet client), and routes each command to the
+// thread that may run it: `ping` and malformed requests on the socket's thread, `reload` on the
+// reload worker (a fleet push's reload too), everything that may block on haproxy on the query
+// pool.
 #pragma once
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include "command_server.h"
 #include "config_store.h"
 #include "event_loop.h"
+#include "fleet_client.h"
 #include "haproxy_control.h"
 #include "lb/common/settings.h"
 #include "reload_pipeline.h"
@@ -45,7 +47,8 @@ class Agent : public CommandHandler {
   std::unique_ptr<ReloadPipeline> pipeline_;
   std::unique_ptr<ReloadWorker> reload_worker_;
   std::unique_ptr<WorkPool> pool_;
-  EventLoop* events_ = nullptr;  // lives in Run(), for as long as requests are handled
+  EventLoop* events_ = nullptr;   // lives in Run(), for as long as requests are handled
+  FleetClient* fleet_ = nullptr;  // likewise; null when [fleet] is off
 };
 
 }  // namespace lb::agent

@@ -144,8 +144,14 @@ void EventLoop::Stop() {
 
 void EventLoop::ReloadStarted() { reloads_running_++; }
 
-void EventLoop::ReloadFinished(const Status& status, const json& result) {
-  json event = {{"source", "command"}};
+bool EventLoop::ReloadAnswerPending() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return poll_now_;
+}
+
+void EventLoop::ReloadFinished(const Status& status, const json& result,
+                               const std::string& source) {
+  json event = {{"source", source}};
   if (status.ok()) {
     event["outcome"] = result.value("outcome", "applied");
     event["sha256"] = result.value("sha256", "");
@@ -238,7 +244,10 @@ void EventLoop::Poll(bool after_reload) {
   if (have_baseline_) {
     for (const auto& change : DiffServers(servers_, now)) {
       const bool structural = change.change == "added" || change.change == "removed";
-      PublishServer(change, structural && after_reload ? "reload" : "", "poll");
+      // A regular poll may see a reload's effect before the reload's answer reached this
+      // thread: servers that appear or vanish while a reload runs are the reload's doing too.
+      const bool reloading = after_reload || reloads_running_ > 0 || ReloadAnswerPending();
+      PublishServer(change, structural && reloading ? "reload" : "", "poll");
     }
   }
   servers_ = std::move(now);

@@ -51,8 +51,10 @@ class EventLoop {
   // A reload is running: haproxy's master socket may refuse connections meanwhile, which must
   // not be reported as haproxy going away.
   void ReloadStarted();
-  // A reload command was answered (any outcome, including superseded).
-  void ReloadFinished(const proto::Status& status, const nlohmann::json& result);
+  // A reload was answered (any outcome, including superseded). `source` is the event's
+  // `source`: "command" (the command socket) or "fleet" (a controller's push).
+  void ReloadFinished(const proto::Status& status, const nlohmann::json& result,
+                      const std::string& source = "command");
 
   uint64_t last_seq() const { return seq_.load(); }
   int64_t epoch_ms() const { return epoch_ms_; }
@@ -67,6 +69,8 @@ class EventLoop {
                bool advance_seq = true);
   void PublishServer(const ServerChange& change, const std::string& why, const std::string& source);
   void Heartbeat();
+  // An applied reload's answer is queued and not yet published.
+  bool ReloadAnswerPending();
 
   zmq::context_t& context_;
   const common::Settings& settings_;

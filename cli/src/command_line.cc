@@ -36,15 +36,34 @@ constexpr std::string_view kUsage =
     "      --for SECONDS           exit after SECONDS\n"
     "  help                      this text\n"
     "\n"
+    "Fleet (one controller pushes configs to many agents; proto/PROTOCOL.md, \"Fleet\"):\n"
+    "  fleet serve --pub ENDPOINT --router ENDPOINT --control ENDPOINT --state-dir DIR\n"
+    "      [--id NAME] [--beacon-interval SECONDS]\n"
+    "                            run the controller in the foreground until SIGINT/SIGTERM;\n"
+    "                            one log line per action on stderr. --id defaults to the host\n"
+    "                            name; DIR keeps the version counter and the desired states\n"
+    "  fleet push FILE (--all | --group G | --agent ID) --control ENDPOINT\n"
+    "                            roll FILE out through the controller and wait for the agents:\n"
+    "                            a progress line on stderr, then a table per agent (or --json)\n"
+    "      --expect N              wait for N agents' answers (default: the agents the\n"
+    "                              controller knows that match)\n"
+    "      --canary N              first push to N agents; go on only if all of them applied\n"
+    "      --batch K               at most K agents reloading at a time\n"
+    "      --stop-on-failure       with --canary/--batch: no further wave after a failure\n"
+    "      --force                 even if default_backend is missing or has no server\n"
+    "  fleet agents --control ENDPOINT\n"
+    "                            the agents the controller knows: groups, config, versions\n"
+    "\n"
     "Options (before or after the command):\n"
     "  --agent ENDPOINT    the agent's command socket (default tcp://127.0.0.1:5555;\n"
-    "                      environment: LBCTL_AGENT)\n"
+    "                      environment: LBCTL_AGENT); fleet push --agent ID: the target\n"
     "  --events ENDPOINT   the agent's event socket, for watch (default tcp://127.0.0.1:5556;\n"
     "                      environment: LBCTL_EVENTS)\n"
     "  --timeout SECONDS   how long a command waits for the agent, connection included\n"
-    "                      (default 30)\n"
+    "                      (default 30); fleet push: the whole rollout\n"
     "  --json              print the agent's result as one JSON object; a refusal as\n"
-    "                      {\"error\": {...}}; watch: one compact object per event and line\n"
+    "                      {\"error\": {...}}; watch: one compact object per event and line;\n"
+    "                      fleet push: the per-agent results; fleet agents: the list\n"
     "  --no-color          no colours (there are none either when NO_COLOR is set or stdout\n"
     "                      is not a terminal)\n"
     "  --help, --version\n"
@@ -54,7 +73,13 @@ constexpr std::string_view kUsage =
     "  1  the agent refused the command; its error code and message are on stderr\n"
     "     (invalid_config, conflict, reload_failed, haproxy_unavailable, ...)\n"
     "  2  usage error: unknown command or option, bad value, unreadable FILE\n"
-    "  3  no answer from the agent within --timeout (not running, wrong endpoint, stuck)\n"
+    "  3  no answer from the agent within --timeout (not running, wrong endpoint, stuck);\n"
+    "     fleet: from the controller\n"
+    "  4  fleet push: some agents refused the config (or ignored the push)\n"
+    "  5  fleet push: some agents had not answered at --timeout (or were not reached)\n"
+    "  fleet push exits 1 when the controller refused the request; fleet serve exits 0\n"
+    "  after SIGINT/SIGTERM and 1 when it cannot start (endpoint in use, state dir locked\n"
+    "  or unreadable)\n"
     "\n"
     "The wire protocol behind every command: proto/PROTOCOL.md.\n";
 
@@ -65,14 +90,36 @@ struct CommandOption {
   Takes takes;
   std::vector<Command> commands;
   std::string_view commands_text;
+  // Fleet commands that take it too, named after the rest so that the message for the other
+  // commands keeps its wording.
+  std::string_view also_text = "";
 };
 
 const std::map<std::string, CommandOption, std::less<>>& CommandOptions() {
   static const auto* options = new std::map<std::string, CommandOption, std::less<>>{
       {"--expect-sha256", {Takes::kValue, {Command::kReload}, "reload"}},
-      {"--force", {Takes::kNothing, {Command::kReload, Command::kValidate}, "reload and validate"}},
+      {"--force",
+       {Takes::kNothing,
+        {Command::kReload, Command::kValidate, Command::kFleetPush},
+        "reload and validate",
+        "fleet push"}},
       {"--count", {Takes::kValue, {Command::kWatch}, "watch"}},
       {"--for", {Takes::kValue, {Command::kWatch}, "watch"}},
+      {"--pub", {Takes::kValue, {Command::kFleetServe}, "fleet serve"}},
+      {"--router", {Takes::kValue, {Command::kFleetServe}, "fleet serve"}},
+      {"--state-dir", {Takes::kValue, {Command::kFleetServe}, "fleet serve"}},
+      {"--id", {Takes::kValue, {Command::kFleetServe}, "fleet serve"}},
+      {"--beacon-interval", {Takes::kValue, {Command::kFleetServe}, "fleet serve"}},
+      {"--control",
+       {Takes::kValue,
+        {Command::kFleetServe, Command::kFleetPush, Command::kFleetAgents},
+        "fleet serve, push and agents"}},
+      {"--all", {Takes::kNothing, {Command::kFleetPush}, "fleet push"}},
+      {"--group", {Takes::kValue, {Command::kFleetPush}, "fleet push"}},
+      {"--expect", {Takes::kValue, {Command::kFleetPush}, "fleet push"}},
+      {"--canary", {Takes::kValue, {Command::kFleetPush}, "fleet push"}},
+      {"--batch", {Takes::kValue, {Command::kFleetPush}, "fleet push"}},
+      {"--stop-on-failure", {Takes::kNothing, {Command::kFleetPush}, "fleet push"}},
   };
   return *options;
 }
@@ -90,6 +137,22 @@ const std::map<std::string, Command, std::less<>>& CommandNames() {
       {"help", Command::kHelp},
   };
   return *names;
+}
+
+// The words after `fleet`.
+const std::map<std::string, Command, std::less<>>& FleetCommandNames() {
+  static const auto* names = new std::map<std::string, Command, std::less<>>{
+      {"serve", Command::kFleetServe},
+      {"push", Command::kFleetPush},
+      {"agents", Command::kFleetAgents},
+      {"help", Command::kHelp},
+  };
+  return *names;
+}
+
+bool IsFleetCommand(Command command) {
+  return command == Command::kFleetServe || command == Command::kFleetPush ||
+         command == Command::kFleetAgents;
 }
 
 Status Usage(std::string message) { return Status(ErrorCode::kBadRequest, std::move(message)); }
@@ -169,6 +232,10 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
   if (!env.events_endpoint.empty()) options.events_endpoint = env.events_endpoint;
 
   std::optional<Command> command;
+  bool fleet_word = false;  // `fleet` seen; the next word names the fleet command
+  // --agent is the agent's endpoint, except for `fleet push`, where it names the target agent:
+  // it is interpreted once the command is known.
+  std::optional<std::string> agent_flag;
   std::vector<std::string> positionals;
   // Command options are checked once the command is known (they may come before it).
   std::vector<std::pair<std::string, std::string>> command_options;
@@ -180,7 +247,15 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
     const std::string& arg = args[i];
     const bool is_option = !options_ended && arg.size() > 1 && arg[0] == '-';
     if (!is_option) {
-      if (!command) {
+      if (!command && !fleet_word && arg == "fleet") {
+        fleet_word = true;
+      } else if (!command && fleet_word) {
+        auto it = FleetCommandNames().find(arg);
+        if (it == FleetCommandNames().end()) {
+          return Usage("unknown fleet command \"" + arg + "\"; expected serve, push or agents");
+        }
+        command = it->second;
+      } else if (!command) {
         auto it = CommandNames().find(arg);
         if (it == CommandNames().end()) {
           return Usage("unknown command \"" + arg + "\" (lbctl help lists them)");
@@ -229,6 +304,8 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
         auto timeout = ParseSeconds(name, *v);
         if (!timeout.ok()) return timeout.status();
         options.timeout = *timeout;
+      } else if (name == "--agent") {
+        agent_flag = *v;
       } else {
         status = CheckEndpoint(name, *v);
         (name == "--agent" ? options.agent_endpoint : options.events_endpoint) = *v;
@@ -256,22 +333,86 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
     options.command = Command::kVersion;
     return options;
   }
+  if (!command && fleet_word) return Usage("fleet needs a command: serve, push or agents");
   if (!command) return Usage("no command given (lbctl help lists them)");
   options.command = *command;
+  const bool fleet = IsFleetCommand(options.command);
 
-  // Environment endpoints are checked only now, so that a bad LBCTL_AGENT never blocks help.
-  if (Status s = CheckEndpoint("LBCTL_AGENT/--agent", options.agent_endpoint); !s.ok()) return s;
-  if (Status s = CheckEndpoint("LBCTL_EVENTS/--events", options.events_endpoint); !s.ok()) {
-    return s;
+  if (agent_flag && options.command == Command::kFleetPush) {
+    command_options.emplace_back("--agent", *agent_flag);
+  } else if (agent_flag) {
+    if (Status s = CheckEndpoint("--agent", *agent_flag); !s.ok()) return s;
+    options.agent_endpoint = *agent_flag;
+  }
+  // Environment endpoints are checked only now, so that a bad LBCTL_AGENT never blocks help
+  // (nor the fleet commands, which do not talk to an agent).
+  if (!fleet) {
+    if (Status s = CheckEndpoint("LBCTL_AGENT/--agent", options.agent_endpoint); !s.ok()) {
+      return s;
+    }
+    if (Status s = CheckEndpoint("LBCTL_EVENTS/--events", options.events_endpoint); !s.ok()) {
+      return s;
+    }
   }
 
+  // `fleet push` takes exactly one target.
+  auto set_target = [&](const std::string& flag, FleetTarget target) -> Status {
+    if (options.fleet.target) {
+      return Usage("fleet push takes one target: --all, --group G or --agent ID; " + flag +
+                   " comes after " + TargetKey(*options.fleet.target));
+    }
+    if (target.kind != FleetTarget::Kind::kAll && !IsValidFleetName(target.name)) {
+      return Usage(flag + " wants a name of 1 to 255 bytes without '/', not \"" + target.name +
+                   "\"");
+    }
+    options.fleet.target = std::move(target);
+    return Status::Ok();
+  };
   for (const auto& [name, text] : command_options) {
+    if (name == "--agent") {  // only here for fleet push
+      if (Status s = set_target(name, FleetTarget::Agent(text)); !s.ok()) return s;
+      continue;
+    }
     const CommandOption& spec = CommandOptions().find(name)->second;
     bool allowed = false;
     for (Command c : spec.commands) allowed = allowed || c == options.command;
     if (!allowed) {
-      return Usage(name + " is an option of " + std::string(spec.commands_text) + " only");
+      std::string also;
+      if (!spec.also_text.empty()) also = " (and of " + std::string(spec.also_text) + ")";
+      return Usage(name + " is an option of " + std::string(spec.commands_text) + " only" + also);
     }
+    Status status;
+    if (name == "--pub" || name == "--router" || name == "--control") {
+      status = CheckEndpoint(name, text);
+      (name == "--pub"      ? options.fleet.pub_endpoint
+       : name == "--router" ? options.fleet.router_endpoint
+                            : options.fleet.control_endpoint) = text;
+    } else if (name == "--state-dir") {
+      if (text.empty()) return Usage("--state-dir must not be empty");
+      options.fleet.state_dir = text;
+    } else if (name == "--id") {
+      if (!IsValidFleetName(text)) {
+        return Usage("--id wants a name of 1 to 255 bytes without '/', not \"" + text + "\"");
+      }
+      options.fleet.id = text;
+    } else if (name == "--beacon-interval") {
+      auto interval = ParseSeconds(name, text);
+      if (!interval.ok()) return interval.status();
+      options.fleet.beacon_interval = *interval;
+    } else if (name == "--all") {
+      status = set_target(name, FleetTarget::All());
+    } else if (name == "--group") {
+      status = set_target(name, FleetTarget::Group(text));
+    } else if (name == "--expect" || name == "--canary" || name == "--batch") {
+      auto count = ParseCount(name, text);
+      if (!count.ok()) return count.status();
+      if (name == "--expect") options.fleet.expect = *count;
+      if (name == "--canary") options.fleet.canary = *count;
+      if (name == "--batch") options.fleet.batch = *count;
+    } else if (name == "--stop-on-failure") {
+      options.fleet.stop_on_failure = true;
+    }
+    if (!status.ok()) return status;
     if (name == "--force") {
       options.force = true;
     } else if (name == "--expect-sha256") {
@@ -290,11 +431,18 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
   }
 
   const std::string command_name = [&] {
+    for (const auto& [n, c] : FleetCommandNames()) {
+      if (fleet && c == options.command) return "fleet " + n;
+    }
     for (const auto& [n, c] : CommandNames()) {
       if (c == options.command) return n;
     }
     return std::string("?");
   }();
+  auto require = [&](std::string_view flag, const std::string& value) -> Status {
+    if (!value.empty()) return Status::Ok();
+    return Usage(command_name + " needs " + std::string(flag));
+  };
   auto at_most = [&](size_t n, std::string_view what) -> Status {
     if (positionals.size() <= n) return Status::Ok();
     return Usage(command_name + " takes " + std::string(what) + "; unexpected \"" + positionals[n] +
@@ -318,6 +466,40 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
     case Command::kWatch:
       if (Status s = at_most(1, "at most one TOPIC-PREFIX"); !s.ok()) return s;
       if (!positionals.empty()) options.topic_prefix = positionals[0];
+      break;
+    case Command::kFleetServe:
+      if (Status s = at_most(0, "no arguments"); !s.ok()) return s;
+      if (Status s = require("--pub ENDPOINT", options.fleet.pub_endpoint); !s.ok()) return s;
+      if (Status s = require("--router ENDPOINT", options.fleet.router_endpoint); !s.ok()) {
+        return s;
+      }
+      if (Status s = require("--control ENDPOINT", options.fleet.control_endpoint); !s.ok()) {
+        return s;
+      }
+      if (Status s = require("--state-dir DIR", options.fleet.state_dir); !s.ok()) return s;
+      break;
+    case Command::kFleetPush:
+      if (positionals.empty()) return Usage("fleet push needs a FILE (- for stdin)");
+      if (Status s = at_most(1, "one FILE"); !s.ok()) return s;
+      if (positionals[0].empty()) return Usage("fleet push: FILE must not be empty");
+      options.file = positionals[0];
+      if (!options.fleet.target) {
+        return Usage("fleet push needs a target: --all, --group G or --agent ID");
+      }
+      if (Status s = require("--control ENDPOINT", options.fleet.control_endpoint); !s.ok()) {
+        return s;
+      }
+      if (options.fleet.stop_on_failure && options.fleet.canary == 0 && options.fleet.batch == 0) {
+        return Usage(
+            "--stop-on-failure needs --canary or --batch (a single push reaches every agent at "
+            "once)");
+      }
+      break;
+    case Command::kFleetAgents:
+      if (Status s = at_most(0, "no arguments"); !s.ok()) return s;
+      if (Status s = require("--control ENDPOINT", options.fleet.control_endpoint); !s.ok()) {
+        return s;
+      }
       break;
     default:
       if (Status s = at_most(0, "no arguments"); !s.ok()) return s;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fleet_protocol.h"
 #include "lb/proto/status.h"
 
 namespace lb::cli {
@@ -18,6 +19,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitRefused = 1;      // the agent answered with an error
 inline constexpr int kExitUsage = 2;        // bad arguments, unreadable FILE
 inline constexpr int kExitUnreachable = 3;  // no (usable) answer within --timeout
+// `fleet push` only: 4 some agents refused the push, 5 some had not answered at --timeout
+// (fleet_rollout.h: kExitPartialFailure, kExitRolloutTimeout).
 
 enum class Command {
   kHelp,
@@ -29,6 +32,9 @@ enum class Command {
   kGetConfig,
   kPing,
   kWatch,
+  kFleetServe,   // lbctl fleet serve: the fleet controller, in the foreground
+  kFleetPush,    // lbctl fleet push FILE: a rollout through the controller's control socket
+  kFleetAgents,  // lbctl fleet agents: the agents the controller knows
 };
 
 // What lbctl reads from its environment. main() fills it; tests build it by hand.
@@ -37,6 +43,26 @@ struct Environment {
   std::string events_endpoint;  // LBCTL_EVENTS; empty when unset
   bool no_color = false;        // NO_COLOR set to a non-empty value (https://no-color.org)
   bool stdout_is_terminal = false;
+  bool stderr_is_terminal = false;  // fleet push draws a live progress line there
+};
+
+// `lbctl fleet ...` (proto/PROTOCOL.md, "Fleet" and "Controller control socket").
+struct FleetOptions {
+  // serve: where the controller binds its PUB (pushes, beacons) and ROUTER (agents) sockets,
+  // where it keeps its state, its id (empty: the host name) and how often it sends a beacon.
+  std::string pub_endpoint;
+  std::string router_endpoint;
+  std::string state_dir;
+  std::string id;
+  std::chrono::milliseconds beacon_interval{1000};
+  // serve binds it; push and agents connect to it. Required: there is no default controller.
+  std::string control_endpoint;
+  // push: exactly one of --all, --group G, --agent ID.
+  std::optional<FleetTarget> target;
+  std::optional<uint64_t> expect;  // wait for this many agents' answers, whoever they are
+  uint64_t canary = 0;             // 0: no canary wave
+  uint64_t batch = 0;              // 0: no limit on agents reloading at once
+  bool stop_on_failure = false;
 };
 
 struct Options {
@@ -44,7 +70,8 @@ struct Options {
   // environment, then these defaults (lb-agent.cfg's defaults).
   std::string agent_endpoint = "tcp://127.0.0.1:5555";
   std::string events_endpoint = "tcp://127.0.0.1:5556";
-  // The whole budget of one command, connection included. Not used by `watch`.
+  // The whole budget of one command, connection included (fleet push: the whole rollout).
+  // Not used by `watch` and `fleet serve`.
   std::chrono::milliseconds timeout{30000};
   bool json = false;
   bool no_color = false;
@@ -57,6 +84,7 @@ struct Options {
   std::string topic_prefix;       // watch: "" = every topic
   std::optional<uint64_t> count;  // watch: stop after this many events
   std::optional<std::chrono::milliseconds> for_ms;  // watch: stop after this long
+  FleetOptions fleet;                               // fleet serve, push, agents
 };
 
 // Parses argv[1..] (without the program name). Global options may appear before or after the

@@ -14,6 +14,7 @@
 #include "agent_call.h"
 #include "event_subscriber.h"
 #include "events.h"
+#include "fleet_commands.h"
 #include "output.h"
 
 #ifndef LB_VERSION
@@ -231,7 +232,8 @@ int Watch(const Options& options, std::ostream& out, std::ostream& err,
 }  // namespace
 
 int Run(const std::vector<std::string>& args, const Environment& env, std::istream& in,
-        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested) {
+        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested,
+        const std::function<bool()>& signalled) {
   try {
     auto options = ParseCommandLine(args, env);
     if (!options.ok()) {
@@ -247,6 +249,18 @@ int Run(const std::vector<std::string>& args, const Environment& env, std::istre
         return kExitOk;
       case Command::kWatch:
         return Watch(*options, out, err, stop_requested);
+      case Command::kFleetServe:
+        return RunFleetServe(*options, err, signalled ? signalled : stop_requested);
+      case Command::kFleetPush: {
+        auto config = ReadInput(options->file, in);
+        if (!config.ok()) {
+          err << "lbctl: " << config.status().message() << "\n";
+          return kExitUsage;
+        }
+        return RunFleetPush(*options, env, *config, out, err, stop_requested);
+      }
+      case Command::kFleetAgents:
+        return RunFleetAgents(*options, out, err);
       default:
         return CallAndPrint(*options, env, in, out, err);
     }

@@ -50,10 +50,12 @@ int main(int argc, char** argv) {
   env.events_endpoint = Env("LBCTL_EVENTS");
   env.no_color = !Env("NO_COLOR").empty();
   env.stdout_is_terminal = isatty(STDOUT_FILENO) == 1;
+  env.stderr_is_terminal = isatty(STDERR_FILENO) == 1;
 
   std::vector<std::string> args(argv + 1, argv + argc);
-  const int code = lb::cli::Run(args, env, std::cin, std::cout, std::cerr,
-                                [] { return g_stop != 0 || StdoutClosed(); });
+  const int code = lb::cli::Run(
+      args, env, std::cin, std::cout, std::cerr, [] { return g_stop != 0 || StdoutClosed(); },
+      [] { return g_stop != 0; });
   std::cout.flush();
   return code;
 }

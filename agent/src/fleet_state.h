@@ -1,0 +1,218 @@
+// FleetState: the decisions of the agent's side of the fleet protocol (proto/PROTOCOL.md,
+// "Fleet"), with no sockets, no threads and no clock of its own, so that every rule is a unit
+// test: which pushes are ours, which versions to ignore, which controller to follow, when to say
+// hello. Also the message shapes (parsing pushes, beacons and `uptodate`; building hello and
+// ack) and the state file that keeps the last processed version across restarts.
+//
+// DESIGN: FleetClient (fleet_client.h) owns one FleetState on its thread and feeds it every
+// message with the time it arrived; FleetState answers what to do. Versions:
+//   - applied_version: the newest push accepted for processing (in flight or done). A push at
+//     or below it is a duplicate or stale: ignored (and acked `ignored`).
+//   - completed_version: the newest push whose processing ended (acked). This is what the state
+//     file keeps: an agent killed during a reload says hello with the older version after a
+//     restart and gets the push again, instead of never applying it.
+//   - synced_version: the newest version the controller confirmed to this agent (an `uptodate`
+//     answer, or a push it processed). A beacon whose `latest` is above it means the agent may
+//     have missed a push (one that was not for it, or one it lost): it says hello.
+// Versions count per controller id: when the agent starts following a different controller id
+// (after the one it followed went silent), all three restart at 0, so that the new
+// controller's hello answer is applied whatever its counter says.
+// Not thread-safe: it belongs to the fleet thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "lb/proto/status.h"
+
+namespace lb::agent {
+
+struct FleetTarget {
+  enum class Kind { kAll, kGroup, kAgent };
+  Kind kind = Kind::kAll;
+  std::string name;  // the group or the agent id; empty for kAll
+
+  // "all", "group/<name>", "agent/<name>": the topic without "fleet/", for log lines.
+  std::string ToString() const;
+};
+
+struct FleetPush {
+  std::string controller;
+  uint64_t version = 0;
+  FleetTarget target;
+  std::string cmd;  // "" when the push has none (refused when processed)
+  nlohmann::json args = nlohmann::json::object();  // as sent: may be any type
+};
+
+struct FleetBeacon {
+  std::string controller;
+  uint64_t latest = 0;
+};
+
+struct FleetUptodate {
+  std::string controller;
+  uint64_t latest = 0;
+};
+
+using FleetMessage = std::variant<FleetPush, FleetBeacon, FleetUptodate>;
+
+// Parses a decoded controller message. `bad_request` with a one-line reason when it is not a
+// push, beacon or uptodate of protocol version 1 with a non-empty `controller`, an unsigned
+// integer `version`/`latest` and (pushes) a valid `target`. A push's `cmd` and `args` are only
+// checked when it is processed, so that a push with a usable envelope can still be acked.
+proto::Result<FleetMessage> ParseFleetMessage(const nlohmann::json& body);
+
+// {"v": 1, "type": "hello", "agent", "groups", "sha256", "applied_version", "synced_version"}.
+nlohmann::json FleetHello(const std::string& agent_id, const std::vector<std::string>& groups,
+                          const std::string& sha256, uint64_t applied_version,
+                          uint64_t synced_version);
+
+struct FleetAck {
+  uint64_t version = 0;
+  std::string outcome;    // applied | unchanged | refused | ignored
+  proto::Status error;    // sent as {"code", "message"} when not ok
+  std::string sha256;     // the live config after
+  nlohmann::json result;  // sent when not null
+  int64_t total_ms = 0;
+};
+// {"v": 1, "type": "ack", "agent", "version", "outcome", "error"?, "sha256", "result"?,
+// "total_ms"}.
+nlohmann::json FleetAckMessage(const std::string& agent_id, const FleetAck& ack);
+
+// What the state file keeps.
+struct FleetPersisted {
+  uint64_t applied_version = 0;  // the newest push whose processing ended
+  std::string controller;        // the controller it came from ("" before the first)
+};
+// Reads the state file. A missing file is the zero state. A file that cannot be read or is not
+// {"applied_version": <uint>, "controller": <str>} is an error naming the file and the problem;
+// the caller logs it and starts from the zero state.
+proto::Result<FleetPersisted> LoadFleetState(const std::string& path);
+// Writes the state file atomically (temp file, fsync, rename), creating its directory when
+// missing. Errors are `internal` with the OS's words.
+proto::Status SaveFleetState(const std::string& path, const FleetPersisted& state);
+
+class FleetState {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using TimePoint = Clock::time_point;
+  // The delay before a hello after a reconnect or a beacon-triggered resync: random in
+  // [0, 500] ms by default, so that a controller restart is not met by every agent at once.
+  using JitterFn = std::function<std::chrono::milliseconds()>;
+  static JitterFn RandomJitter();
+
+  // `beacon_timeout` is both the dead-connection timeout and the "alive" window of the
+  // followed controller (3 beacon intervals). `jitter` null: RandomJitter().
+  FleetState(std::string agent_id, std::vector<std::string> groups,
+             std::chrono::milliseconds beacon_timeout, JitterFn jitter = nullptr);
+
+  // Starts from what the state file kept: applied = synced = completed = persisted version,
+  // and the persisted controller is the one followed (until another one takes over).
+  void Restore(const FleetPersisted& persisted);
+  FleetPersisted ToPersisted() const;
+
+  // Whether a push for `target` is for this agent (its id, one of its groups, or all).
+  bool Matches(const FleetTarget& target) const;
+
+  // The one-writer rule, applied to every push, beacon and uptodate that is for this agent.
+  struct Admission {
+    bool accepted = false;
+    // accepted, and the followed controller changed from `previous` (not "") to this one:
+    // versions restarted at 0. The caller logs it and saves the state.
+    bool switched = false;
+    std::string previous;
+    std::string error;  // not accepted: why (names both controllers)
+  };
+  Admission Admit(const std::string& controller, TimePoint now);
+
+  enum class PushAction {
+    kNotForUs,  // the target does not match: nothing to do, no ack
+    kConflict,  // from a controller other than the live followed one: ack `refused`/`conflict`
+    kIgnore,    // version at or below applied_version: ack `ignored`
+    kProcess,   // run it, then ack; applied_version and synced_version are now its version
+  };
+  struct PushVerdict {
+    PushAction action = PushAction::kNotForUs;
+    Admission admission;
+  };
+  // `via_router`: the answer to a hello (it ends the outstanding hello, whatever it says).
+  PushVerdict OnPush(const FleetPush& push, bool via_router, TimePoint now);
+  // The processing of a push ended (its ack is going out). Versions from a controller that is
+  // no longer followed are dropped.
+  void PushCompleted(const std::string& controller, uint64_t version);
+
+  struct BeaconVerdict {
+    Admission admission;
+    // Not accepted, and this controller's conflict was not reported in the last
+    // beacon_timeout: log it and ack `refused` (rate-limited, beacons come every second).
+    bool report_conflict = false;
+    // Accepted and `latest` > synced_version: a hello is now scheduled (after the jitter).
+    bool resync = false;
+  };
+  // Any beacon proves the connection alive; only the followed controller's keeps it alive for
+  // the one-writer rule.
+  BeaconVerdict OnBeacon(const FleetBeacon& beacon, TimePoint now);
+  // An `uptodate` answer: ends the outstanding hello; accepted, it raises synced_version to
+  // `latest`.
+  Admission OnUptodate(const FleetUptodate& uptodate, TimePoint now);
+
+  // Hello scheduling. At most one hello is outstanding (sent, not answered, younger than
+  // beacon_timeout) or scheduled at a time.
+  // A connection to the controller's ROUTER was established: the outstanding hello (if any)
+  // may have been lost with the old one. The first connection says hello at once; later ones
+  // after the jitter.
+  void OnConnected(TimePoint now);
+  // The sockets were (re)created: forget hellos scheduled or in flight; the dead-connection
+  // clock starts from `now`. Call it before the first ConnectionDead().
+  void OnSocketsCreated(TimePoint now);
+  std::optional<TimePoint> hello_due() const { return hello_due_; }
+  bool HelloDue(TimePoint now) const { return hello_due_ && now >= *hello_due_; }
+  void HelloSent(TimePoint now);
+  bool HelloOutstanding(TimePoint now) const;
+
+  // Liveness of the connection: a beacon (from any controller) within beacon_timeout.
+  bool Connected(TimePoint now) const;
+  // No beacon for beacon_timeout since the last one or since the sockets were created.
+  bool ConnectionDead(TimePoint now) const;
+  // When ConnectionDead turns true if nothing arrives.
+  TimePoint DeadAt() const;
+  std::optional<TimePoint> last_beacon() const { return last_beacon_; }
+
+  const std::string& agent_id() const { return agent_id_; }
+  const std::vector<std::string>& groups() const { return groups_; }
+  const std::string& controller() const { return followed_; }
+  uint64_t applied_version() const { return applied_version_; }
+  uint64_t synced_version() const { return synced_version_; }
+  uint64_t completed_version() const { return completed_version_; }
+
+ private:
+  void ScheduleHello(TimePoint at);
+  bool FollowedAlive(TimePoint now) const;
+
+  const std::string agent_id_;
+  const std::vector<std::string> groups_;
+  const std::chrono::milliseconds beacon_timeout_;
+  JitterFn jitter_;
+
+  std::string followed_;
+  std::optional<TimePoint> followed_beacon_;  // the followed controller's last beacon
+  uint64_t applied_version_ = 0;
+  uint64_t synced_version_ = 0;
+  uint64_t completed_version_ = 0;
+
+  std::optional<TimePoint> last_beacon_;  // any controller's
+  TimePoint sockets_since_{};
+  int connections_ = 0;
+  std::optional<TimePoint> hello_due_;
+  std::optional<TimePoint> hello_sent_;  // outstanding while set and young
+  std::string conflict_reported_;        // the controller whose beacons were last refused
+  TimePoint conflict_reported_at_{};
+};
+
+}  // namespace lb::agent

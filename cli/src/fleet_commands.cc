@@ -1,0 +1,476 @@
+#include "fleet_commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <ostream>
+#include <thread>
+#include <zmq.hpp>
+
+#include "agent_call.h"
+#include "fleet_controller.h"
+#include "fleet_rollout.h"
+#include "output.h"
+
+namespace lb::cli {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Status;
+using Clock = std::chrono::steady_clock;
+
+// How often acks (or, for --expect with waves, the agents) are asked for.
+constexpr std::chrono::milliseconds kPollInterval{100};
+// One control call never waits longer than this, so that a controller that restarts in the
+// middle of a rollout is asked again rather than waited for until --timeout.
+constexpr std::chrono::milliseconds kMaxCallTimeout{5000};
+// Every call after the first is given at least this long, even when --timeout is closer: a
+// call cut short by the deadline says nothing about the controller, and its failure must not
+// read as "unreachable" (nor leave a finished rollout without its target-level push).
+constexpr std::chrono::milliseconds kMinLaterCallTimeout{500};
+// Without a terminal, a progress line at most this often (and only when something changed).
+constexpr std::chrono::milliseconds kPlainProgressInterval{5000};
+// Agent names listed in a wave's announcement before "+N more".
+constexpr size_t kNamesPerWaveLine = 5;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// What one control call came to.
+struct ControllerReply {
+  enum class Kind { kOk, kRefused, kUnreachable, kBadEndpoint };
+  Kind kind = Kind::kOk;
+  Status status;  // the refusal, or why there is no answer
+  json result;
+};
+
+ControllerReply CallController(zmq::context_t& context, const std::string& endpoint,
+                               const std::string& cmd, const json& args,
+                               std::chrono::milliseconds timeout) {
+  ControllerReply out;
+  auto reply = CallAgent(context, endpoint, cmd, args, timeout);
+  if (reply.ok() && reply->status.ok()) {
+    out.result = std::move(reply->result);
+    return out;
+  }
+  if (reply.ok()) {
+    out.kind = ControllerReply::Kind::kRefused;
+    out.status = reply->status;
+    return out;
+  }
+  // CallAgent's messages speak of an agent; say which peer this is.
+  const Status& failed = reply.status();
+  switch (failed.code()) {
+    case ErrorCode::kBadRequest:
+      out.kind = ControllerReply::Kind::kBadEndpoint;
+      out.status = Status(failed.code(),
+                          "cannot use \"" + endpoint + "\" as the controller's --control endpoint");
+      break;
+    case ErrorCode::kUnavailable:
+      out.kind = ControllerReply::Kind::kUnreachable;
+      out.status = Status(failed.code(), "no answer from " + endpoint + " within " +
+                                             DescribeSeconds(timeout) +
+                                             " (is lbctl fleet serve running? is that its "
+                                             "--control endpoint?)");
+      break;
+    case ErrorCode::kTimeout:
+      out.kind = ControllerReply::Kind::kUnreachable;
+      out.status = Status(failed.code(), "no answer from the controller at " + endpoint + " to `" +
+                                             cmd + "` within " + DescribeSeconds(timeout));
+      break;
+    default:
+      out.kind = ControllerReply::Kind::kUnreachable;
+      out.status = failed;
+      break;
+  }
+  return out;
+}
+
+// The exit code and the stderr text for a call that did not succeed.
+int ReportFailedCall(const ControllerReply& reply, bool as_json, std::ostream& out,
+                     std::ostream& err) {
+  if (reply.kind == ControllerReply::Kind::kRefused) {
+    if (as_json) {
+      json error = {{"code", proto::ErrorCodeName(reply.status.code())},
+                    {"message", reply.status.message()}};
+      if (!reply.status.details().is_null()) error["details"] = reply.status.details();
+      out << DumpJson(json{{"error", error}}, 2) << "\n";
+    }
+    err << FormatRefusal(reply.status);
+    return kExitRefused;
+  }
+  err << "lbctl: " << reply.status.message() << "\n";
+  return reply.kind == ControllerReply::Kind::kBadEndpoint ? kExitUsage : kExitUnreachable;
+}
+
+// The live progress line on stderr: redrawn in place on a terminal; otherwise a plain line
+// now and then, when something changed.
+class ProgressLine {
+ public:
+  ProgressLine(std::ostream& err, bool terminal) : err_(err), terminal_(terminal) {}
+
+  void Update(const Tally& tally) {
+    const std::string text = FormatProgress(tally);
+    if (terminal_) {
+      if (text == shown_) return;
+      err_ << "\r\033[K" << text << std::flush;
+      shown_ = text;
+      return;
+    }
+    const Clock::time_point now = Clock::now();
+    if (text == printed_ || now - last_printed_ < kPlainProgressInterval) return;
+    err_ << text << "\n" << std::flush;
+    printed_ = text;
+    last_printed_ = now;
+  }
+
+  // A line of its own (a wave starting), above the live line.
+  void Note(const std::string& line) {
+    Clear();
+    err_ << line << "\n" << std::flush;
+  }
+
+  // Removes the live line, before the final report.
+  void Clear() {
+    if (terminal_ && !shown_.empty()) err_ << "\r\033[K" << std::flush;
+    shown_.clear();
+  }
+
+ private:
+  std::ostream& err_;
+  const bool terminal_;
+  std::string shown_;
+  std::string printed_;
+  Clock::time_point last_printed_{};
+};
+
+std::string DescribeWave(size_t index, size_t count, const Wave& wave) {
+  std::string names;
+  for (size_t i = 0; i < wave.agents.size() && i < kNamesPerWaveLine; ++i) {
+    names += (i == 0 ? "" : ", ") + OneLine(wave.agents[i]);
+  }
+  if (wave.agents.size() > kNamesPerWaveLine) {
+    names += " +" + std::to_string(wave.agents.size() - kNamesPerWaveLine) + " more";
+  }
+  return "wave " + std::to_string(index + 1) + " of " + std::to_string(count) +
+         (wave.canary ? " (canary)" : "") + ": " + names;
+}
+
+// One `fleet push`, from the first control call to the report.
+class Rollout {
+ public:
+  Rollout(const Options& options, const Environment& env, std::string config, std::ostream& out,
+          std::ostream& err, const std::function<bool()>& stop_requested)
+      : options_(options),
+        config_(std::move(config)),
+        out_(out),
+        err_(err),
+        stop_requested_(stop_requested),
+        deadline_(Clock::now() + options.timeout),
+        progress_(options.fleet.expect),
+        line_(err, env.stderr_is_terminal) {
+    report_.target = *options.fleet.target;
+    report_.staged = options.fleet.canary > 0 || options.fleet.batch > 0;
+  }
+
+  int Execute() {
+    const bool finished = report_.staged ? Staged() : Single();
+    if (!finished && report_.versions.empty() &&
+        (report_.stopped == "refused" || report_.stopped == "unreachable" ||
+         report_.stopped == "bad_endpoint")) {
+      return early_exit_;  // nothing was pushed: the error said it all
+    }
+    return Finish();
+  }
+
+ private:
+  // The control call with what is left of --timeout, at most kMaxCallTimeout; the first call
+  // keeps to --timeout exactly, later ones get at least kMinLaterCallTimeout.
+  ControllerReply Call(const std::string& cmd, const json& args) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
+    const auto at_least = calls_ == 0 ? std::chrono::milliseconds(1) : kMinLaterCallTimeout;
+    ++calls_;
+    return CallController(context_, options_.fleet.control_endpoint, cmd, args,
+                          std::clamp(left, at_least, kMaxCallTimeout));
+  }
+
+  // Stops the rollout on a failed call; false.
+  bool Failed(const ControllerReply& reply) {
+    line_.Clear();
+    early_exit_ = ReportFailedCall(reply, options_.json && report_.versions.empty(), out_, err_);
+    report_.stopped = reply.kind == ControllerReply::Kind::kRefused       ? "refused"
+                      : reply.kind == ControllerReply::Kind::kBadEndpoint ? "bad_endpoint"
+                                                                          : "unreachable";
+    return false;
+  }
+
+  // Pushes the config to `target`; its result, or nullopt after Failed().
+  std::optional<json> Push(const FleetTarget& target) {
+    json args = {{"config", config_}};
+    if (options_.force) args["force"] = true;
+    ControllerReply reply =
+        Call("push", {{"target", TargetToJson(target)}, {"cmd", "reload"}, {"args", args}});
+    if (reply.kind != ControllerReply::Kind::kOk) {
+      Failed(reply);
+      return std::nullopt;
+    }
+    if (!reply.result.is_object() || !reply.result.contains("version") ||
+        AsVersion(reply.result["version"]).value_or(0) == 0) {
+      reply.kind = ControllerReply::Kind::kUnreachable;
+      reply.status = Status(ErrorCode::kInternal, "the controller's push result has no version");
+      Failed(reply);
+      return std::nullopt;
+    }
+    report_.versions.push_back(*AsVersion(reply.result["version"]));
+    return std::move(reply.result);
+  }
+
+  // Polls acks until `done`, --timeout or a stop request. False (with report_.stopped set)
+  // when the rollout has to stop.
+  bool Await(const std::function<bool()>& done) {
+    std::optional<ControllerReply> last_failure;
+    while (true) {
+      if (done()) return true;
+      if (stop_requested_()) {
+        report_.stopped = "interrupted";
+        return false;
+      }
+      if (Clock::now() >= deadline_) {
+        if (last_failure) return Failed(*last_failure);
+        report_.stopped = "timeout";
+        return false;
+      }
+      json versions = progress_.WantedVersions();
+      ControllerReply reply = Call("acks", {{"versions", versions}});
+      if (reply.kind == ControllerReply::Kind::kRefused) return Failed(reply);
+      if (reply.kind != ControllerReply::Kind::kOk) {
+        last_failure = reply;  // a controller restarting: ask again until --timeout
+      } else {
+        last_failure.reset();
+        if (reply.result.contains("acks") && reply.result["acks"].is_array()) {
+          for (const auto& ack : reply.result["acks"]) progress_.Observe(ack, NowMs());
+        }
+      }
+      progress_.Settle(NowMs());
+      line_.Update(progress_.Count());
+      if (done()) return true;
+      const auto left = deadline_ - Clock::now();
+      if (left > Clock::duration::zero()) {
+        std::this_thread::sleep_for(std::min<Clock::duration>(kPollInterval, left));
+      }
+    }
+  }
+
+  // One push to the whole target.
+  bool Single() {
+    auto result = Push(report_.target);
+    if (!result) return false;
+    const uint64_t version = report_.versions.back();
+    report_.final_version = version;
+    progress_.OpenVersion(version);
+    // The known agents that match are listed (so that those that never answer are named),
+    // with --expect too; any other agent that acks this version is added.
+    size_t matching = 0;
+    if (result->contains("matching") && (*result)["matching"].is_array()) {
+      for (const auto& agent : (*result)["matching"]) {
+        if (!agent.is_string()) continue;
+        ++matching;
+        progress_.Pushed(agent.get<std::string>(), version);
+      }
+    }
+    std::string note = "pushed version " + std::to_string(version) + " to " +
+                       TargetKey(report_.target) + ": " +
+                       Count(static_cast<int64_t>(matching), "known agent") + " match";
+    if (options_.fleet.expect) {
+      note += "; waiting for " + Count(static_cast<int64_t>(*options_.fleet.expect), "answer");
+    } else if (matching == 0) {
+      note += "; nothing to wait for (agents that say hello later get it; --expect N waits)";
+    }
+    line_.Note(note);
+    if (!options_.fleet.expect) return Await([&] { return progress_.Count().pending == 0; });
+    const bool answered = Await([&] { return progress_.Answered() >= *options_.fleet.expect; });
+    if (answered) progress_.DropPending();  // N answered: the others were not waited for
+    return answered;
+  }
+
+  // The agents the controller knows that match the target, sorted; with --expect N, waits
+  // until there are at least N.
+  std::optional<std::vector<std::string>> KnownAgents() {
+    bool announced = false;
+    while (true) {
+      ControllerReply reply = Call("agents", {{"target", TargetToJson(report_.target)}});
+      if (reply.kind != ControllerReply::Kind::kOk) {
+        Failed(reply);
+        return std::nullopt;
+      }
+      std::vector<std::string> agents;
+      if (reply.result.contains("agents") && reply.result["agents"].is_array()) {
+        for (const auto& agent : reply.result["agents"]) {
+          if (agent.is_object() && agent.contains("agent") && agent["agent"].is_string()) {
+            agents.push_back(agent["agent"].get<std::string>());
+          }
+        }
+      }
+      std::sort(agents.begin(), agents.end());
+      const uint64_t wanted = options_.fleet.expect.value_or(0);
+      if (agents.size() >= wanted) return agents;
+      if (!announced) {
+        line_.Note("waiting until the controller knows " + std::to_string(wanted) +
+                   " matching agents (it knows " + std::to_string(agents.size()) + ")");
+        announced = true;
+      }
+      for (const auto& agent : agents) progress_.AddAgent(agent);
+      line_.Update(progress_.Count());
+      if (stop_requested_() || Clock::now() >= deadline_) {
+        report_.stopped = stop_requested_() ? "interrupted" : "timeout";
+        return std::nullopt;
+      }
+      std::this_thread::sleep_for(kPollInterval);
+    }
+  }
+
+  // Waves of agent-targeted pushes, then the target-level push.
+  bool Staged() {
+    auto agents = KnownAgents();
+    if (!agents) {
+      progress_.SkipUnpushed();
+      return false;
+    }
+    for (const auto& agent : *agents) progress_.AddAgent(agent);
+    const std::vector<Wave> waves = PlanWaves(*agents, options_.fleet.canary, options_.fleet.batch);
+    if (waves.empty()) {
+      line_.Note("no known agent matches " + TargetKey(report_.target) +
+                 "; recording the push for agents that say hello later");
+    }
+    for (size_t i = 0; i < waves.size(); ++i) {
+      const Wave& wave = waves[i];
+      line_.Note(DescribeWave(i, waves.size(), wave));
+      for (const auto& agent : wave.agents) {
+        if (stop_requested_() || Clock::now() >= deadline_) {
+          report_.stopped = stop_requested_() ? "interrupted" : "timeout";
+          progress_.SkipUnpushed();
+          return false;
+        }
+        auto result = Push(FleetTarget::Agent(agent));
+        if (!result) {
+          progress_.SkipUnpushed();
+          return false;
+        }
+        progress_.Pushed(agent, report_.versions.back());
+      }
+      line_.Update(progress_.Count());
+      if (!Await([&] { return progress_.AllAnswered(wave.agents); })) {
+        progress_.SkipUnpushed();
+        return false;
+      }
+      if (progress_.AnyFailed(wave.agents) && (wave.canary || options_.fleet.stop_on_failure)) {
+        report_.stopped = wave.canary ? "canary_failed" : "failure";
+        progress_.SkipUnpushed();
+        return false;
+      }
+    }
+    auto final_push = Push(report_.target);
+    if (!final_push) return false;
+    report_.final_version = report_.versions.back();
+    return true;
+  }
+
+  int Finish() {
+    line_.Clear();
+    report_.agents = progress_.agents();
+    report_.tally = progress_.Count();
+    if (report_.stopped == "refused") {
+      report_.exit_code = kExitRefused;
+    } else if (report_.stopped == "unreachable" || report_.stopped == "bad_endpoint") {
+      report_.exit_code = kExitUnreachable;
+    } else {
+      report_.exit_code = RolloutExitCode(report_.tally);
+    }
+    if (options_.json) {
+      out_ << DumpJson(RolloutReportToJson(report_), 2) << "\n";
+    } else {
+      out_ << FormatRolloutReport(report_);
+    }
+    return report_.exit_code;
+  }
+
+  const Options& options_;
+  const std::string config_;
+  std::ostream& out_;
+  std::ostream& err_;
+  const std::function<bool()>& stop_requested_;
+  const Clock::time_point deadline_;
+  zmq::context_t context_;
+  RolloutProgress progress_;
+  RolloutReport report_;
+  ProgressLine line_;
+  int early_exit_ = kExitUnreachable;
+  int calls_ = 0;
+};
+
+}  // namespace
+
+int RunFleetServe(const Options& options, std::ostream& err,
+                  const std::function<bool()>& stop_requested) {
+  try {
+    ServeOptions serve;
+    serve.pub_endpoint = options.fleet.pub_endpoint;
+    serve.router_endpoint = options.fleet.router_endpoint;
+    serve.control_endpoint = options.fleet.control_endpoint;
+    serve.state_dir = options.fleet.state_dir;
+    serve.id = options.fleet.id.empty() ? DefaultControllerId() : options.fleet.id;
+    serve.beacon_interval = options.fleet.beacon_interval;
+    zmq::context_t context;
+    FleetController controller(context, serve, err);
+    if (Status open = controller.Open(); !open.ok()) {
+      err << "lbctl: " << open.message() << "\n";
+      return open.code() == ErrorCode::kBadRequest ? kExitUsage : kExitRefused;
+    }
+    if (Status run = controller.Run(stop_requested); !run.ok()) {
+      err << "lbctl: " << run.message() << "\n";
+      return kExitRefused;
+    }
+    return kExitOk;
+  } catch (const std::exception& e) {
+    err << "lbctl: fleet serve failed: " << e.what() << "\n";
+    return kExitRefused;
+  }
+}
+
+int RunFleetPush(const Options& options, const Environment& env, const std::string& config,
+                 std::ostream& out, std::ostream& err,
+                 const std::function<bool()>& stop_requested) {
+  try {
+    Rollout rollout(options, env, config, out, err, stop_requested);
+    return rollout.Execute();
+  } catch (const std::exception& e) {
+    err << "lbctl: fleet push failed: " << e.what() << "\n";
+    return kExitUnreachable;
+  }
+}
+
+int RunFleetAgents(const Options& options, std::ostream& out, std::ostream& err) {
+  try {
+    zmq::context_t context;
+    ControllerReply reply = CallController(context, options.fleet.control_endpoint, "agents",
+                                           json::object(), options.timeout);
+    if (reply.kind != ControllerReply::Kind::kOk) {
+      return ReportFailedCall(reply, options.json, out, err);
+    }
+    if (options.json) {
+      out << DumpJson(reply.result, 2) << "\n";
+    } else {
+      out << FormatAgents(reply.result);
+    }
+    return kExitOk;
+  } catch (const std::exception& e) {
+    err << "lbctl: fleet agents failed: " << e.what() << "\n";
+    return kExitUnreachable;
+  }
+}
+
+}  // namespace lb::cli
