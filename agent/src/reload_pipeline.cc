@@ -84,20 +84,24 @@ Status ReloadPipeline::CheckSize(const ReloadRequest& request) const {
   return Status::Ok();
 }
 
-Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& request) {
-  if (Status size = CheckSize(request); !size.ok()) return size;
-  if (request.config.find('\0') != std::string::npos) {
-    return Status(ErrorCode::kInvalidConfig, "config contains a NUL byte; send it as text");
-  }
-  ConfigFacts facts = ReadConfigFacts(request.config);
+LintResult ReloadPipeline::Lint(const ConfigFacts& facts, bool force) const {
   LintOptions lint_options;
   lint_options.default_backend = settings_.haproxy.default_backend;
   lint_options.method = settings_.haproxy.reload_method;
   lint_options.stats_via_master = settings_.haproxy.stats_via_master;
   lint_options.socket_path = settings_.haproxy.socket_path;
   lint_options.running_as_root = running_as_root_;
-  lint_options.force = request.force;
-  LintResult lint = LintConfig(facts, lint_options);
+  lint_options.force = force;
+  return LintConfig(facts, lint_options);
+}
+
+Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& request) {
+  if (Status size = CheckSize(request); !size.ok()) return size;
+  if (request.config.find('\0') != std::string::npos) {
+    return Status(ErrorCode::kInvalidConfig, "config contains a NUL byte; send it as text");
+  }
+  ConfigFacts facts = ReadConfigFacts(request.config);
+  LintResult lint = Lint(facts, request.force);
   if (!lint.status.ok()) return lint.status;
 
   auto candidate = store_.WriteCandidate(request.config);
@@ -170,24 +174,25 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
     Record("conflict", previous_sha, MsSince(start), s);
     return s;
   }
+  // Identical to the live config: nothing to validate or reload. The live file passed these
+  // checks when it was applied, and a fleet push that changes nothing must stay cheap.
+  if (live->exists && Sha256Hex(request.config) == previous_sha) {
+    json result = {{"outcome", "unchanged"},
+                   {"sha256", previous_sha},
+                   {"previous_sha256", previous_sha},
+                   {"validate_ms", 0},
+                   {"reload_ms", 0},
+                   {"total_ms", MsSince(start)},
+                   {"warnings", Lint(ReadConfigFacts(request.config), true).warnings},
+                   {"rolled_back", false}};
+    Record("unchanged", previous_sha, MsSince(start), Status::Ok());
+    return result;
+  }
   auto checked = Check(request);
   if (!checked.ok()) {
     Status s = checked.status();
     Record(std::string(proto::ErrorCodeName(s.code())), previous_sha, MsSince(start), s);
     return s;
-  }
-  if (live->exists && checked->sha256 == previous_sha) {
-    store_.Discard(checked->candidate);
-    json result = {{"outcome", "unchanged"},
-                   {"sha256", previous_sha},
-                   {"previous_sha256", previous_sha},
-                   {"validate_ms", checked->validate_ms},
-                   {"reload_ms", 0},
-                   {"total_ms", MsSince(start)},
-                   {"warnings", checked->warnings},
-                   {"rolled_back", false}};
-    Record("unchanged", previous_sha, MsSince(start), Status::Ok());
-    return result;
   }
   return ApplyChecked(request, std::move(*checked), start);
 }

@@ -1,7 +1,7 @@
 // ReloadPipeline: the decisions of a reload, in order.
 //
-//   size limit -> expect_sha256 -> agent checks (ConfigLint) -> candidate file next to the live
-//   one -> `haproxy -c` -> identical to live? answer `unchanged` -> save server state ->
+//   size limit -> expect_sha256 -> identical to live? answer `unchanged` -> agent checks
+//   (ConfigLint) -> candidate file next to the live one -> `haproxy -c` -> save server state ->
 //   commit (history, rename, fsync) -> HaproxyControl::Reload -> on failure restore the
 //   previous file and reload again (rolled_back) -> answer.
 //
@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 
+#include "config_lint.h"
 #include "config_store.h"
 #include "haproxy_control.h"
 #include "lb/common/settings.h"
@@ -77,6 +78,7 @@ class ReloadPipeline {
     std::string state_file;  // the server-state-file the new config loads, or ""
   };
   proto::Status CheckSize(const ReloadRequest& request) const;
+  LintResult Lint(const ConfigFacts& facts, bool force) const;
   proto::Result<Checked> Check(const ReloadRequest& request);
   proto::Result<nlohmann::json> ApplyChecked(const ReloadRequest& request, Checked checked,
                                              std::chrono::steady_clock::time_point start);

@@ -21,7 +21,7 @@ using proto::Status;
 using Clock = std::chrono::steady_clock;
 
 // How often acks (or, for --expect with waves, the agents) are asked for.
-constexpr std::chrono::milliseconds kPollInterval{100};
+constexpr std::chrono::milliseconds kPollInterval{20};
 // One control call never waits longer than this, so that a controller that restarts in the
 // middle of a rollout is asked again rather than waited for until --timeout.
 constexpr std::chrono::milliseconds kMaxCallTimeout{5000};

@@ -211,7 +211,12 @@ ControllerCore::AgentAnswer ControllerCore::OnHello(const Hello& hello, std::str
 
   // An agent ahead of the counter means this state dir is not the one its versions came from
   // (lost, or another controller's): continue above it, so that the next push is not ignored.
-  if (hello.applied_version > state_.latest) {
+  // Bounded, so that one hello cannot push the counter out of range (2^53: what JSON readers
+  // can count exactly).
+  constexpr uint64_t kMaxVersion = uint64_t{1} << 53;
+  if (hello.applied_version > kMaxVersion) {
+    log += "ignoring its implausible version " + std::to_string(hello.applied_version) + "; ";
+  } else if (hello.applied_version > state_.latest) {
     PersistentState next = state_;
     next.latest = hello.applied_version;
     if (Status saved = Save(next); saved.ok()) {
