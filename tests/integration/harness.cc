@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -86,6 +87,18 @@ HttpBackend::~HttpBackend() { Stop(); }
 void HttpBackend::Stop() {
   server_->stop();
   if (thread_.joinable()) thread_.join();
+}
+
+bool HttpBackend::Restart() {
+  Stop();
+  server_ = std::make_unique<httplib::Server>();
+  server_->Get(".*", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(name_, "text/plain");
+  });
+  if (!server_->bind_to_port("127.0.0.1", port_)) return false;
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // Until the thread runs, stop() would be a no-op and a later join would hang.
+  return WaitFor([this] { return server_->is_running(); }, milliseconds(5000));
 }
 
 std::string HttpGetBody(int port, const std::string& path) {
@@ -212,8 +225,11 @@ void KillHaproxy(const std::string& pid_file) {
 }
 
 AgentFixture::AgentFixture(std::map<std::string, std::string> haproxy_keys,
-                           std::map<std::string, std::string> agent_keys)
-    : haproxy_keys_(std::move(haproxy_keys)), agent_keys_(std::move(agent_keys)) {
+                           std::map<std::string, std::string> agent_keys,
+                           std::map<std::string, std::string> fleet_keys)
+    : haproxy_keys_(std::move(haproxy_keys)),
+      agent_keys_(std::move(agent_keys)),
+      fleet_keys_(std::move(fleet_keys)) {
   endpoint_ = "ipc://" + dir_.File("cmd.sock");
   bridge_port_ = FreePort();
 }
@@ -230,12 +246,10 @@ AgentFixture::~AgentFixture() {
 }
 
 void AgentFixture::WriteSettings() {
-  std::map<std::string, std::string> agent = {{"host", "127.0.0.1"},
-                                              {"port", std::to_string(bridge_port_)},
-                                              {"command_endpoint", endpoint_},
-                                              {"event_endpoint", events_endpoint()},
-                                              {"history_dir", "history"},
-                                              {"agent_timeout", "3"}};
+  std::map<std::string, std::string> agent = {
+      {"host", "127.0.0.1"},           {"port", std::to_string(bridge_port_)},
+      {"command_endpoint", endpoint_}, {"event_endpoint", events_endpoint()},
+      {"history_dir", "history"},      {"agent_timeout", "3"}};
   for (const auto& [k, v] : agent_keys_) agent[k] = v;
   std::map<std::string, std::string> haproxy = {{"config_file_path", "haproxy.cfg"},
                                                 {"default_backend", "scaling_nodes"},
@@ -250,13 +264,20 @@ void AgentFixture::WriteSettings() {
   for (const auto& [k, v] : agent) out << k << " = " << v << "\n";
   out << "[haproxy]\n";
   for (const auto& [k, v] : haproxy) out << k << " = " << v << "\n";
+  if (!fleet_keys_.empty()) {
+    out << "[fleet]\n";
+    for (const auto& [k, v] : fleet_keys_) out << k << " = " << v << "\n";
+  }
   WriteFile(settings_path(), out.str());
 }
 
 void AgentFixture::StartAgent() {
   WriteSettings();
-  agent_ = std::make_unique<Process>(
-      std::vector<std::string>{AgentBinary(), "--config", settings_path()}, dir_.File("agent.log"));
+  std::vector<std::string> argv = command_prefix_;
+  for (const auto& word : {AgentBinary(), std::string("--config"), settings_path()}) {
+    argv.push_back(word);
+  }
+  agent_ = std::make_unique<Process>(std::move(argv), dir_.File("agent.log"));
   bool up = WaitFor(
       [this] {
         if (!agent_->Running()) return true;
@@ -338,6 +359,236 @@ pid_t AgentFixture::HaproxyWorkerPid() {
   auto r = AgentCall(endpoint_, "info", json::object(), milliseconds(2000));
   if (!r.ok() || !r->status.ok()) return 0;
   return r->result["haproxy"].value("pid", 0);
+}
+
+}  // namespace lb::testing
+
+namespace lb::testing {
+
+struct EventSubscriber::Socket {
+  static zmq::context_t& Context() {
+    static zmq::context_t context;
+    return context;
+  }
+  Socket() : sub(Context(), zmq::socket_type::sub) {}
+  zmq::socket_t sub;
+};
+
+EventSubscriber::EventSubscriber(const std::string& endpoint,
+                                 const std::vector<std::string>& prefixes, int rcvhwm)
+    : socket_(std::make_unique<Socket>()) {
+  socket_->sub.set(zmq::sockopt::linger, 0);
+  if (rcvhwm > 0) socket_->sub.set(zmq::sockopt::rcvhwm, rcvhwm);
+  for (const auto& p : prefixes) socket_->sub.set(zmq::sockopt::subscribe, p);
+  socket_->sub.connect(endpoint);
+}
+
+EventSubscriber::~EventSubscriber() = default;
+
+std::optional<Event> EventSubscriber::Next(milliseconds timeout) {
+  if (!WaitReadable(timeout)) return std::nullopt;
+  std::vector<zmq::message_t> frames;
+  while (true) {
+    zmq::message_t frame;
+    if (!socket_->sub.recv(frame, zmq::recv_flags::dontwait)) break;
+    frames.push_back(std::move(frame));
+    if (!frames.back().more()) break;
+  }
+  EXPECT_EQ(frames.size(), 2u) << "an event is two frames: [topic, msgpack map]";
+  if (frames.size() != 2) return std::nullopt;
+  proto::DecodeLimits limits;
+  auto body = proto::DecodeMsgpack(frames[1].to_string_view(), limits);
+  EXPECT_TRUE(body.ok()) << "event body: " << body.status().ToString();
+  if (!body.ok()) return std::nullopt;
+  EXPECT_TRUE(body->is_object()) << "event body is not a map: " << body->dump();
+  return Event{frames[0].to_string(), std::move(*body), std::chrono::steady_clock::now()};
+}
+
+std::optional<Event> EventSubscriber::NextMatching(const std::function<bool(const Event&)>& match,
+                                                   milliseconds timeout, std::vector<Event>* seen) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    if (left.count() < 0) return std::nullopt;
+    auto event = Next(left);
+    if (!event) return std::nullopt;
+    if (seen != nullptr) seen->push_back(*event);
+    if (match(*event)) return event;
+  }
+}
+
+bool EventSubscriber::WaitLive(milliseconds timeout, std::vector<Event>* seen) {
+  return NextMatching([](const Event& e) { return e.heartbeat(); }, timeout, seen).has_value();
+}
+
+bool EventSubscriber::WaitReadable(milliseconds timeout) {
+  zmq::pollitem_t item{static_cast<void*>(socket_->sub), 0, ZMQ_POLLIN, 0};
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    try {
+      zmq::poll(&item, 1, std::max(left, milliseconds(0)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      ADD_FAILURE() << "zmq_poll on the event socket: " << e.what();
+      return false;
+    }
+    if (item.revents & ZMQ_POLLIN) return true;
+    if (Clock::now() >= deadline) return false;
+  }
+}
+
+}  // namespace lb::testing
+
+namespace lb::testing {
+
+std::string CommandResult::Describe() const {
+  return "exit " + std::to_string(exit_code) + " after " + std::to_string(elapsed.count()) +
+         " ms\n--- stdout ---\n" + out + "--- stderr ---\n" + err;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, milliseconds timeout) {
+  CommandResult result;
+  const auto start = Clock::now();
+  std::vector<std::string> words = argv;
+  std::vector<char*> args;
+  for (auto& a : words) args.push_back(a.data());
+  args.push_back(nullptr);
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return result;
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    return result;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  int fds[2] = {out[0], err[0]};
+  std::string* buffers[2] = {&result.out, &result.err};
+  const auto deadline = start + timeout;
+  bool timed_out = false;
+  while (fds[0] >= 0 || fds[1] >= 0) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p[2];
+    int n = 0;
+    int which[2];
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i] < 0) continue;
+      p[n] = {fds[i], POLLIN, 0};
+      which[n++] = i;
+    }
+    if (poll(p, n, static_cast<int>(std::min<int64_t>(left, 100))) < 0 && errno != EINTR) break;
+    for (int k = 0; k < n; ++k) {
+      if (p[k].revents == 0) continue;
+      const int i = which[k];
+      char chunk[65536];
+      ssize_t got = read(fds[i], chunk, sizeof chunk);
+      if (got > 0) {
+        buffers[i]->append(chunk, static_cast<size_t>(got));
+      } else if (got == 0 || errno != EINTR) {
+        close(fds[i]);
+        fds[i] = -1;
+      }
+    }
+  }
+  for (int fd : fds) {
+    if (fd >= 0) close(fd);
+  }
+  int status = 0;
+  if (timed_out) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    result.exit_code = -1000;
+  } else {
+    // Both pipes closed: the child is exiting (or closed them itself; then wait out the rest).
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (Clock::now() >= deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        status = -1;
+        break;
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    if (status == -1) {
+      result.exit_code = -1000;
+    } else {
+      result.exit_code = WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+    }
+  }
+  result.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+  return result;
+}
+
+FleetController::FleetController(Options options) : options_(std::move(options)) {
+  const std::string& d = options_.dir;
+  if (options_.pub.empty()) options_.pub = "ipc://" + d + "/fleet-pub.sock";
+  if (options_.router.empty()) options_.router = "ipc://" + d + "/fleet-router.sock";
+  if (options_.control.empty()) options_.control = "ipc://" + d + "/fleet-control.sock";
+  if (options_.state_dir.empty()) options_.state_dir = d + "/controller-state";
+}
+
+FleetController::~FleetController() {
+  if (process_) process_->Stop(milliseconds(5000));
+  if (::testing::Test::HasFailure()) {
+    std::cerr << "---- controller log (" << options_.dir << ") ----\n" << Log() << "----\n";
+  }
+}
+
+std::string FleetController::Log() const { return ReadFile(options_.dir + "/controller.log"); }
+
+void FleetController::Start() {
+  std::ostringstream interval;
+  interval << options_.beacon_interval_s;
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{options_.lbctl, "fleet", "serve", "--pub", options_.pub, "--router",
+                               options_.router, "--control", options_.control, "--state-dir",
+                               options_.state_dir, "--id", options_.id, "--beacon-interval",
+                               interval.str()},
+      options_.dir + "/controller.log");
+  bool up = WaitFor(
+      [this] {
+        if (!process_->Running()) return true;
+        return Lbctl({"agents", "--json"}, milliseconds(2000)).exit_code == 0;
+      },
+      milliseconds(15000));
+  ASSERT_TRUE(up && process_->Running()) << "lbctl fleet serve did not answer:\n" << Log();
+}
+
+int FleetController::Stop() { return process_ ? process_->Stop() : 0; }
+
+void FleetController::Kill() {
+  if (process_) process_->Kill();
+}
+
+CommandResult FleetController::Lbctl(std::vector<std::string> args, milliseconds timeout) const {
+  std::vector<std::string> argv = {options_.lbctl, "fleet"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--control");
+  argv.push_back(options_.control);
+  return RunCommand(argv, timeout);
+}
+
+json FleetController::Agents() const {
+  CommandResult r = Lbctl({"agents", "--json"}, milliseconds(10000));
+  EXPECT_EQ(r.exit_code, 0) << "lbctl fleet agents --json: " << r.Describe();
+  if (r.exit_code != 0) return nullptr;
+  json parsed = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  EXPECT_FALSE(parsed.is_discarded()) << "lbctl fleet agents --json is not JSON: " << r.out;
+  return parsed.is_discarded() ? json(nullptr) : parsed;
 }
 
 }  // namespace lb::testing

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,6 +59,9 @@ class HttpBackend {
   int port() const { return port_; }
   const std::string& name() const { return name_; }
   void Stop();
+  // Stop()s if needed, then serves again on the same port (SO_REUSEADDR). Returns false when
+  // the port could not be bound again (something else took it meanwhile).
+  bool Restart();
 
  private:
   std::string name_;
@@ -113,8 +117,11 @@ using Keys = std::map<std::string, std::string>;
 
 class AgentFixture {
  public:
+  // `fleet_keys`, when not empty, become lb-agent.cfg's [fleet] section (relative paths such as
+  // state_file resolve against the fixture's temp dir).
   explicit AgentFixture(std::map<std::string, std::string> haproxy_keys = {},
-                        std::map<std::string, std::string> agent_keys = {});
+                        std::map<std::string, std::string> agent_keys = {},
+                        std::map<std::string, std::string> fleet_keys = {});
   ~AgentFixture();
 
   TempDir& dir() { return dir_; }
@@ -128,6 +135,11 @@ class AgentFixture {
   // Starts lb-agent and waits until it answers ping (and, when haproxy.cfg exists in managed
   // mode, until haproxy runs a worker).
   void StartAgent();
+  // Words put before the agent's argv by later StartAgent() calls, e.g.
+  // {"/usr/sbin/ip", "netns", "exec", "ns1"} (which execs, so the pid stays the agent's).
+  void SetCommandPrefix(std::vector<std::string> prefix) { command_prefix_ = std::move(prefix); }
+  // True while the agent process started by StartAgent() runs.
+  bool AgentRunning() { return agent_ != nullptr && agent_->Running(); }
   void StopAgent();
   void KillAgent();  // SIGKILL: haproxy keeps running
   void StartBridge();
@@ -155,6 +167,8 @@ class AgentFixture {
   TempDir dir_;
   std::map<std::string, std::string> haproxy_keys_;
   std::map<std::string, std::string> agent_keys_;
+  std::map<std::string, std::string> fleet_keys_;
+  std::vector<std::string> command_prefix_;
   std::string endpoint_;
   int bridge_port_ = 0;
   std::unique_ptr<Process> agent_;
@@ -163,5 +177,104 @@ class AgentFixture {
 
 // Kills the haproxy whose master pid is in `pid_file` (and its workers).
 void KillHaproxy(const std::string& pid_file);
+
+// One event from the agent's PUB socket (proto/PROTOCOL.md, "Events").
+struct Event {
+  std::string topic;
+  nlohmann::json body;  // the decoded msgpack map
+  std::chrono::steady_clock::time_point received;
+
+  bool heartbeat() const { return topic == "heartbeat"; }
+  uint64_t seq() const { return body.value("seq", uint64_t{0}); }
+};
+
+// A ZeroMQ SUB socket connected to an agent's event endpoint. It may be created before the
+// agent binds (ZeroMQ reconnects). Not thread-safe: it belongs to the thread that created it.
+//
+// PUB/SUB drops what is published before the subscription reaches the publisher, so a test
+// that triggers a change must first wait until the socket is live: subscribe to "heartbeat"
+// too (or to "") and call WaitLive().
+class EventSubscriber {
+ public:
+  // `prefixes`: topic prefixes ("" = everything). `rcvhwm` > 0 overrides ZeroMQ's receive
+  // high-water mark (default 1000 messages).
+  explicit EventSubscriber(const std::string& endpoint,
+                           const std::vector<std::string>& prefixes = {""}, int rcvhwm = 0);
+  ~EventSubscriber();
+
+  // The next event, or nullopt when none arrives within `timeout` (or its body is not msgpack:
+  // that fails the test).
+  std::optional<Event> Next(milliseconds timeout);
+  // Receives (and returns) events until `match` accepts one, which is the last element;
+  // nullopt at the deadline, with everything received in `*seen` when given.
+  std::optional<Event> NextMatching(const std::function<bool(const Event&)>& match,
+                                    milliseconds timeout, std::vector<Event>* seen = nullptr);
+  // Receives until a heartbeat arrives: the subscription is live. Events before it are
+  // appended to `*seen` when given. Needs a "" or "heartbeat" subscription.
+  bool WaitLive(milliseconds timeout, std::vector<Event>* seen = nullptr);
+  // True when a message is queued for this socket, without receiving it (for subscribers
+  // that must never read).
+  bool WaitReadable(milliseconds timeout);
+
+ private:
+  struct Socket;
+  std::unique_ptr<Socket> socket_;
+};
+
+// A command run to completion with its stdout and stderr captured apart (for a CLI's --json
+// output). No shell: argv[0] is a path.
+struct CommandResult {
+  int exit_code = -1;  // the exit status; -signal when a signal ended it; -1000 after `timeout`
+  std::string out;
+  std::string err;
+  milliseconds elapsed{0};
+  std::string Describe() const;  // exit code, stdout and stderr, for failure messages
+};
+// Runs `argv` with stdin from /dev/null; SIGKILLs it when it outlives `timeout`. Thread-safe (a
+// fleet test runs several at once).
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         milliseconds timeout = milliseconds(60000));
+
+// `lbctl fleet serve` (the fleet controller, proto/PROTOCOL.md "Fleet") as a child process on
+// ipc:// endpoints in `dir` unless endpoints are given. Its log is dir/controller.log.
+class FleetController {
+ public:
+  struct Options {
+    std::string lbctl;      // path of lbctl
+    std::string dir;        // where the sockets, the state dir and the log go
+    std::string pub;        // default ipc://<dir>/fleet-pub.sock
+    std::string router;     // default ipc://<dir>/fleet-router.sock
+    std::string control;    // default ipc://<dir>/fleet-control.sock
+    std::string state_dir;  // default <dir>/controller-state
+    std::string id = "ctl-test";
+    double beacon_interval_s = 0.2;
+  };
+  explicit FleetController(Options options);
+  ~FleetController();  // SIGTERM, then SIGKILL
+
+  // Starts it and waits until `lbctl fleet agents` answers on the control endpoint. Fails the
+  // test (with the log) when it does not.
+  void Start();
+  // SIGTERM and wait; returns the exit status as waitpid gave it.
+  int Stop();
+  void Kill();
+  bool Running() { return process_ != nullptr && process_->Running(); }
+
+  const Options& options() const { return options_; }
+  const std::string& pub() const { return options_.pub; }
+  const std::string& router() const { return options_.router; }
+  const std::string& control() const { return options_.control; }
+  std::string Log() const;
+
+  // `lbctl fleet <args...> --control <control>`.
+  CommandResult Lbctl(std::vector<std::string> args,
+                      milliseconds timeout = milliseconds(120000)) const;
+  // `lbctl fleet agents --json`, parsed (null when it failed: the test fails too).
+  nlohmann::json Agents() const;
+
+ private:
+  Options options_;
+  std::unique_ptr<Process> process_;
+};
 
 }  // namespace lb::testing

@@ -1,0 +1,718 @@
+// The agent's side of the fleet (proto/PROTOCOL.md, "Fleet").
+//
+// FleetStateTest: the rules alone (targets, versions, one writer, hello triggers, the state
+// file), with time passed in by the test. FleetClientTest: the real FleetClient against a fake
+// controller that the test owns (a PUB and a ROUTER on ipc:// in a temp dir) and fake reload and
+// status functions. PUB/SUB drops what is published before the subscription arrives, so the
+// fake controller beacons while it waits and the tests publish pushes only after the client has
+// seen a beacon. Every wait is a poll on a socket or a condition with a deadline.
+#include "fleet_client.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "fleet_state.h"
+#include "lb/common/settings.h"
+#include "lb/proto/codec.h"
+#include "test_util.h"
+
+namespace lb::agent {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Status;
+using std::chrono::milliseconds;
+using TimePoint = FleetState::TimePoint;
+
+constexpr milliseconds kBeaconTimeout{3000};
+constexpr milliseconds kWait{10000};  // bound for anything that should happen soon
+
+FleetState::JitterFn FixedJitter(milliseconds ms) {
+  return [ms] { return ms; };
+}
+
+FleetPush Push(const std::string& controller, uint64_t version, FleetTarget target = {}) {
+  FleetPush p;
+  p.controller = controller;
+  p.version = version;
+  p.target = std::move(target);
+  p.cmd = "reload";
+  p.args = json{{"config", "global\n"}};
+  return p;
+}
+
+FleetTarget Group(const std::string& name) { return {FleetTarget::Kind::kGroup, name}; }
+FleetTarget Agent(const std::string& name) { return {FleetTarget::Kind::kAgent, name}; }
+
+class FleetStateTest : public ::testing::Test {
+ protected:
+  FleetStateTest() : state_("lb-1", {"web", "eu"}, kBeaconTimeout, FixedJitter(milliseconds(200))) {
+    state_.OnSocketsCreated(t0_);
+  }
+  TimePoint At(int64_t ms) const { return t0_ + milliseconds(ms); }
+
+  const TimePoint t0_ = FleetState::Clock::now();
+  FleetState state_;
+};
+
+TEST_F(FleetStateTest, MatchesTargetsByBodyNotTopic) {
+  EXPECT_TRUE(state_.Matches({FleetTarget::Kind::kAll, ""}));
+  EXPECT_TRUE(state_.Matches(Group("web")));
+  EXPECT_TRUE(state_.Matches(Group("eu")));
+  // fleet/group/web2 arrives through the fleet/group/web subscription: the body decides.
+  EXPECT_FALSE(state_.Matches(Group("web2")));
+  EXPECT_FALSE(state_.Matches(Group("we")));
+  EXPECT_TRUE(state_.Matches(Agent("lb-1")));
+  EXPECT_FALSE(state_.Matches(Agent("lb-10")));
+  EXPECT_FALSE(state_.Matches(Agent("web")));
+
+  auto v = state_.OnPush(Push("ctl-1", 1, Group("web2")), false, At(0));
+  EXPECT_EQ(v.action, FleetState::PushAction::kNotForUs);
+  EXPECT_EQ(state_.applied_version(), 0u);
+  EXPECT_EQ(state_.controller(), "") << "a push for others does not choose the controller";
+}
+
+TEST_F(FleetStateTest, IgnoresDuplicateAndStaleVersions) {
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 5), false, At(0)).action, FleetState::PushAction::kProcess);
+  EXPECT_EQ(state_.applied_version(), 5u);
+  EXPECT_EQ(state_.synced_version(), 5u);
+  EXPECT_EQ(state_.completed_version(), 0u) << "completed only when its ack goes out";
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 5), false, At(1)).action, FleetState::PushAction::kIgnore);
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 3), false, At(2)).action, FleetState::PushAction::kIgnore);
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 6, Group("eu")), false, At(3)).action,
+            FleetState::PushAction::kProcess);
+  state_.PushCompleted("ctl-1", 6);
+  state_.PushCompleted("ctl-1", 5);  // out of order: the newest stays
+  EXPECT_EQ(state_.ToPersisted().applied_version, 6u);
+  EXPECT_EQ(state_.ToPersisted().controller, "ctl-1");
+  // A version from a controller no longer followed does not count.
+  state_.PushCompleted("ctl-9", 100);
+  EXPECT_EQ(state_.completed_version(), 6u);
+}
+
+TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
+  test_util::TempDir dir;
+  const std::string path = dir.Join("sub/dir/fleet-state.json");  // parents created
+  ASSERT_TRUE(SaveFleetState(path, {42, "ctl-1"}).ok());
+  auto loaded = LoadFleetState(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->applied_version, 42u);
+  EXPECT_EQ(loaded->controller, "ctl-1");
+
+  FleetState restored("lb-1", {"web"}, kBeaconTimeout, FixedJitter(milliseconds(0)));
+  restored.Restore(*loaded);
+  EXPECT_EQ(restored.applied_version(), 42u);
+  EXPECT_EQ(restored.synced_version(), 42u);
+  EXPECT_EQ(restored.OnPush(Push("ctl-1", 42), false, t0_).action, FleetState::PushAction::kIgnore);
+  EXPECT_EQ(restored.OnPush(Push("ctl-1", 43), false, t0_).action,
+            FleetState::PushAction::kProcess);
+}
+
+TEST_F(FleetStateTest, MissingStateFileIsVersionZeroAndCorruptOneIsAnError) {
+  test_util::TempDir dir;
+  auto missing = LoadFleetState(dir.Join("none.json"));
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->applied_version, 0u);
+  EXPECT_EQ(missing->controller, "");
+
+  for (const char* text :
+       {"not json", "[1,2]", "{\"applied_version\": -3}", "{\"applied_version\": \"7\"}",
+        "{\"controller\": \"c\"}", "{\"applied_version\": 3, \"controller\": 5}", ""}) {
+    const std::string path = dir.Join("corrupt.json");
+    test_util::WriteFile(path, text);
+    auto loaded = LoadFleetState(path);
+    EXPECT_FALSE(loaded.ok()) << "accepted: " << text;
+    if (!loaded.ok()) {
+      EXPECT_NE(loaded.status().message().find(path), std::string::npos);
+    }
+  }
+}
+
+TEST_F(FleetStateTest, FollowsFirstControllerAndRefusesAnotherWhileItIsAlive) {
+  EXPECT_TRUE(state_.OnBeacon({"ctl-1", 0}, At(0)).admission.accepted);
+  EXPECT_EQ(state_.controller(), "ctl-1");
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 4), false, At(100)).action,
+            FleetState::PushAction::kProcess);
+
+  auto v = state_.OnPush(Push("ctl-2", 9), false, At(1000));
+  EXPECT_EQ(v.action, FleetState::PushAction::kConflict);
+  EXPECT_NE(v.admission.error.find("ctl-1"), std::string::npos) << v.admission.error;
+  EXPECT_NE(v.admission.error.find("ctl-2"), std::string::npos) << v.admission.error;
+  EXPECT_EQ(state_.applied_version(), 4u) << "a refused push changes nothing";
+
+  auto b = state_.OnBeacon({"ctl-2", 9}, At(1100));
+  EXPECT_FALSE(b.admission.accepted);
+  EXPECT_TRUE(b.report_conflict);
+  EXPECT_FALSE(state_.OnBeacon({"ctl-2", 9}, At(1200)).report_conflict) << "rate-limited";
+  EXPECT_TRUE(state_.OnBeacon({"ctl-1", 4}, At(1300)).admission.accepted);
+  // ctl-2's beacons do not keep ctl-1 alive, but ctl-1's last one still does.
+  EXPECT_FALSE(state_.OnBeacon({"ctl-2", 9}, At(4000)).admission.accepted);
+  EXPECT_TRUE(state_.OnBeacon({"ctl-2", 9}, At(4200)).report_conflict);
+  EXPECT_EQ(state_.controller(), "ctl-1");
+}
+
+TEST_F(FleetStateTest, TakesOverAfterSilenceWithVersionsFromZero) {
+  state_.OnBeacon({"ctl-1", 0}, At(0));
+  state_.OnPush(Push("ctl-1", 50), false, At(10));
+  state_.PushCompleted("ctl-1", 50);
+  // ctl-1 silent for beacon_timeout: ctl-2 is followed, its counter starts anew.
+  auto v = state_.OnPush(Push("ctl-2", 3), false, At(3000));
+  EXPECT_EQ(v.action, FleetState::PushAction::kProcess);
+  EXPECT_TRUE(v.admission.switched);
+  EXPECT_EQ(v.admission.previous, "ctl-1");
+  EXPECT_EQ(state_.controller(), "ctl-2");
+  EXPECT_EQ(state_.applied_version(), 3u);
+  EXPECT_EQ(state_.ToPersisted().applied_version, 0u);
+  EXPECT_EQ(state_.ToPersisted().controller, "ctl-2");
+  // And now ctl-1 is the intruder while ctl-2 beacons.
+  state_.OnBeacon({"ctl-2", 3}, At(3100));
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 51), false, At(3200)).action,
+            FleetState::PushAction::kConflict);
+}
+
+TEST_F(FleetStateTest, StandbyWithTheSameIdKeepsVersions) {
+  state_.Restore({7, "ctl-1"});
+  state_.OnSocketsCreated(t0_);
+  auto b = state_.OnBeacon({"ctl-1", 7}, At(10000));  // long silence, same id
+  EXPECT_TRUE(b.admission.accepted);
+  EXPECT_FALSE(b.admission.switched);
+  EXPECT_EQ(state_.applied_version(), 7u);
+  EXPECT_FALSE(b.resync) << "latest is what this agent already has";
+}
+
+TEST_F(FleetStateTest, RestoredControllerThatIsNeverHeardIsReplaced) {
+  state_.Restore({7, "ctl-old"});
+  auto b = state_.OnBeacon({"ctl-new", 2}, At(0));
+  EXPECT_TRUE(b.admission.accepted);
+  EXPECT_TRUE(b.admission.switched);
+  EXPECT_EQ(state_.applied_version(), 0u);
+  EXPECT_TRUE(b.resync) << "the new controller's v2 is unknown here: hello";
+}
+
+TEST_F(FleetStateTest, FirstConnectionSaysHelloAtOnceLaterOnesAfterJitter) {
+  EXPECT_FALSE(state_.HelloDue(At(0)));
+  state_.OnConnected(At(0));
+  EXPECT_TRUE(state_.HelloDue(At(0)));
+  state_.HelloSent(At(0));
+  EXPECT_TRUE(state_.HelloOutstanding(At(1)));
+  EXPECT_FALSE(state_.hello_due());
+  // A reconnect: the outstanding hello may be lost; a new one after the jitter.
+  state_.OnConnected(At(1000));
+  EXPECT_FALSE(state_.HelloOutstanding(At(1000)));
+  EXPECT_FALSE(state_.HelloDue(At(1199)));
+  EXPECT_TRUE(state_.HelloDue(At(1200)));
+}
+
+TEST_F(FleetStateTest, BeaconAboveSyncedTriggersOneHello) {
+  state_.OnConnected(At(0));
+  state_.HelloSent(At(0));
+  state_.OnUptodate({"ctl-1", 4}, At(10));
+  EXPECT_EQ(state_.synced_version(), 4u);
+  EXPECT_FALSE(state_.HelloOutstanding(At(10)));
+
+  EXPECT_FALSE(state_.OnBeacon({"ctl-1", 4}, At(100)).resync);
+  EXPECT_FALSE(state_.hello_due());
+  // A push for another group moved `latest`: this agent asks.
+  auto b = state_.OnBeacon({"ctl-1", 6}, At(1000));
+  EXPECT_TRUE(b.resync);
+  EXPECT_FALSE(state_.HelloDue(At(1100)));
+  EXPECT_TRUE(state_.HelloDue(At(1200)));  // after the jitter
+  EXPECT_FALSE(state_.OnBeacon({"ctl-1", 6}, At(1150)).resync) << "already scheduled";
+  state_.HelloSent(At(1200));
+  EXPECT_FALSE(state_.OnBeacon({"ctl-1", 6}, At(2000)).resync) << "one outstanding at a time";
+  EXPECT_FALSE(state_.hello_due());
+  // Unanswered for beacon_timeout: the next beacon asks again.
+  EXPECT_TRUE(state_.OnBeacon({"ctl-1", 6}, At(4200)).resync);
+  state_.HelloSent(At(4400));
+  state_.OnUptodate({"ctl-1", 6}, At(4410));
+  EXPECT_EQ(state_.synced_version(), 6u);
+  EXPECT_FALSE(state_.OnBeacon({"ctl-1", 6}, At(5000)).resync);
+}
+
+TEST_F(FleetStateTest, HelloAnswerPushEndsTheOutstandingHello) {
+  state_.OnConnected(At(0));
+  state_.HelloSent(At(0));
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 3), /*via_router=*/true, At(5)).action,
+            FleetState::PushAction::kProcess);
+  EXPECT_FALSE(state_.HelloOutstanding(At(5)));
+  EXPECT_EQ(state_.synced_version(), 3u);
+  EXPECT_FALSE(state_.OnBeacon({"ctl-1", 3}, At(100)).resync);
+}
+
+TEST_F(FleetStateTest, UptodateNeverLowersSyncedVersion) {
+  state_.OnPush(Push("ctl-1", 8), false, At(0));
+  state_.OnUptodate({"ctl-1", 5}, At(1));  // an answer overtaken by push 8
+  EXPECT_EQ(state_.synced_version(), 8u);
+}
+
+TEST_F(FleetStateTest, DeadConnectionAfterBeaconTimeout) {
+  EXPECT_FALSE(state_.ConnectionDead(At(2999)));
+  EXPECT_TRUE(state_.ConnectionDead(At(3000))) << "no beacon since the sockets were created";
+  state_.OnSocketsCreated(At(3000));
+  state_.OnBeacon({"ctl-1", 0}, At(3500));
+  EXPECT_TRUE(state_.Connected(At(6499)));
+  EXPECT_FALSE(state_.ConnectionDead(At(6499)));
+  EXPECT_TRUE(state_.ConnectionDead(At(6500)));
+  EXPECT_FALSE(state_.Connected(At(6500)));
+}
+
+TEST(FleetMessageTest, ParsesPushBeaconAndUptodate) {
+  json push = {{"v", 1},
+               {"type", "push"},
+               {"controller", "ctl-1"},
+               {"version", 12},
+               {"target", {{"kind", "group"}, {"name", "web"}}},
+               {"cmd", "reload"},
+               {"args", {{"config", "x"}}}};
+  // Through the wire codec, as the client sees it.
+  auto decoded = proto::DecodeMsgpack(proto::EncodeMsgpack(push), proto::DecodeLimits{});
+  ASSERT_TRUE(decoded.ok());
+  auto parsed = ParseFleetMessage(*decoded);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const auto& p = std::get<FleetPush>(*parsed);
+  EXPECT_EQ(p.controller, "ctl-1");
+  EXPECT_EQ(p.version, 12u);
+  EXPECT_EQ(p.target.ToString(), "group/web");
+  EXPECT_EQ(p.cmd, "reload");
+  EXPECT_EQ(p.args["config"], "x");
+
+  auto beacon = ParseFleetMessage(
+      {{"v", 1}, {"type", "beacon"}, {"controller", "ctl-1"}, {"latest", 3}, {"ts_ms", 1}});
+  ASSERT_TRUE(beacon.ok());
+  EXPECT_EQ(std::get<FleetBeacon>(*beacon).latest, 3u);
+  auto up = ParseFleetMessage({{"type", "uptodate"}, {"controller", "ctl-1"}, {"latest", 0}});
+  ASSERT_TRUE(up.ok());
+  EXPECT_EQ(std::get<FleetUptodate>(*up).controller, "ctl-1");
+}
+
+TEST(FleetMessageTest, RefusesMalformedMessages) {
+  const json target = {{"kind", "all"}};
+  std::vector<json> bad = {
+      json::array(),
+      {{"type", "push"}, {"controller", "c"}, {"target", target}},                   // no version
+      {{"type", "push"}, {"controller", "c"}, {"version", -1}, {"target", target}},  // negative
+      {{"type", "push"}, {"controller", "c"}, {"version", "1"}, {"target", target}},
+      {{"type", "push"}, {"controller", ""}, {"version", 1}, {"target", target}},
+      {{"type", "push"}, {"version", 1}, {"target", target}},
+      {{"type", "push"}, {"controller", "c"}, {"version", 1}},
+      {{"type", "push"}, {"controller", "c"}, {"version", 1}, {"target", {{"kind", "group"}}}},
+      {{"type", "push"}, {"controller", "c"}, {"version", 1}, {"target", {{"kind", "rack"}}}},
+      {{"v", 2}, {"type", "beacon"}, {"controller", "c"}, {"latest", 1}},
+      {{"type", "beacon"}, {"controller", "c"}},
+      {{"type", "hello"}, {"controller", "c"}},
+      {{"controller", "c"}},
+  };
+  for (const auto& body : bad) {
+    auto parsed = ParseFleetMessage(body);
+    EXPECT_FALSE(parsed.ok()) << "accepted " << body.dump();
+    if (!parsed.ok()) {
+      EXPECT_EQ(parsed.status().code(), ErrorCode::kBadRequest);
+    }
+  }
+  // A usable envelope with a bad cmd still parses: the client refuses it with an ack.
+  auto odd = ParseFleetMessage({{"type", "push"},
+                                {"controller", "c"},
+                                {"version", 1},
+                                {"target", target},
+                                {"cmd", 7},
+                                {"args", "x"}});
+  ASSERT_TRUE(odd.ok());
+  EXPECT_EQ(std::get<FleetPush>(*odd).cmd, "");
+}
+
+TEST(FleetMessageTest, BuildsHelloAndAck) {
+  json hello = FleetHello("lb-1", {"web"}, "abc", 5, 4);
+  EXPECT_EQ(hello, (json{{"v", 1},
+                         {"type", "hello"},
+                         {"agent", "lb-1"},
+                         {"groups", {"web"}},
+                         {"sha256", "abc"},
+                         {"applied_version", 5},
+                         {"synced_version", 4}}));
+  FleetAck ack;
+  ack.version = 5;
+  ack.outcome = "refused";
+  ack.error = Status(ErrorCode::kInvalidConfig, "bad line");
+  ack.sha256 = "abc";
+  ack.total_ms = 12;
+  json body = FleetAckMessage("lb-1", ack);
+  EXPECT_EQ(body["type"], "ack");
+  EXPECT_EQ(body["error"], (json{{"code", "invalid_config"}, {"message", "bad line"}}));
+  EXPECT_FALSE(body.contains("result"));
+  ack.error = Status::Ok();
+  ack.outcome = "applied";
+  ack.result = json{{"outcome", "applied"}};
+  body = FleetAckMessage("lb-1", ack);
+  EXPECT_FALSE(body.contains("error"));
+  EXPECT_EQ(body["result"]["outcome"], "applied");
+}
+
+// ---------------------------------------------------------------------------------------------
+// FleetClient against a fake controller.
+
+// The controller's two sockets, owned by the test thread. While a test waits for a message from
+// the agent, the fake beacons every 50 ms (unless beacons are off), so that the agent sees a
+// live controller and its subscription is known to work once it has seen one.
+class FakeController {
+ public:
+  explicit FakeController(const std::string& dir)
+      : pub_(ctx_, zmq::socket_type::pub), router_(ctx_, zmq::socket_type::router) {
+    pub_endpoint = "ipc://" + dir + "/fleet-pub.sock";
+    router_endpoint = "ipc://" + dir + "/fleet-router.sock";
+    pub_.set(zmq::sockopt::linger, 0);
+    router_.set(zmq::sockopt::linger, 0);
+    // A reconnecting agent comes back with the same routing id before the old pipe is gone.
+    router_.set(zmq::sockopt::router_handover, 1);
+    pub_.bind(pub_endpoint);
+    router_.bind(router_endpoint);
+  }
+
+  std::string pub_endpoint;
+  std::string router_endpoint;
+  std::string id = "ctl-1";
+  uint64_t latest = 0;
+  bool beacons = true;
+
+  void Publish(const std::string& topic, const json& body) {
+    PublishRaw(topic, proto::EncodeMsgpack(body));
+  }
+  void PublishRaw(const std::string& topic, const std::string& payload) {
+    pub_.send(zmq::buffer(topic), zmq::send_flags::sndmore);
+    pub_.send(zmq::buffer(payload));
+  }
+  void Beacon(const std::string& from = "") {
+    Publish("fleet/beacon", {{"v", 1},
+                             {"type", "beacon"},
+                             {"controller", from.empty() ? id : from},
+                             {"latest", latest},
+                             {"ts_ms", 0}});
+  }
+  void Send(const std::string& agent, const json& body) {
+    std::string payload = proto::EncodeMsgpack(body);
+    router_.send(zmq::buffer(agent), zmq::send_flags::sndmore);
+    router_.send(zmq::buffer(payload));
+  }
+  json PushBody(uint64_t version, json target, json args, const std::string& cmd = "reload") {
+    latest = std::max(latest, version);
+    return {{"v", 1},           {"type", "push"}, {"controller", id}, {"version", version},
+            {"target", target}, {"cmd", cmd},     {"args", args}};
+  }
+
+  struct Received {
+    std::string agent;
+    json body;
+  };
+  // The next message from an agent, beaconing meanwhile; nullopt after `wait`.
+  std::optional<Received> Next(milliseconds wait = kWait) {
+    auto deadline = FleetState::Clock::now() + wait;
+    while (FleetState::Clock::now() < deadline) {
+      if (beacons) Beacon();
+      zmq::pollitem_t item = {router_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, milliseconds(50));
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      std::vector<zmq::message_t> frames;
+      zmq::message_t frame;
+      do {
+        if (!router_.recv(frame)) break;
+        frames.emplace_back(std::move(frame));
+      } while (frames.back().more());
+      if (frames.size() != 2) {
+        ADD_FAILURE() << "agent sent " << frames.size() - 1 << " frames, expected 1";
+        continue;
+      }
+      auto body = proto::DecodeMsgpack(frames[1].to_string_view(), proto::DecodeLimits{});
+      if (!body.ok()) {
+        ADD_FAILURE() << "agent sent a malformed message: " << body.status().ToString();
+        continue;
+      }
+      return Received{frames[0].to_string(), *body};
+    }
+    return std::nullopt;
+  }
+  // The next message of `type`; hellos met on the way are answered `uptodate` when
+  // `answer_hellos`.
+  std::optional<Received> Expect(const std::string& type, bool answer_hellos = true) {
+    auto deadline = FleetState::Clock::now() + kWait;
+    while (FleetState::Clock::now() < deadline) {
+      auto m = Next(std::chrono::duration_cast<milliseconds>(deadline - FleetState::Clock::now()));
+      if (!m) break;
+      if (m->body.value("type", "") == type) return m;
+      if (m->body.value("type", "") == "hello" && answer_hellos) {
+        Send(m->agent, {{"v", 1}, {"type", "uptodate"}, {"controller", id}, {"latest", latest}});
+      }
+    }
+    ADD_FAILURE() << "no " << type << " from the agent within " << kWait.count() << " ms";
+    return std::nullopt;
+  }
+
+ private:
+  zmq::context_t ctx_;
+  zmq::socket_t pub_;
+  zmq::socket_t router_;
+};
+
+// What the fake reload and status functions saw.
+struct Calls {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<ReloadRequest> reloads;
+  std::vector<json> statuses;
+};
+
+class FleetClientTest : public ::testing::Test {
+ protected:
+  FleetClientTest() : controller_(dir_.path()), calls_(std::make_shared<Calls>()) {
+    settings_.agent.agent_id = "lb-1";
+    settings_.fleet.controller_pub = controller_.pub_endpoint;
+    settings_.fleet.controller_router = controller_.router_endpoint;
+    settings_.fleet.groups = {"web"};
+    settings_.fleet.state_file = dir_.Join("state/fleet-state.json");
+    settings_.fleet.beacon_timeout = milliseconds(2000);
+  }
+  ~FleetClientTest() override {
+    if (client_) client_->Stop();
+  }
+
+  void StartClient() {
+    auto calls = calls_;
+    auto submit = [calls](ReloadRequest request, ReplyFn reply) {
+      json result = {{"outcome", request.config == "same\n" ? "unchanged" : "applied"},
+                     {"sha256", "new-sha"},
+                     {"total_ms", 1}};
+      {
+        std::lock_guard<std::mutex> lock(calls->mu);
+        calls->reloads.push_back(request);
+      }
+      calls->cv.notify_all();
+      if (request.config == "bad\n") {
+        reply(Status(ErrorCode::kInvalidConfig, "haproxy says no\n[ALERT] line 1"), nullptr);
+      } else {
+        reply(Status::Ok(), result);
+      }
+    };
+    auto status = [calls](const json& args) -> proto::Result<json> {
+      {
+        std::lock_guard<std::mutex> lock(calls->mu);
+        calls->statuses.push_back(args);
+      }
+      return json{{"backends", json::array()}, {"asked", args}};
+    };
+    client_ = std::make_unique<FleetClient>(
+        ctx_, settings_, submit, status, [] { return std::string("live-sha"); },
+        FixedJitter(milliseconds(0)));
+    ASSERT_TRUE(client_->Start().ok());
+  }
+
+  // Answers the connection's hello with `uptodate`, then beacons until the agent has seen one.
+  void Handshake() {
+    auto hello = controller_.Expect("hello", /*answer_hellos=*/false);
+    ASSERT_TRUE(hello);
+    EXPECT_EQ(hello->agent, "lb-1");
+    controller_.Send("lb-1", {{"v", 1},
+                              {"type", "uptodate"},
+                              {"controller", controller_.id},
+                              {"latest", controller_.latest}});
+    WaitForBeaconSeen();
+  }
+  // Beacons until the agent counts the connection as alive (a beacon within beacon_timeout).
+  void WaitForBeaconSeen() {
+    auto deadline = FleetState::Clock::now() + kWait;
+    while (!client_->Info()["connected"].get<bool>() && FleetState::Clock::now() < deadline) {
+      controller_.Next(milliseconds(50));  // beacons; nothing is expected meanwhile
+    }
+    ASSERT_TRUE(client_->Info()["connected"].get<bool>()) << "the agent saw no beacon";
+  }
+
+  test_util::TempDir dir_;
+  FakeController controller_;
+  std::shared_ptr<Calls> calls_;
+  common::Settings settings_;
+  zmq::context_t ctx_;
+  std::unique_ptr<FleetClient> client_;
+};
+
+TEST_F(FleetClientTest, HelloOnConnectAnsweredWithSnapshotIsAppliedAndAcked) {
+  StartClient();
+  auto hello = controller_.Expect("hello", false);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->agent, "lb-1") << "routing id = agent_id";
+  EXPECT_EQ(hello->body["agent"], "lb-1");
+  EXPECT_EQ(hello->body["groups"], json::array({"web"}));
+  EXPECT_EQ(hello->body["sha256"], "live-sha");
+  EXPECT_EQ(hello->body["applied_version"], 0);
+  EXPECT_EQ(hello->body["synced_version"], 0);
+
+  controller_.Send("lb-1", controller_.PushBody(3, {{"kind", "group"}, {"name", "web"}},
+                                                {{"config", "cfg-3\n"}, {"force", true}}));
+  auto ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 3);
+  EXPECT_EQ(ack->body["agent"], "lb-1");
+  EXPECT_EQ(ack->body["outcome"], "applied");
+  EXPECT_EQ(ack->body["sha256"], "live-sha");
+  EXPECT_EQ(ack->body["result"]["sha256"], "new-sha");
+  EXPECT_TRUE(ack->body.contains("total_ms"));
+  {
+    std::lock_guard<std::mutex> lock(calls_->mu);
+    ASSERT_EQ(calls_->reloads.size(), 1u);
+    EXPECT_EQ(calls_->reloads[0].config, "cfg-3\n");
+    EXPECT_TRUE(calls_->reloads[0].force);
+  }
+  auto saved = LoadFleetState(settings_.fleet.state_file);
+  ASSERT_TRUE(saved.ok());
+  EXPECT_EQ(saved->applied_version, 3u);
+  EXPECT_EQ(saved->controller, "ctl-1");
+  json info = client_->Info();
+  EXPECT_EQ(info["applied_version"], 3);
+  EXPECT_EQ(info["controller"], "ctl-1");
+}
+
+TEST_F(FleetClientTest, PushesOverPubAreAckedIgnoredOrSkipped) {
+  StartClient();
+  Handshake();
+
+  controller_.Publish(
+      "fleet/group/web",
+      controller_.PushBody(5, {{"kind", "group"}, {"name", "web"}}, {{"config", "cfg-5\n"}}));
+  auto ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 5);
+  EXPECT_EQ(ack->body["outcome"], "applied");
+
+  // The same push again: a duplicate.
+  controller_.Publish(
+      "fleet/group/web",
+      controller_.PushBody(5, {{"kind", "group"}, {"name", "web"}}, {{"config", "cfg-5\n"}}));
+  ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 5);
+  EXPECT_EQ(ack->body["outcome"], "ignored");
+
+  // fleet/group/web2 reaches this agent through its fleet/group/web subscription: not for it.
+  controller_.Publish(
+      "fleet/group/web2",
+      controller_.PushBody(6, {{"kind", "group"}, {"name", "web2"}}, {{"config", "cfg-6\n"}}));
+  // Malformed messages are dropped without harm.
+  controller_.PublishRaw("fleet/all", "\xc1 not msgpack");
+  controller_.Publish("fleet/all", {{"type", "push"}, {"controller", "ctl-1"}});
+  controller_.Publish("fleet/all", json::array({1, 2}));
+  // A status push for this agent by name: the next ack is this one, not one for v6.
+  controller_.Publish(
+      "fleet/agent/lb-1",
+      controller_.PushBody(7, {{"kind", "agent"}, {"name", "lb-1"}}, {{"backend", "*"}}, "status"));
+  // The beacon now says latest 7 > synced 5; the agent may ask (hello, answered uptodate).
+  ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 7);
+  EXPECT_EQ(ack->body["outcome"], "applied");
+  EXPECT_EQ(ack->body["result"]["asked"], (json{{"backend", "*"}}));
+
+  // An unchanged reload and a refused one.
+  controller_.Publish("fleet/all",
+                      controller_.PushBody(8, {{"kind", "all"}}, {{"config", "same\n"}}));
+  ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 8);
+  EXPECT_EQ(ack->body["outcome"], "unchanged");
+  controller_.Publish("fleet/all",
+                      controller_.PushBody(9, {{"kind", "all"}}, {{"config", "bad\n"}}));
+  ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 9);
+  EXPECT_EQ(ack->body["outcome"], "refused");
+  EXPECT_EQ(ack->body["error"]["code"], "invalid_config");
+  EXPECT_FALSE(ack->body.contains("result"));
+  // A push without a usable cmd is refused but counts as processed.
+  controller_.Publish("fleet/all",
+                      controller_.PushBody(10, {{"kind", "all"}}, json::object(), "dance"));
+  ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 10);
+  EXPECT_EQ(ack->body["error"]["code"], "unknown_command");
+
+  std::lock_guard<std::mutex> lock(calls_->mu);
+  EXPECT_EQ(calls_->reloads.size(), 3u) << "v5, v8, v9; never v6";
+  EXPECT_EQ(calls_->statuses.size(), 1u);
+}
+
+TEST_F(FleetClientTest, DropsOversizedPushButKeepsTheConnection) {
+  settings_.agent.max_config_bytes = 1024;  // messages up to 1 MiB + 1 KiB
+  StartClient();
+  Handshake();
+  controller_.Publish("fleet/all",
+                      controller_.PushBody(5, {{"kind", "all"}},
+                                           {{"config", std::string(1100 * 1024, '#') + "\n"}}));
+  controller_.Publish("fleet/all",
+                      controller_.PushBody(6, {{"kind", "all"}}, {{"config", "small\n"}}));
+  auto ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 6) << "the oversized v5 is dropped without an ack";
+  EXPECT_EQ(ack->body["outcome"], "applied");
+  std::lock_guard<std::mutex> lock(calls_->mu);
+  ASSERT_EQ(calls_->reloads.size(), 1u);
+  EXPECT_EQ(calls_->reloads[0].config, "small\n");
+}
+
+TEST_F(FleetClientTest, RefusesAnotherControllerWhileTheFollowedOneBeacons) {
+  StartClient();
+  Handshake();
+  json intruder = controller_.PushBody(4, {{"kind", "all"}}, {{"config", "x\n"}});
+  intruder["controller"] = "ctl-2";
+  controller_.Publish("fleet/all", intruder);
+  auto ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 4);
+  EXPECT_EQ(ack->body["outcome"], "refused");
+  EXPECT_EQ(ack->body["error"]["code"], "conflict");
+  const std::string message = ack->body["error"]["message"];
+  EXPECT_NE(message.find("ctl-1"), std::string::npos) << message;
+  EXPECT_NE(message.find("ctl-2"), std::string::npos) << message;
+  std::lock_guard<std::mutex> lock(calls_->mu);
+  EXPECT_TRUE(calls_->reloads.empty());
+}
+
+TEST_F(FleetClientTest, SilentControllerMeansReconnectAndHelloAgain) {
+  settings_.fleet.beacon_timeout = milliseconds(400);
+  StartClient();
+  Handshake();
+  controller_.beacons = false;  // as if the network dropped everything silently
+  auto hello = controller_.Expect("hello", false);
+  ASSERT_TRUE(hello) << "no hello after the beacons stopped";
+  EXPECT_EQ(hello->agent, "lb-1");
+  controller_.beacons = true;
+  controller_.Send("lb-1",
+                   {{"v", 1}, {"type", "uptodate"}, {"controller", "ctl-1"}, {"latest", 0}});
+  WaitForBeaconSeen();
+  EXPECT_TRUE(client_->Info()["connected"]);
+}
+
+TEST_F(FleetClientTest, RestartKeepsAppliedVersion) {
+  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1"}).ok());
+  StartClient();
+  auto hello = controller_.Expect("hello", false);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->body["applied_version"], 11);
+  EXPECT_EQ(client_->Info()["applied_version"], 11);
+}
+
+TEST_F(FleetClientTest, CorruptStateFileStartsFromZero) {
+  std::filesystem::create_directories(dir_.Join("state"));
+  test_util::WriteFile(settings_.fleet.state_file, "{garbage");
+  StartClient();
+  auto hello = controller_.Expect("hello", false);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->body["applied_version"], 0);
+}
+
+}  // namespace
+}  // namespace lb::agent
