@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <thread>
 #include <zmq.hpp>
 
 #include "haproxy_parsers.h"
@@ -184,9 +185,16 @@ Result<json> Agent::StatusCommand(const json& args) {
   }
   // The event seq is read before the state: every change after this snapshot has a higher seq.
   const uint64_t seq = events_->last_seq();
-  auto csv = control_->WorkerCommand("show stat");
-  if (!csv.ok()) return csv.status();
-  auto rows = ParseShowStat(*csv);
+  // A worker that stops during a reload can cut its answer short or reset the connection: the
+  // new worker answers a moment later, so try a few times before calling haproxy unavailable.
+  proto::Result<std::vector<StatRow>> rows = proto::Status(ErrorCode::kInternal, "not read");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto csv = control_->WorkerCommand("show stat");
+    rows =
+        csv.ok() ? ParseCompleteShowStat(*csv) : proto::Result<std::vector<StatRow>>(csv.status());
+    if (rows.ok() || rows.status().code() != ErrorCode::kHaproxyUnavailable) break;
+  }
   if (!rows.ok()) return rows.status();
   auto backends = BackendsFromStats(*rows, *backend);
   if (!backends.ok()) return backends.status();

@@ -218,7 +218,8 @@ void EventLoop::PublishServer(const ServerChange& c, const std::string& why,
 
 void EventLoop::Poll(bool after_reload) {
   auto csv = control_.WorkerCommand("show stat -1 4 -1");
-  auto rows = csv.ok() ? ParseShowStat(*csv) : proto::Result<std::vector<StatRow>>(csv.status());
+  auto rows =
+      csv.ok() ? ParseCompleteShowStat(*csv) : proto::Result<std::vector<StatRow>>(csv.status());
   if (!rows.ok()) {
     const bool reload_noise =
         reloads_running_ > 0 || NowMs() - last_reload_end_ms_ < kQuietAfterReloadMs;

@@ -113,6 +113,8 @@ Result<std::vector<StatRow>> ParseShowStat(std::string_view csv) {
     row.status = field(f, "status");
     row.addr = field(f, "addr");
     row.check_status = field(f, "check_status");
+    // "* L4OK": haproxy marks a check in progress; the status is the part after the mark.
+    if (row.check_status.rfind("* ", 0) == 0) row.check_status.erase(0, 2);
     row.last_chk = field(f, "last_chk");
     row.weight = ToInt(field(f, "weight"));
     row.scur = ToInt(field(f, "scur"));
@@ -126,6 +128,14 @@ Result<std::vector<StatRow>> ParseShowStat(std::string_view csv) {
     rows.push_back(std::move(row));
   }
   return rows;
+}
+
+Result<std::vector<StatRow>> ParseCompleteShowStat(std::string_view answer) {
+  if (answer.size() < 2 || answer.substr(answer.size() - 2) != "\n\n") {
+    return Status(ErrorCode::kHaproxyUnavailable,
+                  "haproxy's 'show stat' answer was cut short (a reload in progress?)");
+  }
+  return ParseShowStat(answer);
 }
 
 Result<std::vector<proto::BackendStatus>> BackendsFromStats(const std::vector<StatRow>& rows,

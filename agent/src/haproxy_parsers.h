@@ -38,6 +38,11 @@ struct StatRow {
 
 proto::Result<std::vector<StatRow>> ParseShowStat(std::string_view csv);
 
+// `show stat` as it came from haproxy: like ParseShowStat, but an answer that does not end with
+// haproxy's closing blank line was cut short (a worker stopping during a reload does that, at a
+// line boundary) and is haproxy_unavailable rather than a shorter list of servers.
+proto::Result<std::vector<StatRow>> ParseCompleteShowStat(std::string_view answer);
+
 // Groups servers under their backend. `backend` is one name, or "*" for all backends; a named
 // backend that does not exist is an error (bad_request naming the backends that do).
 proto::Result<std::vector<proto::BackendStatus>> BackendsFromStats(const std::vector<StatRow>& rows,

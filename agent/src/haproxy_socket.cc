@@ -141,7 +141,10 @@ Result<std::string> HaproxyCommand(const std::string& endpoint, std::string_view
                                              std::string(command.substr(0, 40)) + "\" within " +
                                              std::to_string(options.timeout.count()) + " ms");
     }
-    if (errno == ECONNRESET) break;
+    // A reset cuts the answer short (haproxy does that to a worker's CLI during a reload):
+    // never mistake what arrived for the whole answer.
+    if (errno == ECONNRESET)
+      return Unavailable(endpoint, "connection reset before the answer ended");
     return Unavailable(endpoint, strerror(errno));
   }
   return answer;

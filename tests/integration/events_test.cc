@@ -136,6 +136,15 @@ void ExpectConsecutive(const std::vector<Event>& all) {
   }
 }
 
+// `count` servers s0, s1... without checks, all with `weight`.
+std::string WeightedConfig(int frontend, int port, int count, int weight) {
+  std::vector<Server> servers;
+  for (int i = 0; i < count; ++i) {
+    servers.push_back({"s" + std::to_string(i), port, "weight " + std::to_string(weight)});
+  }
+  return HaproxyConfig(frontend, servers);
+}
+
 std::vector<Server> Servers(const std::vector<std::pair<std::string, int>>& names_ports) {
   std::vector<Server> out;
   for (const auto& [name, port] : names_ports) out.push_back({name, port});
@@ -423,13 +432,7 @@ TEST(EventsTest, SilentSubscriberDoesNotSlowStatusOrReload) {
   AgentFixture agent({}, EventKeys({{"event_hwm", "100"}}));
   const int frontend = FreePort();
   // 300 servers without checks: every applied reload that changes their weight is 300 events.
-  auto config = [&](int weight) {
-    std::vector<Server> servers;
-    for (int i = 0; i < 300; ++i) {
-      servers.push_back({"s" + std::to_string(i), a.port(), "weight " + std::to_string(weight)});
-    }
-    return HaproxyConfig(frontend, servers);
-  };
+  auto config = [&](int weight) { return WeightedConfig(frontend, a.port(), 300, weight); };
   WriteFile(agent.config_path(), config(1));
   agent.StartAgent();
   int weight = 1;
@@ -513,6 +516,56 @@ TEST(EventsTest, SilentSubscriberDoesNotSlowStatusOrReload) {
   EXPECT_LT(received, 4000) << "a subscriber queues about event_hwm + its rcvhwm events";
   EXPECT_LT(status_flooded, 3 * status_base + 20);
   EXPECT_LT(reload_flooded, 3 * reload_base + 20);
+}
+
+TEST(EventsTest, ReloadsThatOnlyChangeWeightsPublishOnlyWeightChanges) {
+  // Every server is in every config: none may ever be reported removed or added, and each
+  // reload changes each server's weight exactly once. haproxy's master CLI cuts `@1 show stat`
+  // answers short around a reload (at a line boundary, with a clean EOF; only a complete answer
+  // ends with an empty line): a poll must not take such an answer for the whole list. A short
+  // poll interval makes a poll during a reload likely (at 0.25 s this fails about half the time).
+  HttpBackend a("a");
+  AgentFixture agent({}, EventKeys({{"poll_interval", "0.02"}}));
+  const int frontend = FreePort();
+  constexpr int kServers = 300;
+  constexpr int kReloads = 30;
+  WriteFile(agent.config_path(), WeightedConfig(frontend, a.port(), kServers, 1));
+  EventSubscriber events(agent.events_endpoint(), {""}, /*rcvhwm=*/1000000);
+  agent.StartAgent();
+  std::vector<Event> seen;
+  ASSERT_TRUE(events.WaitLive(kEventTimeout, &seen));
+  int weight = 1;
+  for (int i = 0; i < kReloads; ++i) {
+    weight = weight == 1 ? 2 : 1;
+    json result =
+        agent.Ok("reload", {{"config", WeightedConfig(frontend, a.port(), kServers, weight)}});
+    ASSERT_EQ(result["outcome"], json("applied"));
+    // The reload event, then the poll it triggers, then a heartbeat.
+    ASSERT_TRUE(events.NextMatching([](const Event& e) { return e.topic == "reload"; },
+                                    kEventTimeout, &seen));
+    ASSERT_TRUE(events.WaitLive(kEventTimeout, &seen));
+  }
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(events.WaitLive(kEventTimeout, &seen));
+
+  ExpectConsecutive(seen);
+  std::map<std::string, int> weight_changes;
+  std::vector<Event> structural;
+  for (const auto& e : seen) {
+    if (e.body.value("type", "") != "server") continue;
+    const std::string change = e.body.value("change", "");
+    if (change == "weight") ++weight_changes[e.body["server"]];
+    if (change == "added" || change == "removed") structural.push_back(e);
+  }
+  std::vector<Event> first(structural.begin(),
+                           structural.begin() + std::min<std::size_t>(structural.size(), 4));
+  EXPECT_TRUE(structural.empty()) << structural.size()
+                                  << " added/removed events for servers that never left, e.g.:\n"
+                                  << Describe(first);
+  int wrong = 0;
+  for (int i = 0; i < kServers; ++i) {
+    wrong += weight_changes["s" + std::to_string(i)] != kReloads;
+  }
+  EXPECT_EQ(wrong, 0) << "servers without exactly one weight event per reload";
 }
 
 TEST(EventsTest, LogListenerPublishesBeforeThePoll) {

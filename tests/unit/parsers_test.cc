@@ -362,3 +362,37 @@ TEST(ParseShowInfoTest, EmptyTextGivesNothing) { EXPECT_TRUE(ParseShowInfo("").e
 
 }  // namespace
 }  // namespace lb::agent
+
+namespace lb::agent {
+namespace {
+
+TEST(ParseCompleteShowStatTest, AnswerWithoutTheClosingBlankLineIsCutShort) {
+  const std::string full = std::string(kShowStat);
+  const std::string complete = full.back() == '\n' ? full + "\n" : full + "\n\n";
+  ASSERT_TRUE(ParseCompleteShowStat(complete).ok());
+  // Cut at a line boundary, the way a stopping worker cuts it: a shorter list, not an answer.
+  const std::string cut = complete.substr(0, complete.find("scaling_nodes,node2"));
+  auto rows = ParseCompleteShowStat(cut);
+  ASSERT_FALSE(rows.ok());
+  EXPECT_EQ(rows.status().code(), proto::ErrorCode::kHaproxyUnavailable);
+  EXPECT_TRUE(ParseShowStat(cut).ok()) << "the plain parser still reads what is there";
+}
+
+TEST(ParseShowStatTest, CheckInProgressMarkIsNotPartOfTheStatus) {
+  std::string text = std::string(kShowStat);
+  const std::string from = ",L4CON,";
+  text.replace(text.find(from), from.size(), ",* L4CON,");
+  auto rows = ParseShowStat(text);
+  ASSERT_TRUE(rows.ok());
+  bool seen = false;
+  for (const auto& r : *rows) {
+    if (r.svname == "node2") {
+      EXPECT_EQ(r.check_status, "L4CON");
+      seen = true;
+    }
+  }
+  EXPECT_TRUE(seen);
+}
+
+}  // namespace
+}  // namespace lb::agent
