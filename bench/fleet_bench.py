@@ -379,7 +379,7 @@ def main():
         rows.append(bench(n, args, ctx))
     med = statistics.median
     print("Fleet push: from the push to the controller's last ack (lbctl fleet push's own wall "
-          "time,\nwhich polls acks every 100 ms, in brackets); median of %d runs, %d cores, ms."
+          "time,\nwhich polls acks every 20 ms, in brackets); median of %d runs, %d cores, ms."
           % (args.repeat, args.cores))
     head = ("agents", "(s) status", "(e) refused", "(a) unchanged", "(d) serial", "(a)/",
             "(b) new", "(c) serial", "(c)/cores", "(b)/")
