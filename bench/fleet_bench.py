@@ -22,7 +22,7 @@ endpoints. Then, each measured --repeat times (the median is printed):
 A push's time runs from just before the push (lbctl's start, or the control request) to the
 moment the controller received the last ack (its `acks` request gives received_ms; same host,
 same clock). `lbctl fleet push`'s own wall time is shown in brackets: it polls the controller
-for acks every 100 ms and exits at the next poll. Every agent's live sha256 is checked after
+for acks every 20 ms and exits at the next poll. Every agent's live sha256 is checked after
 (a), (b) and (e).
 
 Every pushed config is the same text for every agent, so its frontend binds one shared port
