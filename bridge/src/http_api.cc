@@ -117,52 +117,6 @@ Status TooLarge(size_t size, size_t limit) {
                                           " bytes (max_body_bytes)");
 }
 
-// Where a reload's configuration comes from, by Content-Type:
-//   multipart/form-data                 the `config` field (400 without one);
-//   application/x-www-form-urlencoded   the `config` field; without one, the raw body: `curl
-//                                       --data-binary @haproxy.cfg` sends this type with a raw
-//                                       config. (A raw config that starts with "config=" or holds
-//                                       "&config=" would be misread; HAProxy's syntax makes that
-//                                       an unlikely config.)
-//   application/json                    {"config": "<text>"} (400 otherwise);
-//   anything else, or none              the raw body, as the 2015 agent read it
-//                                       (`requests.post(url, data=config_text)` sends no type).
-proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes) {
-  if (req.body.size() > max_bytes) return TooLarge(req.body.size(), max_bytes);
-  const std::string type = MediaType(req);
-  std::string config;
-  if (type == "multipart/form-data") {
-    if (!req.has_file("config")) {
-      return Status(ErrorCode::kBadRequest, "multipart request has no \"config\" field");
-    }
-    config = req.get_file_value("config").content;
-  } else if (type == "application/x-www-form-urlencoded") {
-    std::optional<std::string> field = FormField(req.body, "config");
-    config = field ? std::move(*field) : req.body;
-  } else if (type == "application/json") {
-    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded()) {
-      return Status(ErrorCode::kBadRequest,
-                    "request body is not valid JSON (Content-Type is "
-                    "application/json; send {\"config\": \"...\"})");
-    }
-    auto it = body.is_object() ? body.find("config") : body.end();
-    if (it == body.end() || !it->is_string()) {
-      return Status(ErrorCode::kBadRequest,
-                    "JSON request body must be an object with a string \"config\"");
-    }
-    config = it->get<std::string>();
-  } else {
-    config = req.body;
-  }
-  if (config.size() > max_bytes) return TooLarge(config.size(), max_bytes);
-  if (config.empty()) {
-    return Status(ErrorCode::kBadRequest,
-                  "no configuration: send the HAProxy configuration as the request body");
-  }
-  return config;
-}
-
 // ?force=true|false|1|0|yes|no|on|off; a bare ?force means true.
 proto::Result<bool> ForceParam(const httplib::Request& req) {
   if (!req.has_param("force")) return false;
@@ -364,6 +318,42 @@ json ErrorBody(const Status& status) {
                {"code", std::string(proto::ErrorCodeName(status.code()))}};
   if (!status.details().is_null()) body["details"] = status.details();
   return body;
+}
+
+proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes) {
+  if (req.body.size() > max_bytes) return TooLarge(req.body.size(), max_bytes);
+  const std::string type = MediaType(req);
+  std::string config;
+  if (type == "multipart/form-data") {
+    if (!req.has_file("config")) {
+      return Status(ErrorCode::kBadRequest, "multipart request has no \"config\" field");
+    }
+    config = req.get_file_value("config").content;
+  } else if (type == "application/x-www-form-urlencoded") {
+    std::optional<std::string> field = FormField(req.body, "config");
+    config = field ? std::move(*field) : req.body;
+  } else if (type == "application/json") {
+    json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded()) {
+      return Status(ErrorCode::kBadRequest,
+                    "request body is not valid JSON (Content-Type is "
+                    "application/json; send {\"config\": \"...\"})");
+    }
+    auto it = body.is_object() ? body.find("config") : body.end();
+    if (it == body.end() || !it->is_string()) {
+      return Status(ErrorCode::kBadRequest,
+                    "JSON request body must be an object with a string \"config\"");
+    }
+    config = it->get<std::string>();
+  } else {
+    config = req.body;
+  }
+  if (config.size() > max_bytes) return TooLarge(config.size(), max_bytes);
+  if (config.empty()) {
+    return Status(ErrorCode::kBadRequest,
+                  "no configuration: send the HAProxy configuration as the request body");
+  }
+  return config;
 }
 
 void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings) {

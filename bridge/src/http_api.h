@@ -15,15 +15,15 @@
 // One line per request goes to stderr: remote address, method, path, status, milliseconds.
 #pragma once
 
+#include <httplib.h>  // CPPHTTPLIB_* definitions come with PkgConfig::HTTPLIB (see CMakeLists.txt)
+
+#include <cstddef>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "agent_client.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace lb::bridge {
 
@@ -35,6 +35,20 @@ int HttpStatusFor(proto::ErrorCode code);
 
 // {"success": false, "error": message, "code": name, "details": details (only when not null)}.
 nlohmann::json ErrorBody(const proto::Status& status);
+
+// The configuration a reload request carries, by Content-Type:
+//   multipart/form-data                 the `config` field (400 without one);
+//   application/x-www-form-urlencoded   the `config` field; without one, the raw body: `curl
+//                                       --data-binary @haproxy.cfg` sends this type with a raw
+//                                       config. (A raw config that starts with "config=" or holds
+//                                       "&config=" would be misread; HAProxy's syntax makes that
+//                                       an unlikely config.)
+//   application/json                    {"config": "<text>"} (400 otherwise);
+//   anything else, or none              the raw body, as the 2015 agent read it
+//                                       (`requests.post(url, data=config_text)` sends no type).
+// A body or config above `max_bytes` is too_large; an empty config is bad_request. Pure: reads
+// only req.body, its headers and (multipart) req.files; safe on any input (fuzzed).
+proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes);
 
 // Installs the routes, the JSON answers for unknown routes and httplib's own errors, the request
 // log, the body size limit (settings.bridge.max_body_bytes) and the connection timeouts on
