@@ -26,11 +26,13 @@ int ToMs(std::chrono::milliseconds d) {
 }  // namespace
 
 AgentClient::AgentClient(zmq::context_t& context, std::string endpoint,
-                         std::chrono::milliseconds timeout, proto::DecodeLimits reply_limits)
+                         std::chrono::milliseconds timeout, proto::DecodeLimits reply_limits,
+                         std::optional<common::CurveClientKeys> curve)
     : context_(context),
       endpoint_(std::move(endpoint)),
       timeout_(timeout),
-      reply_limits_(reply_limits) {}
+      reply_limits_(reply_limits),
+      curve_(std::move(curve)) {}
 
 proto::Result<proto::Reply> AgentClient::Call(const std::string& cmd, nlohmann::json args) {
   const Clock::time_point deadline = Clock::now() + timeout_;
@@ -52,11 +54,16 @@ proto::Result<proto::Reply> AgentClient::Call(const std::string& cmd, nlohmann::
     // A reply above the decode limit is dropped by libzmq instead of being buffered.
     socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(reply_limits_.max_frame_bytes));
     socket.set(zmq::sockopt::sndtimeo, ToMs(connect_timeout));
+    // A refused CURVE handshake never completes the connection: the send below then times out.
+    if (curve_) common::MakeCurveClient(socket, curve_->own, curve_->server_public_key);
     socket.connect(endpoint_);
     if (!socket.send(zmq::buffer(frame), zmq::send_flags::none)) {
       return Status(ErrorCode::kUnavailable,
                     "agent at " + endpoint_ + " is not reachable (no connection within " +
-                        std::to_string(connect_timeout.count()) + " ms); is lb-agent running?");
+                        std::to_string(connect_timeout.count()) + " ms); is lb-agent running?" +
+                        (curve_ ? " Is this bridge's public key " + curve_->own.public_key +
+                                      " in the agent's [security] curve_clients?"
+                                : std::string()));
     }
     socket.set(zmq::sockopt::rcvtimeo, RemainingMs(deadline));
     zmq::message_t message;

@@ -24,8 +24,10 @@
 #include <chrono>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
+#include "lb/common/curve.h"
 #include "lb/proto/codec.h"
 #include "lb/proto/status.h"
 
@@ -42,8 +44,11 @@ class AgentClient {
 
   // `context` must outlive the client. `endpoint` is a ZeroMQ endpoint the agent's ROUTER is
   // bound to (tcp://127.0.0.1:5555, ipc:///run/lb-agent/cmd.sock). `timeout` bounds each Call().
+  // With `curve`, every socket is a CURVE client with those keys (the agent's [security]
+  // curve_secret_key is set); an agent that refuses the key is reported as kUnavailable.
   AgentClient(zmq::context_t& context, std::string endpoint, std::chrono::milliseconds timeout,
-              proto::DecodeLimits reply_limits = proto::DecodeLimits());
+              proto::DecodeLimits reply_limits = proto::DecodeLimits(),
+              std::optional<common::CurveClientKeys> curve = std::nullopt);
 
   AgentClient(const AgentClient&) = delete;
   AgentClient& operator=(const AgentClient&) = delete;
@@ -67,6 +72,7 @@ class AgentClient {
   const std::string endpoint_;
   const std::chrono::milliseconds timeout_;
   const proto::DecodeLimits reply_limits_;
+  const std::optional<common::CurveClientKeys> curve_;
   std::atomic<uint64_t> next_id_{1};
 };
 

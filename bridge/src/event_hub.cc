@@ -171,6 +171,9 @@ void EventHub::Run(std::promise<Status> started) {
     // reconnects to that publisher, so one oversized event would end the stream for good.
     // Events above limits.max_frame_bytes are skipped by DecodeMsgpack instead.
     socket.set(zmq::sockopt::subscribe, "");
+    if (options_.curve) {
+      common::MakeCurveClient(socket, options_.curve->own, options_.curve->server_public_key);
+    }
     socket.connect(endpoint_);
   } catch (const zmq::error_t& e) {
     started.set_value(Status(ErrorCode::kInternal, "cannot subscribe to the agent's events at " +

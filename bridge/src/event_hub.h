@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "lb/common/curve.h"
 #include "lb/proto/codec.h"
 #include "lb/proto/status.h"
 
@@ -64,6 +65,9 @@ struct EventHubOptions {
   // are small: its largest, a failed reload's, quotes a few of haproxy's error lines.)
   proto::DecodeLimits limits{
       .max_frame_bytes = 1024 * 1024, .max_container_entries = 100000, .max_depth = 32};
+  // Set: the SUB socket is a CURVE client with these keys (the agent's event socket is a CURVE
+  // server). A refused key looks like an agent that publishes nothing.
+  std::optional<common::CurveClientKeys> curve;
 };
 
 // The Server-Sent-Events record for one event, ending in a blank line:

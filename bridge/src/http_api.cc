@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "lb/proto/backends.h"
+#include "security.h"
 
 namespace lb::bridge {
 namespace {
@@ -133,6 +134,45 @@ proto::Result<bool> ForceParam(const httplib::Request& req) {
 // set when routing starts (before the body is read), used and cleared by the logger once the
 // answer is out. A request that never reached routing (a malformed request line) logs "-".
 thread_local std::optional<std::chrono::steady_clock::time_point> request_start;
+// The access verdict of the request being routed (security.h), set by the pre-routing handler.
+// A refused request whose body httplib is about to read is answered only once the body has been
+// read (by the route or the error handler): answering before would leave the body in the
+// connection, to be parsed as the next request - a way to smuggle a request past the check.
+thread_local std::optional<AccessDecision> pending_refusal;
+// The request carried a valid bearer token.
+thread_local bool request_authenticated = false;
+
+void SendRefusal(httplib::Response& res, const AccessDecision& decision) {
+  res.status = RefusalStatus(decision);
+  if (decision.verdict == AccessDecision::Verdict::kUnauthorized) {
+    res.set_header("WWW-Authenticate", WwwAuthenticate(decision));
+  }
+  res.set_content(RefusalBody(decision), "application/json");
+}
+
+// One line per refused request: who, what, why; never the token.
+void LogRefusal(const httplib::Request& req, const AccessDecision& decision) {
+  auto field = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+  std::string why = decision.verdict == AccessDecision::Verdict::kUnauthorized
+                        ? (decision.bad_token                ? "invalid bearer token"
+                           : req.has_header("Authorization") ? "Authorization is not a bearer token"
+                                                             : "no bearer token")
+                        : "possible cross-site request (no token, only simple headers)";
+  std::string line = "lb-bridge: " + field(req.remote_addr) + " " + field(req.method) + " " +
+                     field(req.path) + " refused (" + std::to_string(RefusalStatus(decision)) +
+                     "): " + why + "\n";
+  std::fputs(line.c_str(), stderr);
+}
+
+// True when httplib reads a body for this request before routing it (its expect_content: POST,
+// PUT, PATCH, DELETE, PRI with a length or a chunked body).
+bool BodyWillBeRead(const httplib::Request& req) {
+  const bool reads = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
+                     req.method == "DELETE" || req.method == "PRI";
+  if (!reads) return false;
+  if (req.has_header("Transfer-Encoding")) return true;
+  return req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0";
+}
 
 void LogRequest(const httplib::Request& req, const httplib::Response& res) {
   std::string ms = "-";
@@ -142,6 +182,8 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
                             .count());
     request_start.reset();
   }
+  pending_refusal.reset();
+  request_authenticated = false;
   auto field = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
   std::string line = "lb-bridge: " + field(req.remote_addr) + " " + field(req.method) + " " +
                      field(req.path) + " " + std::to_string(res.status) + " " + ms + " ms\n";
@@ -150,8 +192,9 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
 
 class Handlers {
  public:
-  Handlers(AgentClient& agent, const common::Settings& settings)
+  Handlers(AgentClient& agent, const common::Settings& settings, TokenSet tokens)
       : agent_(agent),
+        tokens_(std::move(tokens)),
         default_backend_(settings.haproxy.default_backend),
         instance_prefix_(settings.bridge.instance_prefix),
         max_body_bytes_(settings.bridge.max_body_bytes) {}
@@ -202,9 +245,14 @@ class Handlers {
                           "the agent's status result holds no backend \"" + backend + "\""));
   }
 
+  // With tokens on, a health check without a valid token learns only whether the agent is up.
   void Healthz(const httplib::Request&, httplib::Response& res) const {
     proto::Result<proto::Reply> reply = agent_.Call("ping", json::object());
     Status status = reply.ok() ? reply->status : reply.status();
+    if (!tokens_.empty() && !request_authenticated) {
+      return SendJson(res, status.ok() ? 200 : HttpStatusFor(status.code()),
+                      {{"success", status.ok()}, {"agent", status.ok() ? "up" : "down"}});
+    }
     if (!status.ok()) {
       json body = ErrorBody(status);
       body["agent"] = "down";
@@ -239,10 +287,31 @@ class Handlers {
     return true;
   }
 
+  // Decides whether the request may reach its route (security.h). Answers a refusal at once when
+  // httplib will read no body; otherwise leaves it in pending_refusal for Guarded / Error.
+  // Returns true when the request has been answered.
+  bool CheckAccess(const httplib::Request& req, httplib::Response& res) const {
+    AccessDecision decision = DecideAccess(req.method, req.path, req.headers, tokens_);
+    request_authenticated = decision.authenticated;
+    if (decision.allowed()) return false;
+    LogRefusal(req, decision);
+    if (BodyWillBeRead(req)) {
+      pending_refusal = std::move(decision);
+      return false;
+    }
+    SendRefusal(res, decision);
+    return true;
+  }
+
   // Gives every error httplib answers by itself (no route, a body above its limit, a malformed
   // request) the same JSON shape as the handlers' errors. Answers the handlers wrote are kept.
+  // A refused request (pending_refusal) gets its refusal instead, whatever went wrong.
   httplib::Server::HandlerResponse Error(const httplib::Request& req,
                                          httplib::Response& res) const {
+    if (pending_refusal && res.status != 401 && res.status != 403) {
+      SendRefusal(res, *pending_refusal);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     json body;
     switch (res.status) {
@@ -269,6 +338,7 @@ class Handlers {
 
  private:
   AgentClient& agent_;
+  const TokenSet tokens_;
   const std::string default_backend_;
   const std::string instance_prefix_;
   const size_t max_body_bytes_;
@@ -356,12 +426,17 @@ proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t
   return config;
 }
 
-void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings) {
-  auto handlers = std::make_shared<const Handlers>(agent, settings);
+void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings,
+                    TokenSet tokens) {
+  auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens));
+  // Every route with a body answers a refusal left by the pre-routing handler, once the body has
+  // been read (see pending_refusal).
   auto reload = [handlers](const httplib::Request& req, httplib::Response& res) {
+    if (pending_refusal) return SendRefusal(res, *pending_refusal);
     handlers->Reload(req, res);
   };
   auto get_backends = [handlers](const httplib::Request& req, httplib::Response& res) {
+    if (pending_refusal) return SendRefusal(res, *pending_refusal);
     handlers->GetBackends(req, res);
   };
   server.Post("/reloadHaproxy", reload);
@@ -382,8 +457,11 @@ void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::S
       });
   server.set_pre_routing_handler([handlers](const httplib::Request& req, httplib::Response& res) {
     request_start = std::chrono::steady_clock::now();
-    return handlers->RouteBodyless(req, res) ? httplib::Server::HandlerResponse::Handled
-                                             : httplib::Server::HandlerResponse::Unhandled;
+    pending_refusal.reset();
+    request_authenticated = false;
+    return handlers->CheckAccess(req, res) || handlers->RouteBodyless(req, res)
+               ? httplib::Server::HandlerResponse::Handled
+               : httplib::Server::HandlerResponse::Unhandled;
   });
   server.set_logger(LogRequest);
 

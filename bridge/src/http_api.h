@@ -9,6 +9,8 @@
 //   GET /healthz                        `ping`
 //   GET /events                         the agent's events as a stream (event_stream.h)
 //
+// Who may call which route (bearer tokens, the cross-site rule for reloads): security.h.
+//
 // Every answer is JSON with a boolean "success" (clients of the 2015 agent read it first).
 // Unlike the 2015 agent, failures carry an HTTP error status (see HttpStatusFor) as well as
 // {"success": false, "error": <message>, "code": <error code>, "details"?: {...}}.
@@ -24,6 +26,7 @@
 #include "agent_client.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
+#include "security.h"
 
 namespace lb::bridge {
 
@@ -50,9 +53,12 @@ nlohmann::json ErrorBody(const proto::Status& status);
 // only req.body, its headers and (multipart) req.files; safe on any input (fuzzed).
 proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes);
 
-// Installs the routes, the JSON answers for unknown routes and httplib's own errors, the request
-// log, the body size limit (settings.bridge.max_body_bytes) and the connection timeouts on
-// `server`. Call before binding. `agent` must outlive `server`; `settings` is copied.
-void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings);
+// Installs the routes, the access check of security.h (bearer `tokens` when not empty, else the
+// cross-site rule) in front of every route (GET /events included), the JSON answers for unknown
+// routes and httplib's own errors, the request log, the body size limit
+// (settings.bridge.max_body_bytes) and the connection timeouts on `server`. Call before
+// binding. `agent` must outlive `server`; `settings` is copied.
+void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings,
+                    TokenSet tokens = {});
 
 }  // namespace lb::bridge

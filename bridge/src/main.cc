@@ -21,6 +21,7 @@
 #include "event_stream.h"
 #include "http_api.h"
 #include "lb/common/settings.h"
+#include "security.h"
 
 #ifndef LB_VERSION
 #define LB_VERSION "dev"
@@ -34,6 +35,7 @@ constexpr const char* kUsage =
     "Serves the HTTP API of the 2015 lb-agent (POST /reload, /reloadHaproxy, /getBackends) and\n"
     "GET /healthz, and forwards each request to lb-agent's command socket. GET /events streams\n"
     "lb-agent's events (its event_endpoint) as Server-Sent Events.\n"
+    "[security] adds bearer tokens, HTTPS and a CURVE key towards the agent (SECURITY.md).\n"
     "\n"
     "  --config PATH   settings file (default /etc/lb-agent/lb-agent.cfg; keys: etc/lb-agent.cfg)\n"
     "  --help          this text\n"
@@ -68,6 +70,37 @@ int main(int argc, char** argv) {
     return 2;
   }
   const lb::common::Settings& settings = *loaded;
+  const lb::common::SecuritySettings& security = settings.security;
+
+  // Everything [security] names is read now: a missing or bad file stops the bridge here.
+  lb::bridge::TokenSet tokens;
+  if (!security.bridge_tokens_file.empty()) {
+    auto loaded_tokens = lb::bridge::LoadTokensFile(security.bridge_tokens_file);
+    if (!loaded_tokens.ok()) {
+      std::cerr << "lb-bridge: " << loaded_tokens.status().message() << " (" << settings.path
+                << ")\n";
+      return 2;
+    }
+    tokens = std::move(loaded_tokens).value();
+  }
+  auto curve = lb::bridge::BridgeCurveKeys(security);
+  if (!curve.ok()) {
+    std::cerr << "lb-bridge: " << curve.status().message() << " (" << settings.path << ")\n";
+    return 2;
+  }
+  auto made_server = lb::bridge::MakeHttpServer(security);
+  if (!made_server.ok()) {
+    std::cerr << "lb-bridge: " << made_server.status().message() << " (" << settings.path << ")\n";
+    return 2;
+  }
+  std::unique_ptr<httplib::Server> server = std::move(made_server).value();
+  const bool tls = !security.bridge_tls_cert.empty();
+  if (!lb::bridge::IsLoopbackHost(settings.bridge.host) && tokens.empty()) {
+    std::cerr << "lb-bridge: WARNING: listening on " << settings.bridge.host
+              << ", reachable from other hosts, without bearer tokens: anyone who reaches this "
+                 "port can replace the HAProxy configuration. Set [security] "
+                 "bridge_tokens_file (SECURITY.md), or [lb-agent] host = 127.0.0.1\n";
+  }
 
   // Signals are taken by one thread with sigwait; the mask is set before any other thread
   // (httplib's pool, libzmq's I/O threads) exists, so none of them ever sees SIGTERM or SIGINT.
@@ -82,24 +115,25 @@ int main(int argc, char** argv) {
   try {
     zmq::context_t context;
     lb::bridge::AgentClient agent(context, settings.agent.command_endpoint,
-                                  settings.bridge.agent_timeout);
-    auto hub = lb::bridge::EventHub::Start(context, settings.agent.event_endpoint);
+                                  settings.bridge.agent_timeout, lb::proto::DecodeLimits(), *curve);
+    lb::bridge::EventHubOptions hub_options;
+    hub_options.curve = *curve;
+    auto hub = lb::bridge::EventHub::Start(context, settings.agent.event_endpoint, hub_options);
     if (!hub.ok()) {
       std::cerr << "lb-bridge: " << hub.status().message() << " (" << settings.path
                 << ": [lb-agent] event_endpoint)" << std::endl;
       return 1;
     }
     std::unique_ptr<lb::bridge::EventHub> events = std::move(hub).value();
-    httplib::Server server;
-    lb::bridge::InstallHttpApi(server, agent, settings);
-    lb::bridge::InstallEventStream(server, *events);
+    lb::bridge::InstallHttpApi(*server, agent, settings, tokens);
+    lb::bridge::InstallEventStream(*server, *events);
 
     const std::string& host = settings.bridge.host;
     errno = 0;
     int port = settings.bridge.port;
     if (port == 0) {
-      port = server.bind_to_any_port(host);  // the port is printed below, for tests
-    } else if (!server.bind_to_port(host, port)) {
+      port = server->bind_to_any_port(host);  // the port is printed below, for tests
+    } else if (!server->bind_to_port(host, port)) {
       port = -1;
     }
     if (port < 0) {
@@ -125,15 +159,17 @@ int main(int argc, char** argv) {
       // the event streams it ends are not followed by another request on their connection.
       std::unique_lock lock(mutex);
       while (!listen_returned) {
-        server.stop();
+        server->stop();
         events->Stop();
         listen_returned_cv.wait_for(lock, std::chrono::milliseconds(50));
       }
     });
     std::cerr << "lb-bridge " << LB_VERSION << " listening on " << host << ":" << port
-              << " -> agent " << settings.agent.command_endpoint << ", events "
-              << settings.agent.event_endpoint << std::endl;
-    bool served = server.listen_after_bind();
+              << (tls ? " (HTTPS)" : "") << " -> agent " << settings.agent.command_endpoint
+              << ", events " << settings.agent.event_endpoint
+              << (tokens.empty() ? "" : ", bearer tokens: " + std::to_string(tokens.size()))
+              << (curve->has_value() ? ", CURVE" : "") << std::endl;
+    bool served = server->listen_after_bind();
     {
       std::lock_guard lock(mutex);
       listen_returned = true;
