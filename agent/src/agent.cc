@@ -70,16 +70,32 @@ int Agent::Run(const std::atomic<bool>& stop) {
     if (!s.ok()) std::cerr << "lb-agent: haproxy not started: " << s.message() << std::endl;
   }
   zmq::context_t context;
+  // Before any socket binds: the ZAP handler must be answering when the first client arrives.
+  auto security = SocketSecurity::SetUp(context, settings_, [](const std::string& line) {
+    std::cerr << "lb-agent: " << line << std::endl;
+  });
+  if (!security.ok()) {
+    std::cerr << "lb-agent: " << security.status().message() << std::endl;
+    return 1;
+  }
+  for (const auto& warning : (*security)->warnings()) {
+    std::cerr << "lb-agent: " << warning << std::endl;
+  }
+  security_ = security->get();
+  struct ClearOnReturn {
+    const SocketSecurity*& pointer;
+    ~ClearOnReturn() { pointer = nullptr; }
+  } clear_security{security_};
   proto::DecodeLimits limits;
   // Room for the largest config plus the envelope of the message.
   limits.max_frame_bytes = settings_.agent.max_config_bytes + 64 * 1024;
   EventLoop events(context, settings_, *control_, [this] { return pipeline_->LiveSha256(); });
-  if (proto::Status s = events.Bind(); !s.ok()) {
+  if (proto::Status s = events.Bind(security_->Server("lb-agent-events")); !s.ok()) {
     std::cerr << "lb-agent: " << s.message() << std::endl;
     return 1;
   }
   CommandServer server(context, settings_.agent.command_endpoint, limits, *this);
-  proto::Status bound = server.Bind();
+  proto::Status bound = server.Bind(security_->Server("lb-agent-commands"));
   if (!bound.ok()) {
     std::cerr << "lb-agent: " << bound.message() << std::endl;
     return 1;
@@ -103,6 +119,7 @@ int Agent::Run(const std::atomic<bool>& stop) {
         context, settings_, std::move(submit),
         [this](const json& args) { return StatusCommand(args); },
         [this] { return pipeline_->LiveSha256(); });
+    fleet->SetSocketSetup(security_->FleetClient());
     if (proto::Status s = fleet->Start(); !s.ok()) {
       std::cerr << "lb-agent: " << s.message() << std::endl;
       events.Stop();
@@ -113,6 +130,7 @@ int Agent::Run(const std::atomic<bool>& stop) {
   }
   std::cerr << "lb-agent " << LB_VERSION << ": listening on " << server.bound_endpoint()
             << ", events on " << events.bound_endpoint()
+            << (security_->curve() ? " (CURVE)" : " (no CURVE)")
             << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
             << ", config " << settings_.haproxy.config_file_path << ")" << std::endl;
   server.Run(stop);
@@ -226,6 +244,7 @@ json Agent::Info() {
         {"epoch", events_->epoch_ms()},
         {"log_listener", settings_.agent.log_listener}}},
       {"fleet", fleet_ != nullptr ? fleet_->Info() : json{{"enabled", false}}},
+      {"security", security_ != nullptr ? security_->Info() : json{{"curve", false}}},
   };
 }
 

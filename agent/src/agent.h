@@ -17,6 +17,7 @@
 #include "lb/common/settings.h"
 #include "reload_pipeline.h"
 #include "reload_worker.h"
+#include "socket_security.h"
 #include "supervisor.h"
 
 namespace lb::agent {
@@ -47,8 +48,9 @@ class Agent : public CommandHandler {
   std::unique_ptr<ReloadPipeline> pipeline_;
   std::unique_ptr<ReloadWorker> reload_worker_;
   std::unique_ptr<WorkPool> pool_;
-  EventLoop* events_ = nullptr;   // lives in Run(), for as long as requests are handled
-  FleetClient* fleet_ = nullptr;  // likewise; null when [fleet] is off
+  EventLoop* events_ = nullptr;               // lives in Run(), for as long as requests are handled
+  FleetClient* fleet_ = nullptr;              // likewise; null when [fleet] is off
+  const SocketSecurity* security_ = nullptr;  // likewise
 };
 
 }  // namespace lb::agent

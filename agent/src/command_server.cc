@@ -71,7 +71,7 @@ CommandServer::CommandServer(zmq::context_t& context, std::string endpoint,
 
 CommandServer::~CommandServer() = default;
 
-Status CommandServer::Bind() {
+Status CommandServer::Bind(const common::SocketSetup& secure) {
   try {
     impl_ = std::make_unique<Impl>(context_);
     impl_->router.set(zmq::sockopt::linger, 0);
@@ -79,6 +79,7 @@ Status CommandServer::Bind() {
     // disconnected); frames up to 4x the limit are read and answered `too_large`.
     impl_->router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.max_frame_bytes) * 4);
     impl_->router.set(zmq::sockopt::sndhwm, 10000);
+    if (secure) secure(impl_->router);
     impl_->router.bind(endpoint_);
     bound_ = impl_->router.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {

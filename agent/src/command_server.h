@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "lb/common/curve.h"
 #include "lb/proto/codec.h"
 #include "reload_worker.h"
 
@@ -40,8 +41,9 @@ class CommandServer {
                 CommandHandler& handler);
   ~CommandServer();
 
-  // Binds the socket. Fails with a message naming the endpoint.
-  proto::Status Bind();
+  // Binds the socket, after `secure` (CURVE server options) when given. Fails with a message
+  // naming the endpoint.
+  proto::Status Bind(const common::SocketSetup& secure = {});
   // The endpoint actually bound (tcp://127.0.0.1:0 becomes the real port).
   std::string bound_endpoint() const;
   // Serves until `stop` is set (checked at least every 200 ms).

@@ -107,11 +107,12 @@ EventLoop::EventLoop(zmq::context_t& context, const common::Settings& settings,
 
 EventLoop::~EventLoop() { Stop(); }
 
-Status EventLoop::Bind() {
+Status EventLoop::Bind(const common::SocketSetup& secure) {
   try {
     sockets_ = std::make_unique<Sockets>(context_);
     sockets_->pub.set(zmq::sockopt::linger, 0);
     sockets_->pub.set(zmq::sockopt::sndhwm, settings_.agent.event_hwm);
+    if (secure) secure(sockets_->pub);
     sockets_->pub.bind(settings_.agent.event_endpoint);
     bound_ = sockets_->pub.get(zmq::sockopt::last_endpoint);
   } catch (const zmq::error_t& e) {

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "haproxy_control.h"
+#include "lb/common/curve.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
 #include "server_diff.h"
@@ -42,8 +43,9 @@ class EventLoop {
             std::function<std::string()> live_sha256);
   ~EventLoop();
 
-  // Binds the PUB socket and the log listener. Fails with a message naming the endpoint.
-  proto::Status Bind();
+  // Binds the PUB socket, after `secure` (CURVE server options) when given, and the log
+  // listener. Fails with a message naming the endpoint.
+  proto::Status Bind(const common::SocketSetup& secure = {});
   std::string bound_endpoint() const { return bound_; }
   void Start();
   void Stop();

@@ -173,6 +173,7 @@ Status FleetClient::OpenSockets() {
       s->set(zmq::sockopt::heartbeat_ttl, kHeartbeatTtlMs);
       s->set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);
       s->set(zmq::sockopt::reconnect_ivl_max, kReconnectIvlMaxMs);
+      if (secure_) secure_(*s);
     }
     // No maxmsgsize on the SUB: an oversized message would drop the connection.
     sockets->sub.set(zmq::sockopt::subscribe, "fleet/all");

@@ -33,6 +33,7 @@
 #include <thread>
 
 #include "fleet_state.h"
+#include "lb/common/curve.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
 #include "reload_pipeline.h"
@@ -64,6 +65,9 @@ class FleetClient {
   // cannot be set up (an endpoint ZeroMQ does not accept, an agent_id too long to be a
   // routing id).
   proto::Status Start();
+  // CURVE client options for both sockets (this agent's key pair and the controller's public
+  // key), applied at every (re)connection. Call before Start().
+  void SetSocketSetup(common::SocketSetup secure) { secure_ = std::move(secure); }
   // Stops the thread and closes the sockets. Idempotent.
   void Stop();
 
@@ -105,6 +109,7 @@ class FleetClient {
   StatusFn status_;
   std::function<std::string()> live_sha256_;
   const std::size_t max_message_bytes_;
+  common::SocketSetup secure_;
 
   // Socket thread only (after Start).
   FleetState state_;

@@ -83,6 +83,18 @@ Setter PathKey(F field, const std::string& base_dir) {
   };
 }
 
+// A path that may be empty (a feature that is off).
+template <typename F>
+Setter OptionalPathKey(F field, const std::string& base_dir) {
+  return [field, base_dir](const std::string& v, Settings* s) {
+    if (v.empty()) {
+      field(s)->clear();
+      return std::string();
+    }
+    return PathKey(field, base_dir)(v, s);
+  };
+}
+
 // A program: a bare name is looked up in PATH now, so that a missing binary is reported at
 // start-up; a name with a '/' is relative to the settings file's directory.
 template <typename F>
@@ -170,6 +182,8 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
   f["controller_router"] = StringKey([](Settings* s) { return &s->fleet.controller_router; });
   f["state_file"] = PathKey([](Settings* s) { return &s->fleet.state_file; }, base_dir);
   f["beacon_timeout"] = SecondsKey([](Settings* s) { return &s->fleet.beacon_timeout; });
+  f["controller_public_key"] =
+      OptionalPathKey([](Settings* s) { return &s->fleet.controller_public_key; }, base_dir);
   f["groups"] = [](const std::string& v, Settings* s) {
     s->fleet.groups.clear();
     std::string current;
@@ -184,6 +198,24 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
     }
     return std::string();
   };
+
+  auto& sec = keys["security"];
+  sec["curve_secret_key"] =
+      OptionalPathKey([](Settings* s) { return &s->security.curve_secret_key; }, base_dir);
+  sec["curve_clients"] =
+      OptionalPathKey([](Settings* s) { return &s->security.curve_clients; }, base_dir);
+  sec["allow_insecure"] = BoolKey([](Settings* s) { return &s->security.allow_insecure; });
+  sec["allow_programs"] = BoolKey([](Settings* s) { return &s->security.allow_programs; });
+  sec["bridge_curve_secret_key"] =
+      OptionalPathKey([](Settings* s) { return &s->security.bridge_curve_secret_key; }, base_dir);
+  sec["agent_public_key"] =
+      OptionalPathKey([](Settings* s) { return &s->security.agent_public_key; }, base_dir);
+  sec["bridge_tokens_file"] =
+      OptionalPathKey([](Settings* s) { return &s->security.bridge_tokens_file; }, base_dir);
+  sec["bridge_tls_cert"] =
+      OptionalPathKey([](Settings* s) { return &s->security.bridge_tls_cert; }, base_dir);
+  sec["bridge_tls_key"] =
+      OptionalPathKey([](Settings* s) { return &s->security.bridge_tls_key; }, base_dir);
 
   auto& h = keys["haproxy"];
   h["config_file_path"] =
@@ -265,9 +297,9 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
     auto sec = known.find(section);
     if (sec == known.end()) {
       int line = section_lines[section];
-      return Status(ErrorCode::kBadRequest, origin + ":" + std::to_string(line) +
-                                                ": unknown section [" + section +
-                                                "]; expected [lb-agent], [haproxy] or [fleet]");
+      return Status(ErrorCode::kBadRequest,
+                    origin + ":" + std::to_string(line) + ": unknown section [" + section +
+                        "]; expected [lb-agent], [haproxy], [fleet] or [security]");
     }
     for (const auto& [key, value] : keys) {
       std::string where = origin + ":" + std::to_string(value.line) + ": [" + section + "] " + key;
@@ -310,6 +342,28 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
   }
   if (settings.agent.agent_id.find('/') != std::string::npos) {
     return Status(ErrorCode::kBadRequest, origin + ": [lb-agent] agent_id cannot contain '/'");
+  }
+  auto& security = settings.security;
+  auto security_problem = [&](const std::string& what) {
+    return Status(ErrorCode::kBadRequest, origin + ": [security] " + what);
+  };
+  if (security.curve() && security.curve_clients.empty()) {
+    return security_problem(
+        "curve_secret_key needs curve_clients, the allow-list of client public keys");
+  }
+  if (!security.curve() && !security.curve_clients.empty()) {
+    return security_problem("curve_clients is set but curve_secret_key is not");
+  }
+  if (security.bridge_tls_cert.empty() != security.bridge_tls_key.empty()) {
+    return security_problem("bridge_tls_cert and bridge_tls_key go together");
+  }
+  if (security.agent_public_key.empty() && security.curve()) {
+    std::string derived = security.curve_secret_key;
+    const std::string suffix = "_secret";
+    if (derived.size() > suffix.size() &&
+        derived.compare(derived.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      security.agent_public_key = derived.substr(0, derived.size() - suffix.size());
+    }
   }
   // The bridge accepts exactly the configs the agent accepts (the agent answers too_large).
   settings.bridge.max_body_bytes = settings.agent.max_config_bytes;

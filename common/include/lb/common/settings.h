@@ -88,7 +88,46 @@ struct FleetSettings {
   std::string state_file = "/var/lib/lb-agent/fleet-state.json";
   // Silence on the PUB socket (no beacon) for this long means a dead connection.
   std::chrono::milliseconds beacon_timeout{3000};
+  // The controller's public CURVE certificate (zcert text file): the agent talks to that
+  // controller only, encrypted. Empty: plaintext, allowed only on loopback/ipc:// endpoints or
+  // with [security] allow_insecure.
+  std::string controller_public_key;
   bool enabled() const { return !controller_pub.empty(); }
+};
+
+// [security] (SECURITY.md). Every file is a path, relative to the settings file's directory.
+struct SecuritySettings {
+  // The agent's CURVE certificate, secret part (zcert format, `lbctl keygen` writes it). Set:
+  // the command and event sockets are CURVE servers that accept only the public keys in
+  // curve_clients, and the agent uses this key pair towards a fleet controller too. Empty: off.
+  std::string curve_secret_key;
+  // Allow-list of client public keys: a file (one Z85 key per line, or zcert public
+  // certificates' `public-key = "..."` lines) or a directory of zcert public certificates.
+  // Re-read when it changes; no restart needed to add or revoke a client.
+  std::string curve_clients;
+  // Without CURVE the agent refuses to bind its command or event socket to anything but
+  // loopback or ipc://, and to follow a fleet controller on a non-loopback endpoint without
+  // controller_public_key. yes: do it anyway (with a warning at every start).
+  bool allow_insecure = false;
+  // HAProxy directives that run programs or load code (external-check, lua-load, program
+  // sections, insecure-fork-wanted, ...) are refused in pushed configs unless this is yes.
+  bool allow_programs = false;
+
+  // lb-bridge: its own CURVE certificate (secret part) towards the agent, and the agent's
+  // public certificate. agent_public_key defaults to curve_secret_key without "_secret"
+  // (the name `lbctl keygen` gives the public half).
+  std::string bridge_curve_secret_key;
+  std::string agent_public_key;
+  // lb-bridge: a file of bearer tokens (one per line, '#' comments). Set: every request but
+  // GET /health needs "Authorization: Bearer <token>". Empty: no tokens; a reload then needs a
+  // non-simple header (X-Requested-With or a JSON Content-Type) so a browser cannot be made to
+  // send one cross-site.
+  std::string bridge_tokens_file;
+  // lb-bridge: HTTPS with this certificate chain and key (PEM). Both or neither.
+  std::string bridge_tls_cert;
+  std::string bridge_tls_key;
+
+  bool curve() const { return !curve_secret_key.empty(); }
 };
 
 struct Settings {
@@ -97,6 +136,7 @@ struct Settings {
   AgentSettings agent;
   HaproxySettings haproxy;
   FleetSettings fleet;
+  SecuritySettings security;
 };
 
 // Reads and validates `path`. Errors are one line: "<path>:<line>: [<section>] <key>: <problem>".

@@ -1,0 +1,47 @@
+// Who may talk to the agent's sockets (SECURITY.md): CURVE on the command and event sockets
+// with the ZAP allow-list, the pinned controller key on the fleet sockets, and the refusal to
+// expose an unauthenticated socket beyond this host.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lb/common/curve.h"
+#include "lb/common/settings.h"
+#include "lb/proto/status.h"
+
+namespace lb::agent {
+
+// The endpoint rules, without touching a file or a socket: an error when an endpoint would be
+// reachable from other hosts without authentication (and allow_insecure is off) or when a key
+// setting is missing its counterpart; otherwise the warnings to log at start.
+proto::Result<std::vector<std::string>> CheckSocketPolicy(const common::Settings& settings);
+
+class SocketSecurity {
+ public:
+  // Applies CheckSocketPolicy, reads the certificates and, with CURVE on, starts the ZAP
+  // handler on `context` (which must outlive the result). `log` receives the handler's lines.
+  static proto::Result<std::unique_ptr<SocketSecurity>> SetUp(zmq::context_t& context,
+                                                              const common::Settings& settings,
+                                                              common::ZapHandler::LogFn log);
+
+  // What to apply to the command/event sockets (empty without CURVE) and to the fleet sockets
+  // (empty without controller_public_key).
+  common::SocketSetup Server(std::string domain) const;
+  common::SocketSetup FleetClient() const;
+
+  bool curve() const { return zap_ != nullptr; }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  // {"curve": bool, "clients_accepted", "clients_refused", "fleet_curve": bool}.
+  nlohmann::json Info() const;
+
+ private:
+  SocketSecurity() = default;
+  common::CurveCertificate own_;
+  std::string controller_key_;
+  std::unique_ptr<common::ZapHandler> zap_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace lb::agent
