@@ -1,6 +1,7 @@
 // lb-agent: the control plane next to one HAProxy. main() only parses the command line, loads
 // the settings and handles signals; agent.h wires everything else.
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "agent.h"
+#include "config_lint.h"
 #include "lb/common/settings.h"
 
 #ifndef LB_VERSION
@@ -62,6 +64,9 @@ int main(int argc, char** argv) {
   if (check_only) {
     std::cout << config_path << ": ok\n";
     return 0;
+  }
+  if (std::string warning = lb::agent::RunningAsRootWarning(geteuid()); !warning.empty()) {
+    std::cerr << warning << std::endl;
   }
 
   // Signals are taken by one thread with sigwait; every other thread (and every child, which

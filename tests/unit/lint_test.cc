@@ -270,5 +270,258 @@ TEST(LintConfigTest, ManagedWithStatsViaMasterNeedsNoStatsSocket) {
   EXPECT_TRUE(HasWarningContaining(LintConfig(ReadConfigFacts(config), options), "stats socket"));
 }
 
+// ---- Words as haproxy 2.6's parse_line() reads them ----
+
+std::vector<std::string> Texts(const std::vector<ConfigWord>& words) {
+  std::vector<std::string> out;
+  for (const auto& w : words) out.push_back(w.text);
+  return out;
+}
+
+using Strings = std::vector<std::string>;
+
+TEST(SplitConfigLineTest, SeparatorsAreAnyRunOfWhitespace) {
+  EXPECT_EQ(Texts(SplitConfigLine("  \t lua-load\t \f/etc/x.lua \v ")),
+            (Strings{"lua-load", "/etc/x.lua"}));
+  EXPECT_TRUE(SplitConfigLine(" \t ").empty());
+  EXPECT_TRUE(SplitConfigLine("").empty());
+}
+
+TEST(SplitConfigLineTest, CommentsEndTheLineOutsideQuotesOnly) {
+  EXPECT_EQ(Texts(SplitConfigLine("server a 1.2.3.4:80 # lua-load x")),
+            (Strings{"server", "a", "1.2.3.4:80"}));
+  EXPECT_EQ(Texts(SplitConfigLine("server a#b")), (Strings{"server", "a"}));
+  EXPECT_EQ(Texts(SplitConfigLine("x \"a#b\" 'c#d' e\\#f")), (Strings{"x", "a#b", "c#d", "e#f"}));
+  EXPECT_TRUE(SplitConfigLine("   # lua-load /x.lua").empty());
+}
+
+TEST(SplitConfigLineTest, QuotesJoinAndCanCoverPartOfAWord) {
+  EXPECT_EQ(Texts(SplitConfigLine("\"lua-load\" '/a b.lua'")), (Strings{"lua-load", "/a b.lua"}));
+  EXPECT_EQ(Texts(SplitConfigLine("lua\"-\"load l'ua'-x")), (Strings{"lua-load", "lua-x"}));
+  EXPECT_EQ(Texts(SplitConfigLine("a \"\" b")), (Strings{"a", "", "b"}));
+  // Inside single quotes nothing is special; inside double quotes a single quote is plain.
+  EXPECT_EQ(Texts(SplitConfigLine("'a\\x41\"' \"b'c\"")), (Strings{"a\\x41\"", "b'c"}));
+}
+
+TEST(SplitConfigLineTest, BackslashEscapesFollowHaproxy) {
+  EXPECT_EQ(Texts(SplitConfigLine("lua\\x2dload a\\ b c\\\\d")),
+            (Strings{"lua-load", "a b", "c\\d"}));
+  EXPECT_EQ(Texts(SplitConfigLine("\\x6C\\x75\\x61-load")), (Strings{"lua-load"}));
+  EXPECT_EQ(Texts(SplitConfigLine("a\\tb \\\"q\\' \"\\$x\"")), (Strings{"a\tb", "\"q'", "$x"}));
+  // Not an escape: the backslash stays (haproxy keeps "\1" for regex back-references).
+  EXPECT_EQ(Texts(SplitConfigLine("lua\\-load \\1 \\$x \\xZZ")),
+            (Strings{"lua\\-load", "\\1", "\\$x", "\\xZZ"}));
+}
+
+TEST(SplitConfigLineTest, CarriageReturnEndsTheLineExceptInsideASeparator) {
+  EXPECT_EQ(Texts(SplitConfigLine("backend app\r")), (Strings{"backend", "app"}));
+  EXPECT_EQ(Texts(SplitConfigLine("global\rlua-load /x.lua")), (Strings{"global"}));
+  // After a separator haproxy skips every isspace() char, CR included, and reads on.
+  EXPECT_EQ(Texts(SplitConfigLine("\rlua-load \r/x.lua")), (Strings{"lua-load", "/x.lua"}));
+}
+
+TEST(SplitConfigLineTest, EnvironmentVariablesAreMarkedOnlyInsideDoubleQuotes) {
+  auto words = SplitConfigLine("\"$KW\" \"${A-lua-load}x\" $PLAIN '${SINGLE}' \"\\$ESCAPED\"");
+  ASSERT_EQ(words.size(), 5u);
+  EXPECT_EQ(words[0].text, "$KW");
+  EXPECT_TRUE(words[0].from_env);
+  EXPECT_EQ(words[1].text, "${A-lua-load}x");
+  EXPECT_TRUE(words[1].from_env);
+  EXPECT_EQ(words[2].text, "$PLAIN");
+  EXPECT_FALSE(words[2].from_env);
+  EXPECT_EQ(words[3].text, "${SINGLE}");
+  EXPECT_FALSE(words[3].from_env);
+  EXPECT_EQ(words[4].text, "$ESCAPED");
+  EXPECT_FALSE(words[4].from_env);
+  auto expanded = SplitConfigLine("\"${WORDS[*]}\" next");
+  ASSERT_EQ(expanded.size(), 2u);
+  EXPECT_TRUE(expanded[0].from_env);
+  EXPECT_EQ(expanded[0].text, "${WORDS[*]}");
+}
+
+// ---- The config policy: directives that run programs or load code ----
+
+std::vector<std::string> Directives(const std::string& config) {
+  std::vector<std::string> out;
+  for (const auto& d : ReadConfigFacts(config).code_directives) {
+    out.push_back(std::to_string(d.line) + ": " + d.directive);
+  }
+  return out;
+}
+
+TEST(CodeDirectivesTest, FindsEachKindWithItsLine) {
+  const std::string config =
+      "global\n"
+      "    lua-load /etc/haproxy/a.lua\n"
+      "    lua-load-per-thread /etc/haproxy/b.lua\n"
+      "    lua-prepend-path /tmp/?.lua\n"
+      "    external-check\n"
+      "    insecure-fork-wanted\n"
+      "    insecure-setuid-wanted\n"
+      "    ssl-engine rdrand\n"
+      "    ssl-provider-path /tmp\n"
+      "    ssl-provider evil\n"
+      "    setenv LD_PRELOAD /tmp/evil.so\n"
+      "    presetenv OPENSSL_CONF /tmp/openssl.cnf\n"
+      "backend app\n"
+      "    option external-check\n"
+      "    external-check command /bin/true\n"
+      "    external-check path \"/usr/bin:/bin\"\n"
+      "    filter opentracing config /etc/haproxy/ot.cfg\n"
+      "    server a 10.0.0.1:80 check\n"
+      "program cron\n"
+      "    command /usr/bin/env sh -c id\n";
+  EXPECT_EQ(
+      Directives(config),
+      (Strings{"2: lua-load", "3: lua-load-per-thread", "4: lua-prepend-path", "5: external-check",
+               "6: insecure-fork-wanted", "7: insecure-setuid-wanted", "8: ssl-engine",
+               "9: ssl-provider-path", "10: ssl-provider", "11: setenv LD_PRELOAD",
+               "12: presetenv OPENSSL_CONF", "14: option external-check",
+               "15: external-check command", "16: external-check path", "17: filter opentracing",
+               "19: program", "20: command (in a program section)"}));
+}
+
+TEST(CodeDirectivesTest, QuotingEscapingCaseAndWhitespaceDoNotHideThem) {
+  for (const std::string line :
+       {"lua-load /x.lua", "\tlua-load\t/x.lua", "  \t lua-load   /x.lua  ", "\"lua-load\" /x.lua",
+        "'lua-load' /x.lua", "lua\"-\"load /x.lua", "lua''-load /x.lua", "lua\\x2dload /x.lua",
+        "\\x6cua-load /x.lua", "LUA-LOAD /x.lua", "Lua-Load /x.lua", "lua-load\r", "\rlua-load /x",
+        "\f\vlua-load /x.lua", "\"\" lua-load /x.lua", "lua-load#comment-after-it"}) {
+    EXPECT_EQ(Directives("global\n" + line + "\n"), (Strings{"2: lua-load"})) << "line: " << line;
+  }
+  for (const std::string line : {"option external-check", "option\t\"external-check\"",
+                                 "OPTION External-Check", "option external\\x2dcheck"}) {
+    EXPECT_EQ(Directives("backend b\n" + line + "\n"), (Strings{"2: option external-check"}))
+        << "line: " << line;
+  }
+  EXPECT_EQ(Directives("backend b\n  External-Check   Command  '/bin/sh'\n"),
+            (Strings{"2: external-check command"}));
+  EXPECT_EQ(Directives("  PROGRAM x\n  Command /bin/sh\n"),
+            (Strings{"1: program", "2: command (in a program section)"}));
+}
+
+TEST(CodeDirectivesTest, CommentsAndArgumentsDoNotTrigger) {
+  EXPECT_TRUE(Directives("global\n"
+                         "    # lua-load /etc/haproxy/a.lua\n"
+                         "#lua-load /x.lua\n"
+                         "    log stdout format raw local0 # lua-load\n"
+                         "    description \"lua-load and external-check\"\n"
+                         "    setenv LUA_MESSAGE lua-load\n"
+                         "    setenv SERVICE_PATH /srv\n"
+                         "    no insecure-fork-wanted\n"
+                         "backend app\n"
+                         "    no option external-check\n"
+                         "    default option external-check\n"
+                         "    http-request set-header X-Note lua-load\n"
+                         "    option httpchk GET /program\n"
+                         "    filter spoe engine ip-rep config /etc/haproxy/spoe.conf\n"
+                         "    filter compression\n"
+                         "    server program 10.0.0.1:80 check\n"
+                         "    # program p\n"
+                         "fcgi-app php\n"
+                         "    docroot /var/www\n"
+                         "    command-not-a-keyword x\n"
+                         "backend after_program\n"
+                         "    server command 10.0.0.2:80\n")
+                  .empty());
+}
+
+TEST(CodeDirectivesTest, CommandCountsOnlyInsideAProgramSection) {
+  EXPECT_EQ(Directives("program p\n  command /bin/a\nbackend b\n  command /bin/b\n"),
+            (Strings{"1: program", "2: command (in a program section)"}));
+}
+
+TEST(CodeDirectivesTest, KeywordsFromEnvironmentVariablesAreRefused) {
+  // setenv changes the environment haproxy expands the next lines with: the agent cannot know
+  // what "$KW" becomes, so a keyword made of a variable is refused.
+  EXPECT_EQ(Directives("global\n  setenv KW lua-load\n  \"$KW\" /tmp/x.lua\n"),
+            (Strings{"3: \"$KW\" (a keyword taken from an environment variable)"}));
+  EXPECT_EQ(Directives("global\n  \"${ALL[*]}\"\n"),
+            (Strings{"2: \"${ALL[*]}\" (a keyword taken from an environment variable)"}));
+  EXPECT_EQ(Directives("backend b\n  option \"$OPT\"\n"),
+            (Strings{"2: option \"$OPT\" (a word taken from an environment variable)"}));
+  EXPECT_EQ(Directives("backend b\n  no \"$X\" external-check\n"),
+            (Strings{"2: no \"$X\" (a keyword taken from an environment variable)"}));
+  EXPECT_EQ(Directives("global\n  setenv \"$NAME\" /tmp/evil.so\n"),
+            (Strings{"2: setenv \"$NAME\" (a word taken from an environment variable)"}));
+  // Variables in arguments are ordinary (bind "fd@${FD_APP1}", user "$HAPROXY_USER").
+  EXPECT_TRUE(Directives("global\n  user \"$HAPROXY_USER\"\nfrontend f\n  bind \"fd@${FD}\"\n"
+                         "  log \"${SYSLOG-127.0.0.1}:514\" local0\n"
+                         "  $NOT_EXPANDED_OUTSIDE_DOUBLE_QUOTES x\n")
+                  .empty());
+}
+
+TEST(CodeDirectivesTest, LoaderVariablesInSetenvAreRefused) {
+  EXPECT_EQ(Directives("global\n  setenv LD_LIBRARY_PATH /tmp\n  presetenv ld_audit /x.so\n"
+                       "  setenv GCONV_PATH /tmp\n  setenv OPENSSL_MODULES /tmp\n"
+                       "  setenv PATH /tmp\n  setenv TZ UTC\n  unsetenv LD_PRELOAD\n"),
+            (Strings{"2: setenv LD_LIBRARY_PATH", "3: presetenv ld_audit", "4: setenv GCONV_PATH",
+                     "5: setenv OPENSSL_MODULES", "6: setenv PATH"}));
+}
+
+TEST(CodeDirectivesTest, LineNumbersCountEveryLineIncludingBlankAndCrlf) {
+  EXPECT_EQ(Directives("\r\n# comment\r\n\r\nglobal\r\n\r\n  lua-load /x.lua\r\n"),
+            (Strings{"6: lua-load"}));
+  // Conditional blocks are not evaluated: what they hide is checked too.
+  EXPECT_EQ(Directives(".if defined(NEVER)\n  lua-load /x.lua\n.endif\n"),
+            (Strings{"2: lua-load"}));
+}
+
+TEST(LintConfigTest, CodeDirectiveIsRefusedWithLineDirectiveAndTheWayToAllowIt) {
+  std::string config = kComplete;
+  config.replace(config.find("    daemon\n"), 11, "    daemon\n    lua-load /etc/haproxy/x.lua\n");
+  config += "    option external-check\n";
+  LintOptions options = Managed();
+  LintResult refused = LintConfig(ReadConfigFacts(config), options);
+  EXPECT_EQ(refused.status.code(), ErrorCode::kInvalidConfig);
+  const std::string& message = refused.status.message();
+  EXPECT_NE(message.find("line 3: lua-load"), std::string::npos) << message;
+  EXPECT_NE(message.find("line 22: option external-check"), std::string::npos) << message;
+  EXPECT_NE(message.find("[security] allow_programs = yes"), std::string::npos) << message;
+  // force is about emptying the load balancer, not about running programs.
+  options.force = true;
+  EXPECT_EQ(LintConfig(ReadConfigFacts(config), options).status.code(), ErrorCode::kInvalidConfig);
+}
+
+TEST(LintConfigTest, AllowProgramsAcceptsCodeDirectivesWithAWarning) {
+  std::string config = kComplete;
+  config.replace(config.find("    daemon\n"), 11, "    daemon\n    lua-load /etc/haproxy/x.lua\n");
+  LintOptions options = Managed();
+  options.allow_programs = true;
+  LintResult result = LintConfig(ReadConfigFacts(config), options);
+  EXPECT_TRUE(result.status.ok()) << result.status.ToString();
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_NE(result.warnings[0].find("line 3: lua-load"), std::string::npos) << result.warnings[0];
+  EXPECT_NE(result.warnings[0].find("allow_programs"), std::string::npos) << result.warnings[0];
+}
+
+TEST(LintConfigTest, CodeDirectivesAreCheckedBeforeTheDefaultBackend) {
+  LintResult refused =
+      LintConfig(ReadConfigFacts("global\n  lua-load /x.lua\nbackend other\n"), Managed());
+  EXPECT_EQ(refused.status.code(), ErrorCode::kInvalidConfig);
+  EXPECT_NE(refused.status.message().find("lua-load"), std::string::npos)
+      << refused.status.message();
+}
+
+TEST(LintConfigTest, LongListsOfCodeDirectivesAreCut) {
+  std::string config = kComplete;
+  for (int i = 0; i < 25; ++i) config += "    option external-check\n";
+  LintResult refused = LintConfig(ReadConfigFacts(config), Managed());
+  EXPECT_EQ(refused.status.code(), ErrorCode::kInvalidConfig);
+  EXPECT_NE(refused.status.message().find("and 15 more"), std::string::npos)
+      << refused.status.message();
+  EXPECT_LT(refused.status.message().size(), 1000u);
+}
+
+TEST(RunningAsRootWarningTest, OnlyRootIsWarnedAndTheLinePointsAtTheFix) {
+  const std::string warning = RunningAsRootWarning(0);
+  EXPECT_EQ(warning.rfind("lb-agent: warning: running as root", 0), 0u) << warning;
+  EXPECT_NE(warning.find("SECURITY.md"), std::string::npos) << warning;
+  EXPECT_NE(warning.find("etc/systemd/lb-agent.service"), std::string::npos) << warning;
+  EXPECT_EQ(warning.find('\n'), std::string::npos) << "one line";
+  EXPECT_EQ(RunningAsRootWarning(1000), "");
+  EXPECT_EQ(RunningAsRootWarning(65534), "");
+}
+
 }  // namespace
 }  // namespace lb::agent
