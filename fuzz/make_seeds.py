@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""Writes the seed corpus of fuzz/corpus/ (run once by a person; scripts/fuzz only reads it).
+
+  /usr/bin/python3 fuzz/make_seeds.py
+
+Seeds are real inputs: frames of real requests and replies encoded with python3-msgpack the way
+lb-agent's codec encodes them, the answers of a real haproxy 2.6 (started here in a temporary
+directory, stats and master sockets only, no TCP port), lb-agent.cfg files from etc/, HTTP
+bodies the 2015 clients send, CURVE allow-lists made with pyzmq.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+HAPROXY_CFG = open(os.path.join(ROOT, "etc", "demo", "haproxy.cfg")).read()
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def command_frames():
+    def req(cmd, args=None, id_=1):
+        return msgpack.packb({"v": 1, "id": id_, "cmd": cmd, "args": args or {}})
+
+    write("command_frame", "ping", req("ping"))
+    write("command_frame", "status", req("status", {"backend": "scaling_nodes"}, "c-7"))
+    write("command_frame", "status_all", req("status", {"backend": "*"}))
+    write("command_frame", "info", req("info", id_=None))
+    write("command_frame", "get_config", req("get_config", id_=[1, "x"]))
+    write("command_frame", "reload", req("reload", {"config": HAPROXY_CFG}))
+    write("command_frame", "reload_force",
+          req("reload", {"config": HAPROXY_CFG, "force": True, "expect_sha256": "ab" * 32}, 42))
+    write("command_frame", "validate_latin1",
+          msgpack.packb({"v": 1, "id": 3, "cmd": "validate",
+                         "args": {"config": b"# caf\xe9\n" + HAPROXY_CFG.encode()}},
+                        use_bin_type=True))
+    write("command_frame", "reply_ok",
+          msgpack.packb({"v": 1, "id": 1, "ok": True,
+                         "result": {"outcome": "applied", "sha256": "cd" * 32,
+                                    "warnings": [], "total_ms": 104.5}}))
+    write("command_frame", "reply_error",
+          msgpack.packb({"v": 1, "id": 1, "ok": False,
+                         "error": {"code": "invalid_config", "message": "haproxy -c refused it",
+                                   "details": {"lines": ["[ALERT] parsing [x:3]"]}}}))
+    write("command_frame", "negative_ints",
+          msgpack.packb({"v": 1, "id": -2**63, "cmd": "status", "args": {"n": 2**64 - 1}}))
+
+
+def haproxy_answers():
+    d = tempfile.mkdtemp(prefix="lb-fuzz-seeds.")
+    cfg = f"""global
+    stats socket {d}/stats.sock mode 600 level admin
+    server-state-file {d}/server-state
+    hard-stop-after 5s
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+    timeout check 1s
+    load-server-state-from-file global
+
+frontend main
+    bind unix@{d}/fe.sock
+    default_backend scaling_nodes
+
+backend scaling_nodes
+    balance roundrobin
+    server i-node1 127.0.0.1:1 check inter 200ms
+    server i-node2 127.0.0.1:2 check inter 200ms weight 50
+    server i-backup 127.0.0.1:3 backup
+    server maint 127.0.0.1:4 disabled
+
+backend api
+    server api1 [::1]:5 check inter 200ms
+    server api2 127.0.0.1:6
+"""
+    with open(os.path.join(d, "haproxy.cfg"), "w") as f:
+        f.write(cfg)
+    proc = subprocess.Popen(["haproxy", "-W", "-db", "-S", f"{d}/master.sock", "-f",
+                             f"{d}/haproxy.cfg"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def ask(sock, command):
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(5)
+                s.connect(os.path.join(d, sock))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        s.sendall(command.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+
+    try:
+        ask("stats.sock", "show info")
+        time.sleep(1)  # a few health checks fail, so that check columns are filled
+        stat = ask("stats.sock", "show stat")
+        write("show_stat", "haproxy-2.6", stat)
+        write("show_stat", "cut_short", stat[: len(stat) // 2])
+        write("show_stat", "crlf", stat.replace(b"\n", b"\r\n"))
+        write("show_stat", "typed_header_only", stat.split(b"\n")[0] + b"\n\n")
+        write("show_info", "haproxy-2.6", ask("stats.sock", "show info"))
+        write("show_info", "cut_short", ask("stats.sock", "show info")[:300])
+        # `show servers state` is only ever saved to a file for haproxy to read back, never
+        # parsed by the agent, so it has no target; it seeds the CSV parser as a wrong answer.
+        write("show_stat", "servers_state_instead", ask("stats.sock", "show servers state"))
+        write("show_proc", "haproxy-2.6", ask("master.sock", "show proc"))
+        ask("master.sock", "reload")
+        time.sleep(1)
+        write("show_proc", "after_reload", ask("master.sock", "show proc"))
+        write("show_proc", "error", ask("master.sock", "show pro"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def settings_files():
+    for name, path in [("etc_lb-agent.cfg", "etc/lb-agent.cfg"),
+                       ("demo_lb-agent.cfg", "etc/demo/lb-agent.cfg"),
+                       ("supervisord_lb-agent.ini", "etc/supervisord.d/lb-agent.ini")]:
+        text = open(os.path.join(ROOT, path), "rb").read()
+        write("ini", name, text)
+        write("settings", name, text)
+    write("settings", "legacy_2015.cfg",
+          "[lb-agent]\nhost = 0.0.0.0\nport = 6666\n\n[haproxy]\n"
+          "config_file_path = /etc/haproxy/haproxy.cfg\nreload_method = systemd\n"
+          "systemd_service_name = haproxy\ndefault_backend = scaling_nodes\n")
+    write("ini", "continuation", "[a]\nkey = one\n  two ; comment\nk2: v\n\n[B]\nKEY=x\r\n")
+
+
+def bridge_bodies():
+    write("bridge_body", "raw_no_type", "\n" + HAPROXY_CFG)
+    write("bridge_body", "raw_text_plain", "text/plain; charset=utf-8\n" + HAPROXY_CFG)
+    write("bridge_body", "form_raw",
+          "application/x-www-form-urlencoded\n" + HAPROXY_CFG)  # curl --data-binary @file
+    write("bridge_body", "form_field",
+          "application/x-www-form-urlencoded\nforce=true&config=global%0A++maxconn+100%0A"
+          "&x=%zz")
+    import json
+    write("bridge_body", "json", "application/json\n" + json.dumps({"config": HAPROXY_CFG}))
+    write("bridge_body", "json_wrong", "Application/JSON ; charset=utf-8\n[\"config\"]")
+    write("bridge_body", "multipart",
+          "multipart/form-data; boundary=xyz\nconfig\0" + HAPROXY_CFG + "\0force\0true")
+    write("bridge_body", "multipart_no_config", "multipart/form-data; boundary=x\nfile\0abc")
+
+
+def allow_lists():
+    keys = [zmq.curve_keypair()[0].decode() for _ in range(3)]
+    write("allow_list", "keys", f"# lbctl on ops-1\n{keys[0]} ops-1\n{keys[1]}\tbridge\n\n")
+    write("allow_list", "zcert_public",
+          "#   ****  Generated on 2024-05-01 by lbctl keygen  ****\n"
+          "#   ZeroMQ CURVE Public Certificate\n"
+          "#   Exchange securely, or use a secure mechanism to verify the contents\n"
+          "#   of this file after exchange. Store public certificates in your home\n"
+          "#   directory, in the .curve subdirectory.\n\n"
+          "metadata\n    name = \"bridge\"\ncurve\n"
+          f"    public-key = \"{keys[2]}\"\n")
+    write("allow_list", "secret_refused",
+          f"curve\n    public-key = \"{keys[0]}\"\n    secret-key = \"{keys[1]}\"\n")
+    write("allow_list", "bad_key", "not-a-key\n")
+
+
+if __name__ == "__main__":
+    command_frames()
+    haproxy_answers()
+    settings_files()
+    bridge_bodies()
+    allow_lists()
+    print("seeds written to", CORPUS, file=sys.stderr)
