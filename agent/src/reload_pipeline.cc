@@ -92,6 +92,7 @@ LintResult ReloadPipeline::Lint(const ConfigFacts& facts, bool force) const {
   lint_options.socket_path = settings_.haproxy.socket_path;
   lint_options.running_as_root = running_as_root_;
   lint_options.force = force;
+  lint_options.allow_programs = settings_.security.allow_programs;
   return LintConfig(facts, lint_options);
 }
 

@@ -347,6 +347,62 @@ TEST_F(ReloadPipelineTest, ValidateReportsTheErrorAReloadWouldGive) {
   EXPECT_EQ(ReadFile(live_), previous_);
 }
 
+TEST_F(ReloadPipelineTest, CodeDirectiveIsRefusedAndTheLiveFileStaysByteIdentical) {
+  // Bytes a text round trip could change (CRLF, no final newline, trailing spaces) make the
+  // comparison strict.
+  previous_ = Config("s0 127.0.0.1:8000") + "# kept as it is \r\n  \t";
+  WriteFile(live_, previous_);
+  const std::string next = Config("s1 127.0.0.1:8081", "    lua-load /etc/haproxy/x.lua\n");
+  auto result = pipeline_->Apply(Request(next));
+  EXPECT_EQ(result.status().code(), ErrorCode::kInvalidConfig) << result.status().ToString();
+  EXPECT_NE(result.status().message().find("line 3: lua-load"), std::string::npos)
+      << result.status().message();
+  EXPECT_NE(result.status().message().find("[security] allow_programs = yes"), std::string::npos)
+      << result.status().message();
+  EXPECT_EQ(validator_.calls, 0) << "refused before haproxy -c runs";
+  EXPECT_EQ(control_->reload_calls, 0);
+  EXPECT_TRUE(control_->commands.empty());
+  EXPECT_EQ(ReadFile(live_), previous_);
+  EXPECT_EQ(TempFiles(), 0);
+  EXPECT_TRUE(ListDir(settings_.agent.history_dir).empty());
+  EXPECT_EQ(pipeline_->LastReload()["outcome"], "invalid_config");
+  // force does not override the policy.
+  ReloadRequest forced = Request(next);
+  forced.force = true;
+  EXPECT_EQ(pipeline_->Apply(forced).status().code(), ErrorCode::kInvalidConfig);
+  EXPECT_EQ(ReadFile(live_), previous_);
+}
+
+TEST_F(ReloadPipelineTest, ValidateGivesTheSameCodeDirectiveRefusal) {
+  const std::string next =
+      Config("s1 127.0.0.1:8081") + "program sidecar\n    command /usr/bin/env sh -c id\n";
+  auto validated = pipeline_->Validate(Request(next));
+  auto applied = pipeline_->Apply(Request(next));
+  EXPECT_EQ(validated.status().code(), ErrorCode::kInvalidConfig);
+  EXPECT_EQ(validated.status().message(), applied.status().message());
+  EXPECT_NE(validated.status().message().find("line 9: program"), std::string::npos)
+      << validated.status().message();
+  EXPECT_NE(validated.status().message().find("line 10: command"), std::string::npos)
+      << validated.status().message();
+  EXPECT_EQ(validator_.calls, 0);
+  EXPECT_EQ(ReadFile(live_), previous_);
+}
+
+TEST_F(ReloadPipelineTest, AllowProgramsAppliesCodeDirectivesWithAWarning) {
+  settings_.security.allow_programs = true;  // the pipeline reads the settings it was given
+  const std::string next = Config("s1 127.0.0.1:8081", "    lua-load /etc/haproxy/x.lua\n");
+  auto result = pipeline_->Apply(Request(next));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ((*result)["outcome"], "applied");
+  EXPECT_EQ(ReadFile(live_), next);
+  EXPECT_EQ(validator_.calls, 1);
+  bool warned = false;
+  for (const auto& w : (*result)["warnings"]) {
+    warned = warned || w.get<std::string>().find("line 3: lua-load") != std::string::npos;
+  }
+  EXPECT_TRUE(warned) << (*result)["warnings"].dump();
+}
+
 TEST(ReloadRequestFromArgsTest, MissingConfigIsBadRequest) {
   auto r = ReloadRequestFromArgs(json::object());
   EXPECT_EQ(r.status().code(), ErrorCode::kBadRequest);
