@@ -6,6 +6,9 @@
 // PUB/SUB drops what is published before a subscription reaches the publisher, so no test
 // assumes that the first event arrives: Synchronize() publishes marker events until every client
 // has seen one, and the events that matter are published after that.
+//
+// Also here: GET /events behind bearer tokens, and the hub as a CURVE client of a CURVE
+// publisher (the agent's event socket with [security] curve_secret_key).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -33,9 +36,11 @@
 #include "event_hub.h"
 #include "event_stream.h"
 #include "http_api.h"
+#include "lb/common/curve.h"
 #include "lb/common/settings.h"
 #include "lb/proto/codec.h"
 #include "lb/proto/status.h"
+#include "security.h"
 
 namespace lb::bridge {
 namespace {
@@ -50,7 +55,9 @@ constexpr milliseconds kWait{5000};  // generous bound for anything that should 
 // which httplib uses for a JSON answer but must not use for an event stream.
 class SseClient {
  public:
-  SseClient(int port, const std::string& target, bool accept_gzip = true) {
+  // `extra_headers`: whole header lines, each ending in \r\n.
+  SseClient(int port, const std::string& target, bool accept_gzip = true,
+            const std::string& extra_headers = "") {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -61,9 +68,9 @@ class SseClient {
       Close();
       return;
     }
-    const std::string request = "GET " + target +
-                                " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n" +
-                                (accept_gzip ? "Accept-Encoding: gzip, deflate\r\n" : "") + "\r\n";
+    const std::string request =
+        "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n" +
+        (accept_gzip ? "Accept-Encoding: gzip, deflate\r\n" : "") + extra_headers + "\r\n";
     if (send(fd_, request.data(), request.size(), MSG_NOSIGNAL) !=
         static_cast<ssize_t>(request.size())) {
       ADD_FAILURE() << "sending the request failed";
@@ -321,7 +328,7 @@ class BridgeEventsTest : public ::testing::Test {
     agent_client_ = std::make_unique<AgentClient>(bridge_context_, settings_.agent.command_endpoint,
                                                   settings_.bridge.agent_timeout);
     server_ = std::make_unique<httplib::Server>();
-    InstallHttpApi(*server_, *agent_client_, settings_);
+    InstallHttpApi(*server_, *agent_client_, settings_, tokens_);
     InstallEventStream(*server_, *hub_);
     port_ = server_->bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
@@ -389,6 +396,7 @@ class BridgeEventsTest : public ::testing::Test {
   std::string dir_;
   std::string event_endpoint_;
   common::Settings settings_;
+  TokenSet tokens_;  // empty: no bearer tokens
   EventHubOptions options_;
   zmq::context_t agent_context_;
   zmq::socket_t publisher_;
@@ -685,6 +693,90 @@ TEST_F(BridgeEventsTest, MalformedEndpointFailsToStart) {
   EXPECT_EQ(hub.status().code(), proto::ErrorCode::kInternal);
   EXPECT_NE(hub.status().message().find("nonsense://nowhere"), std::string::npos)
       << hub.status().message();
+}
+
+TEST_F(BridgeEventsTest, WithTokensEventsNeedABearerToken) {
+  const std::string token = "0123456789abcdef0123456789abcdef";
+  auto tokens = ParseTokens(token + "\n", "test");
+  ASSERT_TRUE(tokens.ok()) << tokens.status().ToString();
+  tokens_ = *tokens;
+  StartBridge();
+
+  SseClient anonymous(port_, "/events", /*accept_gzip=*/false);
+  EXPECT_EQ(anonymous.status(), 401);
+  EXPECT_EQ(anonymous.header("www-authenticate").rfind("Bearer", 0), 0u);
+  json refused = json::parse(anonymous.ReadBody(), nullptr, false);
+  EXPECT_EQ(refused["code"], "unauthorized");
+  SseClient wrong(port_, "/events", true, "Authorization: Bearer " + token + "0\r\n");
+  EXPECT_EQ(wrong.status(), 401);
+  EXPECT_EQ(hub_->subscription_count(), 0u);
+
+  SseClient allowed(port_, "/events", true, "Authorization: Bearer " + token + "\r\n");
+  ASSERT_EQ(allowed.status(), 200);
+  EXPECT_EQ(allowed.NextRecord(), ": connected");
+  ASSERT_TRUE(Synchronize({&allowed}, "heartbeat"));
+  Publish("reload", Body("reload", 9));
+  std::optional<std::string> record;
+  while ((record = allowed.NextRecord()) && record->find("\"seq\":9") == std::string::npos) {
+  }
+  EXPECT_TRUE(record) << "the event never arrived";
+}
+
+// The hub with a key in the publisher's allow-list reads its events; a hub with any other key
+// reads nothing, however long the allowed one keeps receiving.
+TEST_F(BridgeEventsTest, HubReadsACurvePublisherOnlyWithAnAllowedKey) {
+  auto agent = common::GenerateCertificate();
+  auto bridge = common::GenerateCertificate();
+  auto stranger = common::GenerateCertificate();
+  ASSERT_TRUE(agent.ok() && bridge.ok() && stranger.ok());
+  const std::string allow_list = dir_ + "/clients";
+  {
+    std::FILE* f = std::fopen(allow_list.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs((bridge->public_key + " lb-bridge\n").c_str(), f);
+    std::fclose(f);
+  }
+  auto zap = common::ZapHandler::Start(agent_context_, allow_list, nullptr);
+  ASSERT_TRUE(zap.ok()) << zap.status().ToString();
+  publisher_.close();
+  event_endpoint_ = "ipc://" + dir_ + "/curve-ev.sock";
+  publisher_ = zmq::socket_t(agent_context_, zmq::socket_type::pub);
+  publisher_.set(zmq::sockopt::linger, 0);
+  common::MakeCurveServer(publisher_, *agent, **zap, "events");
+  publisher_.bind(event_endpoint_);
+
+  options_.curve = common::CurveClientKeys{*bridge, agent->public_key};
+  StartHub();
+  EventHubOptions stranger_options = options_;
+  stranger_options.curve = common::CurveClientKeys{*stranger, agent->public_key};
+  auto stranger_hub = EventHub::Start(bridge_context_, event_endpoint_, stranger_options);
+  ASSERT_TRUE(stranger_hub.ok());
+
+  auto allowed = hub_->Subscribe("");
+  auto refused = (*stranger_hub)->Subscribe("");
+  ASSERT_TRUE(allowed.ok() && refused.ok());
+  ASSERT_TRUE(Synchronize(**allowed, "heartbeat"));
+  for (uint64_t seq = 1; seq <= 20; ++seq) Publish("reload", Body("reload", seq));
+  std::string received;
+  const auto deadline = Clock::now() + kWait;
+  while (received.find("\"seq\":20") == std::string::npos && Clock::now() < deadline) {
+    std::optional<std::string> chunk = (*allowed)->NextChunk();
+    ASSERT_TRUE(chunk);
+    received += *chunk;
+  }
+  EXPECT_NE(received.find("\"seq\":20"), std::string::npos) << received;
+  // Everything the allowed hub got was published to the stranger too: it got none of it (a
+  // keep-alive comment after keep_alive_interval, then nothing).
+  std::optional<std::string> nothing = (*refused)->NextChunk();
+  ASSERT_TRUE(nothing);
+  EXPECT_EQ(*nothing, ": keep-alive\n\n");
+  EXPECT_GE((*zap)->refused(), 1u);
+  EXPECT_GE((*zap)->accepted(), 1u);
+  refused->reset();
+  allowed->reset();
+  stranger_hub->reset();
+  hub_.reset();
+  publisher_.close();  // before the ZAP handler goes; the context outlives both
 }
 
 }  // namespace
