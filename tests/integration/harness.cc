@@ -10,9 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <zmq.hpp>
 
@@ -135,11 +137,13 @@ std::string HaproxyConfig(int frontend_port, const std::vector<Server>& servers,
 }
 
 proto::Result<proto::Reply> AgentCall(const std::string& endpoint, const std::string& cmd,
-                                      const json& args, milliseconds timeout) {
+                                      const json& args, milliseconds timeout,
+                                      const common::CurveClientKeys* keys) {
   static zmq::context_t context;
   try {
     zmq::socket_t socket(context, zmq::socket_type::req);
     socket.set(zmq::sockopt::linger, 0);
+    if (keys != nullptr) common::MakeCurveClient(socket, keys->own, keys->server_public_key);
     socket.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
     socket.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout.count()));
     socket.connect(endpoint);
@@ -268,6 +272,10 @@ void AgentFixture::WriteSettings() {
     out << "[fleet]\n";
     for (const auto& [k, v] : fleet_keys_) out << k << " = " << v << "\n";
   }
+  if (!security_keys_.empty()) {
+    out << "[security]\n";
+    for (const auto& [k, v] : security_keys_) out << k << " = " << v << "\n";
+  }
   WriteFile(settings_path(), out.str());
 }
 
@@ -281,7 +289,7 @@ void AgentFixture::StartAgent() {
   bool up = WaitFor(
       [this] {
         if (!agent_->Running()) return true;
-        auto r = AgentCall(endpoint_, "ping", json::object(), milliseconds(200));
+        auto r = AgentCall(endpoint_, "ping", json::object(), milliseconds(200), client_keys());
         return r.ok() && r->status.ok();
       },
       milliseconds(15000));
@@ -356,7 +364,7 @@ int AgentFixture::HaproxyReloads() {
 }
 
 pid_t AgentFixture::HaproxyWorkerPid() {
-  auto r = AgentCall(endpoint_, "info", json::object(), milliseconds(2000));
+  auto r = AgentCall(endpoint_, "info", json::object(), milliseconds(2000), client_keys());
   if (!r.ok() || !r->status.ok()) return 0;
   return r->result["haproxy"].value("pid", 0);
 }
@@ -375,9 +383,11 @@ struct EventSubscriber::Socket {
 };
 
 EventSubscriber::EventSubscriber(const std::string& endpoint,
-                                 const std::vector<std::string>& prefixes, int rcvhwm)
+                                 const std::vector<std::string>& prefixes, int rcvhwm,
+                                 const common::CurveClientKeys* keys)
     : socket_(std::make_unique<Socket>()) {
   socket_->sub.set(zmq::sockopt::linger, 0);
+  if (keys != nullptr) common::MakeCurveClient(socket_->sub, keys->own, keys->server_public_key);
   if (rcvhwm > 0) socket_->sub.set(zmq::sockopt::rcvhwm, rcvhwm);
   for (const auto& p : prefixes) socket_->sub.set(zmq::sockopt::subscribe, p);
   socket_->sub.connect(endpoint);
@@ -589,6 +599,125 @@ json FleetController::Agents() const {
   json parsed = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
   EXPECT_FALSE(parsed.is_discarded()) << "lbctl fleet agents --json is not JSON: " << r.out;
   return parsed.is_discarded() ? json(nullptr) : parsed;
+}
+
+}  // namespace lb::testing
+
+namespace lb::testing {
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    out.push_back(e.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> AgentTempFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (auto& name : ListDir(dir)) {
+    if (name.rfind(".lb-agent-tmp.", 0) == 0) out.push_back(std::move(name));
+  }
+  return out;
+}
+
+std::string Sha256OfFile(const std::string& path) {
+  CommandResult r = RunCommand({"/usr/bin/sha256sum", "--", path}, milliseconds(10000));
+  if (r.exit_code != 0 || r.out.size() < 64) return "";
+  return r.out.substr(0, 64);
+}
+
+CommandResult HaproxyCheck(const std::string& path) {
+  return RunCommand({HaproxyBinary(), "-c", "-f", path}, milliseconds(30000));
+}
+
+long VmRssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  }
+  return -1;
+}
+
+namespace {
+
+// argv of a process from /proc/<pid>/cmdline ({} when it is gone or a kernel thread).
+std::vector<std::string> Cmdline(pid_t pid) {
+  std::string text = ReadFile("/proc/" + std::to_string(pid) + "/cmdline");
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\0', pos);
+    if (end == std::string::npos) end = text.size();
+    out.push_back(text.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+pid_t ParentOf(pid_t pid) {
+  // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  std::size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 1));
+  std::string state;
+  pid_t ppid = 0;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+}  // namespace
+
+std::vector<pid_t> HaproxyMasters(const std::string& config_path) {
+  std::set<pid_t> with_config;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::atoi(name.c_str());
+    std::vector<std::string> argv = Cmdline(pid);
+    for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
+      if (argv[i] == "-f" && argv[i + 1] == config_path) {
+        with_config.insert(pid);
+        break;
+      }
+    }
+  }
+  std::vector<pid_t> masters;
+  for (pid_t pid : with_config) {
+    if (!with_config.count(ParentOf(pid))) masters.push_back(pid);
+  }
+  return masters;
+}
+
+CurveFiles WriteCurveFiles(const TempDir& dir) {
+  CurveFiles files;
+  auto pair = [&dir](const std::string& name, std::string* secret, std::string* pub) {
+    auto cert = common::GenerateCertificate();
+    EXPECT_TRUE(cert.ok()) << cert.status().message();
+    *pub = dir.File(name);
+    *secret = *pub + "_secret";
+    proto::Status s = common::WriteCertificate(*pub, *cert, "lb-agent tests");
+    EXPECT_TRUE(s.ok()) << s.message();
+  };
+  pair("agent", &files.agent_secret, &files.agent_public);
+  pair("client", &files.client_secret, &files.client_public);
+  pair("stranger", &files.stranger_secret, &files.stranger_public);
+  files.clients = dir.File("clients");
+  auto client = common::ReadCertificate(files.client_public, false);
+  WriteFile(files.clients, "# lb-agent tests\n" + client->public_key + " client\n");
+  auto load = [&files](const std::string& secret) {
+    auto keys = common::LoadClientKeys({secret, files.agent_public});
+    EXPECT_TRUE(keys.ok()) << keys.status().message();
+    return keys.ok() ? *keys : common::CurveClientKeys{};
+  };
+  files.client = load(files.client_secret);
+  files.stranger = load(files.stranger_secret);
+  return files;
 }
 
 }  // namespace lb::testing

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "lb/common/curve.h"
 #include "lb/proto/codec.h"
 
 namespace httplib {
@@ -89,7 +90,8 @@ std::string HaproxyConfig(int frontend_port, const std::vector<Server>& servers,
 // One call on the agent's command socket with a fresh REQ socket.
 proto::Result<proto::Reply> AgentCall(const std::string& endpoint, const std::string& cmd,
                                       const nlohmann::json& args = nlohmann::json::object(),
-                                      milliseconds timeout = milliseconds(20000));
+                                      milliseconds timeout = milliseconds(20000),
+                                      const common::CurveClientKeys* keys = nullptr);
 // Sends raw frames (no encoding) and returns the raw reply frame; "" on timeout.
 std::string AgentRaw(const std::string& endpoint, const std::string& frame,
                      milliseconds timeout = milliseconds(10000));
@@ -147,7 +149,16 @@ class AgentFixture {
 
   proto::Result<proto::Reply> Call(const std::string& cmd,
                                    const nlohmann::json& args = nlohmann::json::object()) {
-    return AgentCall(endpoint_, cmd, args);
+    return AgentCall(endpoint_, cmd, args, milliseconds(20000), client_keys());
+  }
+
+  // CURVE (SECURITY.md): keys of lb-agent.cfg's [security] section, written by later Start*()
+  // calls (relative paths resolve against the fixture's temp dir), and the client keys that
+  // Call(), Ok(), ErrorCode() and StartAgent()'s ping use (none: plaintext).
+  void SetSecurityKeys(Keys keys) { security_keys_ = std::move(keys); }
+  void SetClientKeys(common::CurveClientKeys keys) { client_keys_ = std::move(keys); }
+  const common::CurveClientKeys* client_keys() const {
+    return client_keys_.own.public_key.empty() ? nullptr : &client_keys_;
   }
   // `result` of a successful call; fails the test (and returns null) otherwise.
   nlohmann::json Ok(const std::string& cmd, const nlohmann::json& args = nlohmann::json::object());
@@ -161,13 +172,22 @@ class AgentFixture {
   int HaproxyReloads();
   pid_t HaproxyWorkerPid();
 
- private:
+  // Pids of the processes started by StartAgent() / StartBridge() (-1 before).
+  pid_t agent_pid() const { return agent_ ? agent_->pid() : -1; }
+  pid_t bridge_pid() const { return bridge_ ? bridge_->pid() : -1; }
+  // True while the bridge process started by StartBridge() runs.
+  bool BridgeRunning() { return bridge_ != nullptr && bridge_->Running(); }
+
+  // Writes lb-agent.cfg as StartAgent() would (for a test that runs the agent itself).
   void WriteSettings();
 
+ private:
   TempDir dir_;
   std::map<std::string, std::string> haproxy_keys_;
   std::map<std::string, std::string> agent_keys_;
   std::map<std::string, std::string> fleet_keys_;
+  Keys security_keys_;
+  common::CurveClientKeys client_keys_;
   std::vector<std::string> command_prefix_;
   std::string endpoint_;
   int bridge_port_ = 0;
@@ -198,8 +218,10 @@ class EventSubscriber {
  public:
   // `prefixes`: topic prefixes ("" = everything). `rcvhwm` > 0 overrides ZeroMQ's receive
   // high-water mark (default 1000 messages).
+  // `keys`: CURVE client keys (null: plaintext).
   explicit EventSubscriber(const std::string& endpoint,
-                           const std::vector<std::string>& prefixes = {""}, int rcvhwm = 0);
+                           const std::vector<std::string>& prefixes = {""}, int rcvhwm = 0,
+                           const common::CurveClientKeys* keys = nullptr);
   ~EventSubscriber();
 
   // The next event, or nullopt when none arrives within `timeout` (or its body is not msgpack:
@@ -276,5 +298,40 @@ class FleetController {
   Options options_;
   std::unique_ptr<Process> process_;
 };
+
+// ---- CURVE (issue 5) ----
+
+// Key files in `dir`: the agent's pair (agent, agent_secret), one allowed client's pair
+// (client, client_secret), the allow-list `clients` holding that client's key, and a stranger's
+// pair (stranger, stranger_secret) that is in no list.
+struct CurveFiles {
+  std::string agent_secret, agent_public, clients, client_secret, client_public, stranger_secret,
+      stranger_public;
+  common::CurveClientKeys client;    // the allowed client's keys towards the agent
+  common::CurveClientKeys stranger;  // the stranger's keys towards the agent
+  // [security] keys that turn CURVE on with these files.
+  Keys SecurityKeys() const {
+    return {{"curve_secret_key", agent_secret}, {"curve_clients", clients}};
+  }
+};
+CurveFiles WriteCurveFiles(const TempDir& dir);
+
+// ---- Faults and load (issue 5) ----
+
+// Names (not paths) of the entries of `dir` that start with the agent's temp prefix
+// ".lb-agent-tmp." (ConfigStore::kTempPrefix), sorted.
+std::vector<std::string> AgentTempFiles(const std::string& dir);
+// Names of every entry of `dir`, sorted ("" entries never; an unreadable dir gives {}).
+std::vector<std::string> ListDir(const std::string& dir);
+// Lower-case hex sha256 of a file's bytes ("" when it cannot be read), via sha256sum.
+std::string Sha256OfFile(const std::string& path);
+// `haproxy -c -f <path>` with the haproxy the tests use.
+CommandResult HaproxyCheck(const std::string& path);
+// VmRSS of a process in KiB from /proc/<pid>/status; -1 when unknown.
+long VmRssKiB(pid_t pid);
+// Pids of haproxy masters whose command line has `-f <config_path>`: processes with that
+// argument whose parent does not have it (workers are the master's children). More than one
+// means two haproxy instances serve the same config.
+std::vector<pid_t> HaproxyMasters(const std::string& config_path);
 
 }  // namespace lb::testing
