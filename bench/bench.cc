@@ -10,7 +10,10 @@
 //            the haproxy worker's own CPU in the same seconds
 //   latency  from a backend's listener closing to the DOWN event at a subscriber, with polling
 //            only (250 ms) and with the log listener, health checks every 100 ms
-// Usage: lb-bench [--agent PATH] [--haproxy PATH] [--iterations N]
+// And what CURVE (SECURITY.md) adds:
+//   status   the same `status` with the command socket a CURVE server (encryption per message)
+//   connect  a new connection + `ping`, as each lbctl run does: plaintext vs CURVE handshake
+// Usage: lb-bench [--agent PATH] [--haproxy PATH] [--iterations N] [--only core|events|curve]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -34,6 +37,7 @@
 
 #include "haproxy_parsers.h"
 #include "haproxy_socket.h"
+#include "lb/common/curve.h"
 #include "lb/proto/codec.h"
 #include "process.h"
 
@@ -90,16 +94,21 @@ std::string Config(int frontend, int servers, const std::string& dir, int varian
 
 class Agent {
  public:
+  // `keys`: with CURVE (extra_keys then holds the [security] section), the client keys.
   Agent(const std::string& binary, const std::string& haproxy, const std::string& dir,
-        const std::string& config, const std::string& extra_keys = "")
+        const std::string& config, const std::string& extra_keys = "",
+        const lb::common::CurveClientKeys* keys = nullptr)
       : dir_(dir), endpoint_("ipc://" + dir + "/cmd.sock") {
+    if (keys != nullptr) keys_ = *keys;
     std::ofstream(dir + "/haproxy.cfg") << config;
     std::ofstream(dir + "/lb-agent.cfg")
         << "[lb-agent]\ncommand_endpoint = " << endpoint_ << "\nhistory_dir = history\n"
         << "event_endpoint = ipc://" << dir << "/events.sock\n"
-        << extra_keys << "[haproxy]\nconfig_file_path = haproxy.cfg\ndefault_backend = app\n"
+        << (keys ? "" : extra_keys)
+        << "[haproxy]\nconfig_file_path = haproxy.cfg\ndefault_backend = app\n"
         << "master_socket = master.sock\npid_file = haproxy.pid\nreload_method = managed\n"
-        << "haproxy_binary = " << haproxy << "\n";
+        << "haproxy_binary = " << haproxy << "\n"
+        << (keys ? extra_keys : "");
     pid_ = fork();
     if (pid_ == 0) {
       int log = ::open((dir + "/agent.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -109,12 +118,14 @@ class Agent {
       _exit(127);
     }
     socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::req);
+    Secure(*socket_);
     socket_->set(zmq::sockopt::rcvtimeo, 30000);
     socket_->set(zmq::sockopt::linger, 0);
     socket_->connect(endpoint_);
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (true) {
       zmq::socket_t probe(ctx_, zmq::socket_type::req);
+      Secure(probe);
       probe.set(zmq::sockopt::rcvtimeo, 200);
       probe.set(zmq::sockopt::linger, 0);
       probe.connect(endpoint_);
@@ -141,6 +152,17 @@ class Agent {
     }
     return r->result;
   }
+  // A new connection and one `ping`, as one lbctl run does.
+  void ConnectAndPing() {
+    zmq::socket_t s(ctx_, zmq::socket_type::req);
+    Secure(s);
+    s.set(zmq::sockopt::rcvtimeo, 10000);
+    s.set(zmq::sockopt::linger, 0);
+    s.connect(endpoint_);
+    s.send(zmq::buffer(lb::proto::EncodeRequest({json(2), "ping", json::object()})));
+    zmq::message_t m;
+    if (!s.recv(m)) Die("ping: no answer");
+  }
   std::string master() const { return dir_ + "/master.sock"; }
   std::string events() const { return "ipc://" + dir_ + "/events.sock"; }
   pid_t pid() const { return pid_; }
@@ -148,7 +170,14 @@ class Agent {
  private:
   std::string dir_;
   std::string endpoint_;
+  void Secure(zmq::socket_t& s) {
+    if (!keys_.own.public_key.empty()) {
+      lb::common::MakeCurveClient(s, keys_.own, keys_.server_public_key);
+    }
+  }
+
   pid_t pid_;
+  lb::common::CurveClientKeys keys_;
   zmq::context_t ctx_;
   std::unique_ptr<zmq::socket_t> socket_;
 };
@@ -298,11 +327,53 @@ void EventBenchmarks(const std::string& agent_bin, const std::string& haproxy, i
   }
 }
 
+// Writes a key pair for the agent and one client into `dir`; the client's keys.
+lb::common::CurveClientKeys WriteKeys(const std::string& dir) {
+  for (const char* name : {"agent", "client"}) {
+    auto cert = lb::common::GenerateCertificate();
+    if (!cert.ok()) Die(cert.status().message());
+    auto s = lb::common::WriteCertificate(dir + "/" + name, *cert, "lb-bench");
+    if (!s.ok()) Die(s.message());
+  }
+  std::ofstream(dir + "/clients") << lb::common::ReadCertificate(dir + "/client", false)->public_key
+                                  << "\n";
+  auto keys = lb::common::LoadClientKeys({dir + "/client_secret", dir + "/agent"});
+  if (!keys.ok()) Die(keys.status().message());
+  return *keys;
+}
+
+void CurveBenchmarks(const std::string& agent_bin, const std::string& haproxy, int iterations) {
+  std::printf("\n%-26s %8s %16s %16s %14s\n", "CURVE (ms)", "servers", "plaintext p50", "CURVE p50",
+              "CURVE p99");
+  for (int servers : {3, 1000}) {
+    char plain_tmpl[] = "/tmp/lb-bench.XXXXXX";
+    char curve_tmpl[] = "/tmp/lb-bench.XXXXXX";
+    std::string plain_dir = mkdtemp(plain_tmpl), curve_dir = mkdtemp(curve_tmpl);
+    lb::common::CurveClientKeys keys = WriteKeys(curve_dir);
+    Agent plain(agent_bin, haproxy, plain_dir, Config(FreePort(), servers, plain_dir, 0));
+    Agent curve(agent_bin, haproxy, curve_dir, Config(FreePort(), servers, curve_dir, 0),
+                "[security]\ncurve_secret_key = agent_secret\ncurve_clients = clients\n", &keys);
+    Stats plain_status = Measure(iterations * 5, [&] { plain.Call("status", json::object()); });
+    Stats curve_status = Measure(iterations * 5, [&] { curve.Call("status", json::object()); });
+    std::printf("%-26s %8d %16.2f %16.2f %14.2f\n", "status", servers, plain_status.p50,
+                curve_status.p50, curve_status.p99);
+    if (servers == 3) {
+      Stats plain_connect = Measure(iterations * 5, [&] { plain.ConnectAndPing(); });
+      Stats curve_connect = Measure(iterations * 5, [&] { curve.ConnectAndPing(); });
+      std::printf("%-26s %8s %16.2f %16.2f %14.2f\n", "new connection + ping", "-",
+                  plain_connect.p50, curve_connect.p50, curve_connect.p99);
+    }
+    std::filesystem::remove_all(plain_dir);
+    std::filesystem::remove_all(curve_dir);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string agent_bin = LB_AGENT_BINARY, haproxy = "/usr/sbin/haproxy";
   int iterations = 20;
+  std::string only;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--agent")
@@ -311,11 +382,24 @@ int main(int argc, char** argv) {
       haproxy = argv[i + 1];
     else if (a == "--iterations")
       iterations = std::max(3, std::atoi(argv[i + 1]));
+    else if (a == "--only")
+      only = argv[i + 1];
     else
       Die("unknown argument " + a);
   }
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, nullptr, _IOLBF, 0);
+  if (!only.empty() && only != "core" && only != "events" && only != "curve") {
+    Die("--only wants core, events or curve");
+  }
+  if (only == "events") {
+    EventBenchmarks(agent_bin, haproxy, iterations);
+    return 0;
+  }
+  if (only == "curve") {
+    CurveBenchmarks(agent_bin, haproxy, iterations);
+    return 0;
+  }
   std::printf("%-8s %8s %14s %14s %14s %10s\n", "op", "servers", "floor p50 ms", "agent p50 ms",
               "agent p99 ms", "overhead");
   for (int servers : {3, 1000}) {
@@ -344,6 +428,8 @@ int main(int argc, char** argv) {
     row("reload", floor_reload, agent_reload);
     std::filesystem::remove_all(dir);
   }
+  if (only == "core") return 0;
+  CurveBenchmarks(agent_bin, haproxy, iterations);
   EventBenchmarks(agent_bin, haproxy, iterations);
   return 0;
 }
