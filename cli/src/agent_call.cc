@@ -7,6 +7,8 @@
 #include <zmq.hpp>
 
 #include "command_line.h"
+#include "handshake_monitor.h"
+#include "lb/common/curve.h"
 
 namespace lb::cli {
 namespace {
@@ -30,7 +32,8 @@ int RemainingMs(Clock::time_point deadline) {
 
 proto::Result<proto::Reply> CallAgent(zmq::context_t& context, const std::string& endpoint,
                                       const std::string& cmd, const nlohmann::json& args,
-                                      std::chrono::milliseconds timeout) {
+                                      std::chrono::milliseconds timeout,
+                                      const common::CurveClientKeys* keys) {
   const Clock::time_point deadline = Clock::now() + timeout;
   const std::string id = "lbctl-" + std::to_string(getpid());
   try {
@@ -41,6 +44,9 @@ proto::Result<proto::Reply> CallAgent(zmq::context_t& context, const std::string
     socket.set(zmq::sockopt::connect_timeout,
                static_cast<int>(std::min(timeout, kConnectAttemptTimeout).count()));
     socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxReplyBytes));
+    if (keys != nullptr) common::MakeCurveClient(socket, keys->own, keys->server_public_key);
+    HandshakeMonitor monitor(context, socket);
+    const std::string client_key = keys != nullptr ? keys->own.public_key : "";
     try {
       socket.connect(endpoint);
     } catch (const zmq::error_t& e) {
@@ -50,12 +56,37 @@ proto::Result<proto::Reply> CallAgent(zmq::context_t& context, const std::string
       }
       throw;
     }
-    socket.set(zmq::sockopt::sndtimeo, RemainingMs(deadline));
-    if (!socket.send(zmq::buffer(frame), zmq::send_flags::none)) {
-      return Status(ErrorCode::kUnavailable, "no answer from " + endpoint + " within " +
-                                                 DescribeSeconds(timeout) +
-                                                 " (is lb-agent running? is that its "
-                                                 "command_endpoint?)");
+    // ZMQ_IMMEDIATE: the socket becomes writable once a connection completed its handshake.
+    bool sent = false;
+    while (!sent && Clock::now() < deadline) {
+      zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLOUT, 0},
+                                 {monitor.socket().handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::chrono::milliseconds(RemainingMs(deadline)));
+      if ((items[1].revents & ZMQ_POLLIN) != 0) {
+        std::optional<HandshakeFailure> failure = monitor.Drain();
+        if (failure && failure->kind == HandshakeFailure::Kind::kRefused) {
+          return Status(
+              ErrorCode::kUnavailable,
+              "the agent at " + endpoint + " " + DescribeHandshakeFailure(*failure, client_key));
+        }
+      }
+      if ((items[0].revents & ZMQ_POLLOUT) != 0) {
+        sent = socket.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+      }
+    }
+    if (!sent) {
+      if (std::optional<HandshakeFailure> failure = monitor.Drain()) {
+        return Status(ErrorCode::kUnavailable, "no answer from " + endpoint + " within " +
+                                                   DescribeSeconds(timeout) + ": the agent " +
+                                                   DescribeHandshakeFailure(*failure, client_key));
+      }
+      return Status(
+          ErrorCode::kUnavailable,
+          "no answer from " + endpoint + " within " + DescribeSeconds(timeout) +
+              " (is lb-agent running? is that its command_endpoint? " +
+              (keys != nullptr ? "if the agent uses CURVE, check --curve-key/--server-key and that "
+                                 "this key is in its curve_clients)"
+                               : "if the agent uses CURVE, pass --curve-key and --server-key)"));
     }
     socket.set(zmq::sockopt::rcvtimeo, RemainingMs(deadline));
     zmq::message_t message;

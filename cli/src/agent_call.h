@@ -8,6 +8,8 @@
 // `lbctl --timeout 10 ping` to wait for an agent that is still starting (libzmq retries a
 // refused connection every 100 ms). ZMQ_CONNECT_TIMEOUT bounds each TCP attempt, so a filtered
 // port is retried too instead of hanging in one SYN. Connection and reply share one deadline.
+// A HandshakeMonitor watches the connection meanwhile: a CURVE key the agent refuses ends the
+// call at once, and any other failed handshake is named in the timeout's message.
 #pragma once
 
 #include <chrono>
@@ -20,21 +22,28 @@
 namespace zmq {
 class context_t;
 }
+namespace lb::common {
+struct CurveClientKeys;
+}
 
 namespace lb::cli {
 
 // Sends {"v": 1, "id", "cmd", "args"} to `endpoint` and waits at most `timeout` in total.
+// With `keys`, the socket is a CURVE client (lbctl's own key pair, the agent's public key).
 //
 // The Result is ok whenever the agent answered; its verdict (ok, or invalid_config, conflict,
 // ...) is in Reply::status. Otherwise:
-//   kUnavailable  no connection within `timeout` (nothing listens there, or not a ZeroMQ peer);
+//   kUnavailable  no connection within `timeout` (nothing listens there, not a ZeroMQ peer, or
+//                 the CURVE handshake keeps failing), or the agent refused lbctl's CURVE key
+//                 (at once: its ZAP handler answered, waiting cannot help);
 //   kTimeout      connected, but no reply within `timeout` (the command may still complete);
 //   kBadRequest   `endpoint` is not a valid ZeroMQ endpoint (a usage error);
 //   kInternal     an unreadable reply, or another ZeroMQ failure.
 // The message names the endpoint and says what to check. Never throws.
 proto::Result<proto::Reply> CallAgent(zmq::context_t& context, const std::string& endpoint,
                                       const std::string& cmd, const nlohmann::json& args,
-                                      std::chrono::milliseconds timeout);
+                                      std::chrono::milliseconds timeout,
+                                      const common::CurveClientKeys* keys = nullptr);
 
 // The largest reply accepted: a get_config of a config far above any sane max_config_bytes.
 inline constexpr std::size_t kMaxReplyBytes = 256 * 1024 * 1024;

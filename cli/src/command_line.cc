@@ -34,14 +34,27 @@ constexpr std::string_view kUsage =
     "                            lost events are reported on stderr\n"
     "      --count N               exit after N events\n"
     "      --for SECONDS           exit after SECONDS\n"
+    "  keygen PATH               write a new CURVE key pair (SECURITY.md): PATH, the public\n"
+    "                            certificate to hand to the other side, and PATH_secret\n"
+    "                            (mode 0600); never overwrites a file\n"
     "  help                      this text\n"
     "\n"
     "Fleet (one controller pushes configs to many agents; proto/PROTOCOL.md, \"Fleet\"):\n"
     "  fleet serve --pub ENDPOINT --router ENDPOINT --control ENDPOINT --state-dir DIR\n"
     "      [--id NAME] [--beacon-interval SECONDS]\n"
+    "      [--curve-key FILE --clients FILE|DIR | --allow-insecure]\n"
     "                            run the controller in the foreground until SIGINT/SIGTERM;\n"
     "                            one log line per action on stderr. --id defaults to the host\n"
     "                            name; DIR keeps the version counter and the desired states\n"
+    "      --curve-key FILE        the controller's secret certificate (lbctl keygen): PUB and\n"
+    "                              ROUTER become CURVE servers; agents pin the public half\n"
+    "                              ([fleet] controller_public_key)\n"
+    "      --clients FILE|DIR      the agents' public keys it accepts (one per line, or\n"
+    "                              certificates); re-read when it changes\n"
+    "      --allow-insecure        without CURVE, bind PUB/ROUTER to non-loopback endpoints\n"
+    "                              anyway (anyone who reaches them can pose as an agent)\n"
+    "                            --control must be local (ipc://, 127.0.0.1, [::1]): it has\n"
+    "                            no authentication\n"
     "  fleet push FILE (--all | --group G | --agent ID) --control ENDPOINT\n"
     "                            roll FILE out through the controller and wait for the agents:\n"
     "                            a progress line on stderr, then a table per agent (or --json)\n"
@@ -59,11 +72,16 @@ constexpr std::string_view kUsage =
     "                      environment: LBCTL_AGENT); fleet push --agent ID: the target\n"
     "  --events ENDPOINT   the agent's event socket, for watch (default tcp://127.0.0.1:5556;\n"
     "                      environment: LBCTL_EVENTS)\n"
+    "  --curve-key FILE    lbctl's own secret certificate (lbctl keygen; its public half\n"
+    "                      must be in the agent's curve_clients), for an agent with CURVE\n"
+    "                      on (environment: LBCTL_CURVE_KEY); needs --server-key\n"
+    "  --server-key FILE   the agent's public certificate (environment: LBCTL_SERVER_KEY)\n"
     "  --timeout SECONDS   how long a command waits for the agent, connection included\n"
     "                      (default 30); fleet push: the whole rollout\n"
     "  --json              print the agent's result as one JSON object; a refusal as\n"
     "                      {\"error\": {...}}; watch: one compact object per event and line;\n"
-    "                      fleet push: the per-agent results; fleet agents: the list\n"
+    "                      fleet push: the per-agent results; fleet agents: the list;\n"
+    "                      keygen: the key and the files\n"
     "  --no-color          no colours (there are none either when NO_COLOR is set or stdout\n"
     "                      is not a terminal)\n"
     "  --help, --version\n"
@@ -72,9 +90,12 @@ constexpr std::string_view kUsage =
     "  0  success\n"
     "  1  the agent refused the command; its error code and message are on stderr\n"
     "     (invalid_config, conflict, reload_failed, haproxy_unavailable, ...)\n"
-    "  2  usage error: unknown command or option, bad value, unreadable FILE\n"
-    "  3  no answer from the agent within --timeout (not running, wrong endpoint, stuck);\n"
-    "     fleet: from the controller\n"
+    "  2  usage error: unknown command or option, bad value, unreadable FILE or key file,\n"
+    "     keygen: PATH exists\n"
+    "  3  no answer from the agent within --timeout (not running, wrong endpoint, stuck),\n"
+    "     or the agent refused the connection (CURVE: lbctl's key is not in its\n"
+    "     curve_clients, a wrong --server-key, or CURVE on one side only); fleet: from the\n"
+    "     controller\n"
     "  4  fleet push: some agents refused the config (or ignored the push)\n"
     "  5  fleet push: some agents had not answered at --timeout (or were not reached)\n"
     "  fleet push exits 1 when the controller refused the request; fleet serve exits 0\n"
@@ -120,6 +141,19 @@ const std::map<std::string, CommandOption, std::less<>>& CommandOptions() {
       {"--canary", {Takes::kValue, {Command::kFleetPush}, "fleet push"}},
       {"--batch", {Takes::kValue, {Command::kFleetPush}, "fleet push"}},
       {"--stop-on-failure", {Takes::kNothing, {Command::kFleetPush}, "fleet push"}},
+      {"--curve-key",
+       {Takes::kValue,
+        {Command::kStatus, Command::kReload, Command::kValidate, Command::kInfo,
+         Command::kGetConfig, Command::kPing, Command::kWatch, Command::kFleetServe},
+        "the commands that talk to the agent",
+        "fleet serve"}},
+      {"--server-key",
+       {Takes::kValue,
+        {Command::kStatus, Command::kReload, Command::kValidate, Command::kInfo,
+         Command::kGetConfig, Command::kPing, Command::kWatch},
+        "the commands that talk to the agent"}},
+      {"--clients", {Takes::kValue, {Command::kFleetServe}, "fleet serve"}},
+      {"--allow-insecure", {Takes::kNothing, {Command::kFleetServe}, "fleet serve"}},
   };
   return *options;
 }
@@ -134,6 +168,7 @@ const std::map<std::string, Command, std::less<>>& CommandNames() {
       {"get_config", Command::kGetConfig},
       {"ping", Command::kPing},
       {"watch", Command::kWatch},
+      {"keygen", Command::kKeygen},
       {"help", Command::kHelp},
   };
   return *names;
@@ -153,6 +188,22 @@ const std::map<std::string, Command, std::less<>>& FleetCommandNames() {
 bool IsFleetCommand(Command command) {
   return command == Command::kFleetServe || command == Command::kFleetPush ||
          command == Command::kFleetAgents;
+}
+
+// The commands that open a socket to the agent (and take --curve-key/--server-key).
+bool TalksToAgent(Command command) {
+  switch (command) {
+    case Command::kStatus:
+    case Command::kReload:
+    case Command::kValidate:
+    case Command::kInfo:
+    case Command::kGetConfig:
+    case Command::kPing:
+    case Command::kWatch:
+      return true;
+    default:
+      return false;
+  }
 }
 
 Status Usage(std::string message) { return Status(ErrorCode::kBadRequest, std::move(message)); }
@@ -345,8 +396,8 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
     options.agent_endpoint = *agent_flag;
   }
   // Environment endpoints are checked only now, so that a bad LBCTL_AGENT never blocks help
-  // (nor the fleet commands, which do not talk to an agent).
-  if (!fleet) {
+  // (nor the fleet commands and keygen, which do not talk to an agent).
+  if (TalksToAgent(options.command)) {
     if (Status s = CheckEndpoint("LBCTL_AGENT/--agent", options.agent_endpoint); !s.ok()) {
       return s;
     }
@@ -411,6 +462,13 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
       if (name == "--batch") options.fleet.batch = *count;
     } else if (name == "--stop-on-failure") {
       options.fleet.stop_on_failure = true;
+    } else if (name == "--curve-key" || name == "--server-key" || name == "--clients") {
+      if (text.empty()) return Usage(name + " must not be empty");
+      (name == "--curve-key"    ? options.curve_key
+       : name == "--server-key" ? options.server_key
+                                : options.fleet.clients) = text;
+    } else if (name == "--allow-insecure") {
+      options.fleet.allow_insecure = true;
     }
     if (!status.ok()) return status;
     if (name == "--force") {
@@ -448,6 +506,26 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
     return Usage(command_name + " takes " + std::string(what) + "; unexpected \"" + positionals[n] +
                  "\"");
   };
+  // CURVE keys: flag, then environment, each on its own; both or neither.
+  if (TalksToAgent(options.command)) {
+    const bool curve_flag = !options.curve_key.empty();
+    const bool server_flag = !options.server_key.empty();
+    if (!curve_flag) options.curve_key = env.curve_key;
+    if (!server_flag) options.server_key = env.server_key;
+    const std::string curve_name = curve_flag ? "--curve-key" : "LBCTL_CURVE_KEY";
+    const std::string server_name = server_flag ? "--server-key" : "LBCTL_SERVER_KEY";
+    if (!options.curve_key.empty() && options.server_key.empty()) {
+      return Usage(curve_name +
+                   " (lbctl's own secret certificate) needs --server-key FILE or "
+                   "LBCTL_SERVER_KEY: the agent's public certificate");
+    }
+    if (options.curve_key.empty() && !options.server_key.empty()) {
+      return Usage(server_name +
+                   " (the agent's public certificate) needs --curve-key FILE or "
+                   "LBCTL_CURVE_KEY: lbctl's own secret certificate");
+    }
+  }
+
   switch (options.command) {
     case Command::kStatus:
       if (Status s = at_most(1, "at most one BACKEND"); !s.ok()) return s;
@@ -477,6 +555,28 @@ Result<Options> ParseCommandLine(const std::vector<std::string>& args, const Env
         return s;
       }
       if (Status s = require("--state-dir DIR", options.fleet.state_dir); !s.ok()) return s;
+      if (!options.curve_key.empty() && options.fleet.clients.empty()) {
+        return Usage(
+            "fleet serve --curve-key needs --clients FILE|DIR: the agents' public keys it "
+            "accepts");
+      }
+      if (options.curve_key.empty() && !options.fleet.clients.empty()) {
+        return Usage(
+            "fleet serve --clients needs --curve-key FILE: the controller's secret certificate");
+      }
+      if (!options.curve_key.empty() && options.fleet.allow_insecure) {
+        return Usage(
+            "fleet serve: --allow-insecure is for serving without CURVE; --curve-key turns it "
+            "on");
+      }
+      break;
+    case Command::kKeygen:
+      if (positionals.empty()) {
+        return Usage("keygen needs a PATH: it writes PATH (public) and PATH_secret");
+      }
+      if (Status s = at_most(1, "one PATH"); !s.ok()) return s;
+      if (positionals[0].empty()) return Usage("keygen: PATH must not be empty");
+      options.file = positionals[0];
       break;
     case Command::kFleetPush:
       if (positionals.empty()) return Usage("fleet push needs a FILE (- for stdin)");

@@ -35,12 +35,15 @@ enum class Command {
   kFleetServe,   // lbctl fleet serve: the fleet controller, in the foreground
   kFleetPush,    // lbctl fleet push FILE: a rollout through the controller's control socket
   kFleetAgents,  // lbctl fleet agents: the agents the controller knows
+  kKeygen,       // lbctl keygen PATH: a CURVE key pair in PATH and PATH_secret
 };
 
 // What lbctl reads from its environment. main() fills it; tests build it by hand.
 struct Environment {
   std::string agent_endpoint;   // LBCTL_AGENT; empty when unset
   std::string events_endpoint;  // LBCTL_EVENTS; empty when unset
+  std::string curve_key;        // LBCTL_CURVE_KEY; empty when unset
+  std::string server_key;       // LBCTL_SERVER_KEY; empty when unset
   bool no_color = false;        // NO_COLOR set to a non-empty value (https://no-color.org)
   bool stdout_is_terminal = false;
   bool stderr_is_terminal = false;  // fleet push draws a live progress line there
@@ -63,6 +66,11 @@ struct FleetOptions {
   uint64_t canary = 0;             // 0: no canary wave
   uint64_t batch = 0;              // 0: no limit on agents reloading at once
   bool stop_on_failure = false;
+  // serve: CURVE on the PUB and ROUTER sockets (Options::curve_key is the controller's own
+  // secret certificate): the allow-list of agents' public keys, a file or a directory.
+  std::string clients;
+  // serve without CURVE: bind PUB/ROUTER to non-loopback endpoints anyway (with a warning).
+  bool allow_insecure = false;
 };
 
 struct Options {
@@ -75,10 +83,16 @@ struct Options {
   std::chrono::milliseconds timeout{30000};
   bool json = false;
   bool no_color = false;
+  // CURVE (SECURITY.md), for the commands that talk to the agent: lbctl's own secret
+  // certificate and the agent's public certificate (flag, then LBCTL_CURVE_KEY /
+  // LBCTL_SERVER_KEY); both or neither. Files, read by Run(), not here. `fleet serve
+  // --curve-key` names the controller's own secret certificate (no environment).
+  std::string curve_key;
+  std::string server_key;
 
   Command command = Command::kHelp;
   std::string backend;            // status: empty = the agent's default_backend, "*" = all
-  std::string file;               // reload, validate: a path, or "-" for stdin
+  std::string file;               // reload, validate: a path, or "-" for stdin; keygen: PATH
   std::string expect_sha256;      // reload: lower-case hex, or empty
   bool force = false;             // reload, validate
   std::string topic_prefix;       // watch: "" = every topic

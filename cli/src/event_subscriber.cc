@@ -29,19 +29,35 @@ proto::DecodeLimits EventLimits() {
 
 }  // namespace
 
-EventSubscriber::EventSubscriber(zmq::context_t& context, std::string endpoint, std::string prefix)
-    : context_(context), endpoint_(std::move(endpoint)), prefix_(std::move(prefix)) {}
+EventSubscriber::EventSubscriber(zmq::context_t& context, std::string endpoint, std::string prefix,
+                                 const common::CurveClientKeys* keys)
+    : context_(context), endpoint_(std::move(endpoint)), prefix_(std::move(prefix)) {
+  if (keys != nullptr) keys_ = *keys;
+}
 
-EventSubscriber::~EventSubscriber() = default;
+EventSubscriber::~EventSubscriber() {
+  monitor_.reset();
+  socket_.reset();
+}
+
+std::string EventSubscriber::HandshakeTrouble() {
+  if (!monitor_) return "";
+  std::optional<HandshakeFailure> failure = monitor_->Drain();
+  if (!failure) return "";
+  return "the agent " + DescribeHandshakeFailure(*failure, keys_ ? keys_->own.public_key : "");
+}
 
 Status EventSubscriber::Open() {
   try {
     socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::sub);
     socket_->set(zmq::sockopt::linger, 0);
     socket_->set(zmq::sockopt::subscribe, prefix_);
+    if (keys_) common::MakeCurveClient(*socket_, keys_->own, keys_->server_public_key);
+    monitor_ = std::make_unique<HandshakeMonitor>(context_, *socket_);
     socket_->connect(endpoint_);
     return Status::Ok();
   } catch (const zmq::error_t& e) {
+    monitor_.reset();
     socket_.reset();
     if (e.num() == EINVAL || e.num() == EPROTONOSUPPORT || e.num() == ENOENT) {
       return Status(ErrorCode::kBadRequest,
@@ -55,6 +71,12 @@ Status EventSubscriber::Open() {
 proto::Result<std::optional<Event>> EventSubscriber::Next(std::chrono::milliseconds wait) {
   if (!socket_) return Status(ErrorCode::kInternal, "EventSubscriber::Next before Open");
   try {
+    if (std::optional<HandshakeFailure> failure = monitor_->Drain();
+        failure && failure->kind == HandshakeFailure::Kind::kRefused) {
+      return Status(ErrorCode::kUnavailable,
+                    "the agent at " + endpoint_ + " " +
+                        DescribeHandshakeFailure(*failure, keys_ ? keys_->own.public_key : ""));
+    }
     socket_->set(zmq::sockopt::rcvtimeo,
                  static_cast<int>(std::clamp<int64_t>(wait.count(), 0, INT32_MAX)));
     std::vector<zmq::message_t> frames;

@@ -5,7 +5,8 @@
 // DESIGN: the socket connects and subscribes at Open(); libzmq reconnects by itself when the
 // agent restarts (the GapDetector notices the new epoch). Frames are untrusted: an event must be
 // exactly [topic, msgpack map], decoded with hard limits; anything else is reported and skipped
-// rather than ending the watch.
+// rather than ending the watch. A HandshakeMonitor tells a refused CURVE key (which ends the
+// watch: no event would ever come) from a quiet agent.
 #pragma once
 
 #include <chrono>
@@ -14,6 +15,8 @@
 #include <optional>
 #include <string>
 
+#include "handshake_monitor.h"
+#include "lb/common/curve.h"
 #include "lb/proto/status.h"
 
 namespace zmq {
@@ -30,8 +33,9 @@ struct Event {
 
 class EventSubscriber {
  public:
-  // `context` must outlive the subscriber.
-  EventSubscriber(zmq::context_t& context, std::string endpoint, std::string prefix);
+  // `context` must outlive the subscriber. With `keys`, the socket is a CURVE client.
+  EventSubscriber(zmq::context_t& context, std::string endpoint, std::string prefix,
+                  const common::CurveClientKeys* keys = nullptr);
   ~EventSubscriber();
   EventSubscriber(const EventSubscriber&) = delete;
   EventSubscriber& operator=(const EventSubscriber&) = delete;
@@ -44,14 +48,21 @@ class EventSubscriber {
   //   ok, an Event       one event;
   //   ok, nullopt        nothing within `wait`, or a signal interrupted the wait;
   //   kBadRequest        a malformed event was received and dropped (the message says how);
+  //   kUnavailable       the agent refused lbctl's CURVE key; the watch cannot go on;
   //   kInternal          the socket failed; the watch cannot go on.
   proto::Result<std::optional<Event>> Next(std::chrono::milliseconds wait);
+
+  // Why no connection completed so far, for a "nothing heard" message: "the agent closed the
+  // connection during the handshake: ..." or "" when no handshake failed.
+  std::string HandshakeTrouble();
 
  private:
   zmq::context_t& context_;
   const std::string endpoint_;
   const std::string prefix_;
+  std::optional<common::CurveClientKeys> keys_;
   std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<HandshakeMonitor> monitor_;  // destroyed before socket_
 };
 
 }  // namespace lb::cli

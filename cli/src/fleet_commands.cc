@@ -424,6 +424,9 @@ int RunFleetServe(const Options& options, std::ostream& err,
     serve.state_dir = options.fleet.state_dir;
     serve.id = options.fleet.id.empty() ? DefaultControllerId() : options.fleet.id;
     serve.beacon_interval = options.fleet.beacon_interval;
+    serve.curve_key = options.curve_key;
+    serve.clients = options.fleet.clients;
+    serve.allow_insecure = options.fleet.allow_insecure;
     zmq::context_t context;
     FleetController controller(context, serve, err);
     if (Status open = controller.Open(); !open.ok()) {

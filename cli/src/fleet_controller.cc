@@ -71,10 +71,57 @@ FleetController::FleetController(zmq::context_t& context, ServeOptions options, 
 FleetController::~FleetController() = default;
 
 void FleetController::Log(const std::string& line) {
+  std::lock_guard lock(log_mutex_);
   log_ << FormatTimestamp(NowMs()) << " " << line << std::endl;
 }
 
+Status FleetController::CheckEndpoints() {
+  if (!common::IsLocalEndpoint(options_.control_endpoint)) {
+    return Status(ErrorCode::kBadRequest,
+                  "refusing to bind the control socket on \"" + options_.control_endpoint +
+                      "\": it has no authentication, and whoever reaches it can push a config to "
+                      "every agent. Bind it to ipc://PATH or tcp://127.0.0.1:PORT and run lbctl "
+                      "fleet push/agents on this host (through ssh from elsewhere)");
+  }
+  if (options_.curve_key.empty() != options_.clients.empty()) {
+    return Status(ErrorCode::kBadRequest,
+                  "CURVE needs both the controller's certificate (--curve-key) and the agents' "
+                  "keys (--clients)");
+  }
+  if (!options_.curve_key.empty()) return Status::Ok();
+  for (const auto& [what, endpoint] :
+       {std::pair<std::string, std::string>{"pub", options_.pub_endpoint},
+        std::pair<std::string, std::string>{"router", options_.router_endpoint}}) {
+    if (common::IsLocalEndpoint(endpoint)) continue;
+    const std::string risk = what == "pub" ? "read every config pushed"
+                                           : "pose as an agent (and read its desired config)";
+    if (!options_.allow_insecure) {
+      return Status(ErrorCode::kBadRequest,
+                    "refusing to bind the " + what + " socket on \"" + endpoint +
+                        "\" without CURVE: anyone who reaches it could " + risk +
+                        ". Give --curve-key and --clients (SECURITY.md), bind to 127.0.0.1 or "
+                        "ipc://, or pass --allow-insecure");
+    }
+    Log("WARNING: the " + what + " socket " + endpoint +
+        " is reachable from other hosts WITHOUT authentication (--allow-insecure): anyone who "
+        "reaches it can " +
+        risk);
+  }
+  return Status::Ok();
+}
+
 Status FleetController::Open() {
+  if (Status s = CheckEndpoints(); !s.ok()) return s;
+  if (!options_.curve_key.empty()) {
+    auto own = common::ReadCertificate(options_.curve_key, /*need_secret=*/true);
+    if (!own.ok()) return Status(ErrorCode::kBadRequest, "--curve-key: " + own.status().message());
+    own_ = *own;
+    // Before any server socket binds: a handshake without a ZAP handler fails.
+    auto zap = common::ZapHandler::Start(context_, options_.clients,
+                                         [this](const std::string& line) { Log(line); });
+    if (!zap.ok()) return Status(ErrorCode::kBadRequest, "--clients: " + zap.status().message());
+    zap_ = std::move(*zap);
+  }
   auto dir = StateDir::Open(options_.state_dir);
   if (!dir.ok()) return dir.status();
   auto state = (*dir)->Load();
@@ -97,6 +144,7 @@ Status FleetController::Open() {
                                         ? ControllerCore::ControlLimits().max_frame_bytes
                                         : ControllerCore::AgentLimits().max_frame_bytes));
       }
+      if (zap_ && what != "control") common::MakeCurveServer(*s, own_, *zap_, "fleet");
       if (what == "router") {
         s->set(zmq::sockopt::router_handover, true);
         s->set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
@@ -130,9 +178,12 @@ Status FleetController::Open() {
         "\": agents that follow the other one refuse this one's pushes while it is alive");
   }
   Log("controller " + PrintableId(options_.id) + " serving: pub " + pub_bound_ + ", router " +
-      router_bound_ + ", control " + control_bound_ + "; state " + state_dir_->state_file() +
-      ": latest version " + std::to_string(latest) + ", " + std::to_string(pushes) + " target" +
-      (pushes == 1 ? "" : "s") + " with a desired state");
+      router_bound_ + ", control " + control_bound_ +
+      (zap_ ? "; CURVE on (public key " + own_.public_key + ", agents' keys in " +
+                  options_.clients + ")"
+            : "; CURVE off") +
+      "; state " + state_dir_->state_file() + ": latest version " + std::to_string(latest) + ", " +
+      std::to_string(pushes) + " target" + (pushes == 1 ? "" : "s") + " with a desired state");
   return Status::Ok();
 }
 
@@ -153,8 +204,14 @@ void FleetController::ServeAgents(int64_t now_ms) {
           PrintableId(routing_id) + " (an agent sends one msgpack frame)");
       continue;
     }
+    // With CURVE, the ZAP handler set the connection's user id to the client's Z85 key.
+    std::string_view curve_key;
+    if (zap_) {
+      const char* user_id = zmq_msg_gets(frames[1].handle(), "User-Id");
+      if (user_id != nullptr) curve_key = user_id;
+    }
     ControllerCore::AgentAnswer answer =
-        core_->OnAgentFrame(routing_id, frames[1].to_string_view(), now_ms);
+        core_->OnAgentFrame(routing_id, frames[1].to_string_view(), now_ms, curve_key);
     if (!answer.log.empty()) Log(answer.log);
     if (!answer.reply) continue;
     const std::string body = proto::EncodeMsgpack(*answer.reply);

@@ -158,8 +158,25 @@ Result<StoredPush> ControllerCore::RecordPush(const FleetTarget& target, const s
   return push;
 }
 
+namespace {
+
+// Records the key an agent's message came with; a note for the log when it changed (an agent
+// with a new key pair, or another host posing under its id with a key that is allowed too).
+std::string NoteCurveKey(AgentRecord& agent, std::string_view curve_key) {
+  if (curve_key.empty() || agent.curve_key == curve_key) return "";
+  std::string note;
+  if (!agent.curve_key.empty()) {
+    note = " (CURVE key changed from " + agent.curve_key + " to " + std::string(curve_key) + ")";
+  }
+  agent.curve_key = std::string(curve_key);
+  return note;
+}
+
+}  // namespace
+
 ControllerCore::AgentAnswer ControllerCore::OnAgentFrame(std::string_view routing_id,
-                                                         std::string_view frame, int64_t now_ms) {
+                                                         std::string_view frame, int64_t now_ms,
+                                                         std::string_view curve_key) {
   const std::string from = "routing id " + PrintableId(routing_id);
   auto message = proto::DecodeMsgpack(frame, AgentLimits());
   if (!message.ok()) {
@@ -176,20 +193,20 @@ ControllerCore::AgentAnswer ControllerCore::OnAgentFrame(std::string_view routin
       return {std::nullopt,
               "ignored a malformed hello from " + from + ": " + hello.status().message()};
     }
-    return OnHello(*hello, routing_id, now_ms);
+    return OnHello(*hello, routing_id, now_ms, curve_key);
   }
   if (*type == "ack") {
     auto ack = ParseAck(*message);
     if (!ack.ok()) {
       return {std::nullopt, "ignored a malformed ack from " + from + ": " + ack.status().message()};
     }
-    return OnAck(std::move(*ack), now_ms);
+    return OnAck(std::move(*ack), now_ms, curve_key);
   }
   return {std::nullopt, "ignored a message of type \"" + PrintableId(*type) + "\" from " + from};
 }
 
 ControllerCore::AgentAnswer ControllerCore::OnHello(const Hello& hello, std::string_view routing_id,
-                                                    int64_t now_ms) {
+                                                    int64_t now_ms, std::string_view curve_key) {
   AgentRecord& agent = agents_[hello.agent];
   const bool known = agent.first_seen_ms != 0;
   if (!known) {
@@ -205,6 +222,7 @@ ControllerCore::AgentAnswer ControllerCore::OnHello(const Hello& hello, std::str
 
   std::string log = "hello from " + PrintableId(hello.agent);
   if (routing_id != hello.agent) log += " (routing id " + PrintableId(routing_id) + ")";
+  log += NoteCurveKey(agent, curve_key);
   log += " (groups " + PrintableId(Join(hello.groups)) + ", applied " +
          std::to_string(hello.applied_version) + ", sha256 " + PrintableId(ShortSha(hello.sha256)) +
          "): ";
@@ -242,7 +260,8 @@ ControllerCore::AgentAnswer ControllerCore::OnHello(const Hello& hello, std::str
   return {MakeUptodateMessage(id_, state_.latest), log};
 }
 
-ControllerCore::AgentAnswer ControllerCore::OnAck(Ack ack, int64_t now_ms) {
+ControllerCore::AgentAnswer ControllerCore::OnAck(Ack ack, int64_t now_ms,
+                                                  std::string_view curve_key) {
   AgentRecord& agent = agents_[ack.agent];
   std::string log = "ack from " + PrintableId(ack.agent);
   if (agent.first_seen_ms == 0) {
@@ -250,6 +269,7 @@ ControllerCore::AgentAnswer ControllerCore::OnAck(Ack ack, int64_t now_ms) {
     agent.first_seen_ms = now_ms;
     log += " (no hello yet)";
   }
+  log += NoteCurveKey(agent, curve_key);
   agent.last_seen_ms = now_ms;
   log += ": v" + std::to_string(ack.version) + " " + ack.outcome;
   if (ack.error.is_object()) {
@@ -336,7 +356,8 @@ json ControllerCore::AgentToJson(const AgentRecord& agent) const {
           {"first_seen_ms", agent.first_seen_ms},
           {"last_seen_ms", agent.last_seen_ms},
           {"last_hello_ms", agent.last_hello_ms},
-          {"last_ack", std::move(last_ack)}};
+          {"last_ack", std::move(last_ack)},
+          {"curve_key", agent.curve_key}};
 }
 
 ControllerCore::ControlAnswer ControllerCore::Agents(const json& args, int64_t now_ms) const {

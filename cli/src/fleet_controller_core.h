@@ -49,6 +49,7 @@ struct AgentRecord {
   int64_t last_seen_ms = 0;            // last hello or ack
   int64_t last_hello_ms = 0;           // 0: acked without a hello (this controller restarted since)
   std::map<uint64_t, AckRecord> acks;  // by version; the newest kMaxAcksPerAgent
+  std::string curve_key;  // the CURVE public key of its last message ("" without CURVE)
 };
 
 class ControllerCore {
@@ -81,8 +82,10 @@ class ControllerCore {
   };
   // One frame an agent's DEALER sent (after the routing id). A hello is answered with the
   // agent's desired push when its version is above the hello's applied_version, else with
-  // `uptodate`; an ack is recorded; anything else is only logged.
-  AgentAnswer OnAgentFrame(std::string_view routing_id, std::string_view frame, int64_t now_ms);
+  // `uptodate`; an ack is recorded; anything else is only logged. `curve_key`: the sender's
+  // CURVE public key as the ZAP handler authenticated it (Z85; empty without CURVE), recorded.
+  AgentAnswer OnAgentFrame(std::string_view routing_id, std::string_view frame, int64_t now_ms,
+                           std::string_view curve_key = {});
 
   struct ControlAnswer {
     proto::Status status;                // not ok: the error reply
@@ -101,8 +104,9 @@ class ControllerCore {
   static proto::DecodeLimits ControlLimits();
 
  private:
-  AgentAnswer OnHello(const Hello& hello, std::string_view routing_id, int64_t now_ms);
-  AgentAnswer OnAck(Ack ack, int64_t now_ms);
+  AgentAnswer OnHello(const Hello& hello, std::string_view routing_id, int64_t now_ms,
+                      std::string_view curve_key);
+  AgentAnswer OnAck(Ack ack, int64_t now_ms, std::string_view curve_key);
   ControlAnswer Push(const nlohmann::json& args, int64_t now_ms);
   ControlAnswer Agents(const nlohmann::json& args, int64_t now_ms) const;
   ControlAnswer Acks(const nlohmann::json& args) const;

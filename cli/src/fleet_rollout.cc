@@ -344,8 +344,12 @@ std::string FormatAgents(const json& result) {
       << " known\n";
   if (agents.empty()) return out.str();
   const int64_t now_ms = IntField(result, "now_ms", 0);
+  // With CURVE, the key each agent connected with (the allow-list's entry for it).
+  bool keys = false;
+  for (const auto& agent : agents) keys = keys || Field(agent, "curve_key") != "-";
   std::vector<std::vector<std::string>> rows = {
       {"AGENT", "GROUPS", "SHA256", "APPLIED", "DESIRED", "LAST SEEN"}};
+  if (keys) rows[0].push_back("CURVE KEY");
   for (const auto& agent : agents) {
     std::string groups;
     if (agent.is_object() && agent.contains("groups") && agent["groups"].is_array()) {
@@ -364,6 +368,7 @@ std::string FormatAgents(const json& result) {
     rows.push_back({Field(agent, "agent"), groups.empty() ? "-" : groups, sha,
                     Field(agent, "applied_version"), desired == 0 ? "-" : std::to_string(desired),
                     seen});
+    if (keys) rows.back().push_back(Field(agent, "curve_key"));
   }
   out << FormatTable(rows);
   return out.str();

@@ -15,6 +15,7 @@
 #include "event_subscriber.h"
 #include "events.h"
 #include "fleet_commands.h"
+#include "lb/common/curve.h"
 #include "output.h"
 
 #ifndef LB_VERSION
@@ -109,8 +110,28 @@ Result<WireRequest> BuildRequest(const Options& options, std::istream& in) {
   return request;
 }
 
+// --curve-key/--server-key (or their environment variables), read; own.public_key empty when
+// CURVE is off. A bad file is a usage error.
+Result<common::CurveClientKeys> LoadKeys(const Options& options) {
+  auto keys = common::LoadClientKeys({options.curve_key, options.server_key});
+  if (!keys.ok()) {
+    return Status(ErrorCode::kBadRequest,
+                  "CURVE keys (--curve-key/--server-key): " + keys.status().message());
+  }
+  return keys;
+}
+
+const common::CurveClientKeys* KeysOrNull(const common::CurveClientKeys& keys) {
+  return keys.own.public_key.empty() ? nullptr : &keys;
+}
+
 int CallAndPrint(const Options& options, const Environment& env, std::istream& in,
                  std::ostream& out, std::ostream& err) {
+  auto keys = LoadKeys(options);
+  if (!keys.ok()) {
+    err << "lbctl: " << keys.status().message() << "\n";
+    return kExitUsage;
+  }
   auto request = BuildRequest(options, in);
   if (!request.ok()) {
     err << "lbctl: " << request.status().message() << "\n";
@@ -118,8 +139,8 @@ int CallAndPrint(const Options& options, const Environment& env, std::istream& i
   }
   zmq::context_t context;
   const Clock::time_point start = Clock::now();
-  auto reply =
-      CallAgent(context, options.agent_endpoint, request->cmd, request->args, options.timeout);
+  auto reply = CallAgent(context, options.agent_endpoint, request->cmd, request->args,
+                         options.timeout, KeysOrNull(*keys));
   const double rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   if (!reply.ok()) {
     err << "lbctl: " << reply.status().message() << "\n";
@@ -178,8 +199,14 @@ int CallAndPrint(const Options& options, const Environment& env, std::istream& i
 
 int Watch(const Options& options, std::ostream& out, std::ostream& err,
           const std::function<bool()>& stop_requested) {
+  auto keys = LoadKeys(options);
+  if (!keys.ok()) {
+    err << "lbctl: " << keys.status().message() << "\n";
+    return kExitUsage;
+  }
   zmq::context_t context;
-  EventSubscriber subscriber(context, options.events_endpoint, options.topic_prefix);
+  EventSubscriber subscriber(context, options.events_endpoint, options.topic_prefix,
+                             KeysOrNull(*keys));
   if (Status open = subscriber.Open(); !open.ok()) {
     err << "lbctl: " << open.message() << "\n";
     return open.code() == ErrorCode::kBadRequest ? kExitUsage : kExitUnreachable;
@@ -208,9 +235,17 @@ int Watch(const Options& options, std::ostream& out, std::ostream& err,
       if (!heard_anything && !warned_silence && options.topic_prefix.empty() &&
           Clock::now() - started >= kSilenceWarning) {
         err << "lbctl: no event from " << options.events_endpoint << " in "
-            << DescribeSeconds(kSilenceWarning)
-            << ", not even a heartbeat (is lb-agent running? is that its event_endpoint?)"
-            << std::endl;
+            << DescribeSeconds(kSilenceWarning) << ", not even a heartbeat (";
+        if (std::string trouble = subscriber.HandshakeTrouble(); !trouble.empty()) {
+          err << trouble;
+        } else {
+          err << "is lb-agent running? is that its event_endpoint? if the agent uses CURVE, "
+              << (KeysOrNull(*keys) != nullptr
+                      ? "check --curve-key/--server-key and that this key is in its "
+                        "curve_clients"
+                      : "pass --curve-key and --server-key");
+        }
+        err << ")" << std::endl;
         warned_silence = true;
       }
       continue;
@@ -226,6 +261,33 @@ int Watch(const Options& options, std::ostream& out, std::ostream& err,
     if (!out) return kExitOk;  // stdout was closed: `lbctl watch | head -3`
     if (options.count && ++printed >= *options.count) break;
   }
+  return kExitOk;
+}
+
+// `lbctl keygen PATH`: a new key pair in PATH (public) and PATH_secret, never over a file.
+int Keygen(const Options& options, std::ostream& out, std::ostream& err) {
+  auto cert = common::GenerateCertificate();
+  if (!cert.ok()) {
+    err << "lbctl: keygen: " << cert.status().message() << "\n";
+    return kExitUsage;
+  }
+  const std::string secret_path = options.file + "_secret";
+  if (Status s = common::WriteCertificate(options.file, *cert, "lbctl keygen"); !s.ok()) {
+    err << "lbctl: keygen: " << s.message() << "\n";
+    return kExitUsage;
+  }
+  if (options.json) {
+    out << DumpJson(json{{"public_key", cert->public_key},
+                         {"public_file", options.file},
+                         {"secret_file", secret_path}},
+                    2)
+        << "\n";
+    return kExitOk;
+  }
+  out << "public key: " << cert->public_key << "\n"
+      << "public certificate: " << options.file
+      << " (give it to the other side: an allow-list, --server-key, controller_public_key)\n"
+      << "secret certificate: " << secret_path << " (mode 0600; keep it here)\n";
   return kExitOk;
 }
 
@@ -249,6 +311,8 @@ int Run(const std::vector<std::string>& args, const Environment& env, std::istre
         return kExitOk;
       case Command::kWatch:
         return Watch(*options, out, err, stop_requested);
+      case Command::kKeygen:
+        return Keygen(*options, out, err);
       case Command::kFleetServe:
         return RunFleetServe(*options, err, signalled ? signalled : stop_requested);
       case Command::kFleetPush: {

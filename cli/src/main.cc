@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   lb::cli::Environment env;
   env.agent_endpoint = Env("LBCTL_AGENT");
   env.events_endpoint = Env("LBCTL_EVENTS");
+  env.curve_key = Env("LBCTL_CURVE_KEY");
+  env.server_key = Env("LBCTL_SERVER_KEY");
   env.no_color = !Env("NO_COLOR").empty();
   env.stdout_is_terminal = isatty(STDOUT_FILENO) == 1;
   env.stderr_is_terminal = isatty(STDERR_FILENO) == 1;

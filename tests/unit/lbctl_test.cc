@@ -1,7 +1,8 @@
 // lbctl's pure parts: the command line (usage errors are exit 2 with a message), the status
 // table (alignment, colour only when asked), the event lines of `watch` and the detection of
 // lost events. A last group runs lb::cli::Run against a fake agent (a ROUTER socket in a
-// thread) to pin down what is sent and which exit code each kind of answer gives.
+// thread) to pin down what is sent and which exit code each kind of answer gives; with CURVE,
+// the fake agent is a CURVE server with a real ZapHandler and an allow-list file.
 #include "lbctl.h"
 
 #include <gtest/gtest.h>
@@ -23,8 +24,10 @@
 
 #include "command_line.h"
 #include "events.h"
+#include "lb/common/curve.h"
 #include "lb/proto/codec.h"
 #include "output.h"
+#include "test_util.h"
 
 namespace lb::cli {
 namespace {
@@ -210,6 +213,11 @@ TEST(LbctlTest, HelpDocumentsCommandsAndExitCodes) {
                              "--no-color",
                              "LBCTL_AGENT",
                              "LBCTL_EVENTS",
+                             "keygen PATH",
+                             "--curve-key FILE",
+                             "--server-key FILE",
+                             "LBCTL_CURVE_KEY",
+                             "LBCTL_SERVER_KEY",
                              "Exit status",
                              "0  success",
                              "1  the agent refused",
@@ -221,6 +229,126 @@ TEST(LbctlTest, HelpDocumentsCommandsAndExitCodes) {
   RunOutput version = RunLbctl({"--version"});
   EXPECT_EQ(version.code, kExitOk);
   EXPECT_EQ(version.out.rfind("lbctl ", 0), 0u);
+}
+
+TEST(LbctlTest, CurveKeysComeFromFlagsOrEnvironmentBothOrNeither) {
+  Options none = Parse({"status"});
+  EXPECT_EQ(none.curve_key, "");
+  EXPECT_EQ(none.server_key, "");
+
+  Options flags = Parse({"--curve-key", "me_secret", "status", "--server-key=agent.pub"});
+  EXPECT_EQ(flags.curve_key, "me_secret");
+  EXPECT_EQ(flags.server_key, "agent.pub");
+
+  Environment env;
+  env.curve_key = "env_secret";
+  env.server_key = "env.pub";
+  for (const char* command : {"status", "info", "get-config", "ping", "watch"}) {
+    Options from_env = Parse({command}, env);
+    EXPECT_EQ(from_env.curve_key, "env_secret") << command;
+    EXPECT_EQ(from_env.server_key, "env.pub") << command;
+  }
+  Options flag_wins =
+      Parse({"ping", "--curve-key", "flag_secret", "--server-key", "flag.pub"}, env);
+  EXPECT_EQ(flag_wins.curve_key, "flag_secret");
+  EXPECT_EQ(flag_wins.server_key, "flag.pub");
+  // Each key on its own: a flag for one, the environment for the other.
+  Options mixed = Parse({"reload", "f.cfg", "--curve-key", "flag_secret"}, env);
+  EXPECT_EQ(mixed.curve_key, "flag_secret");
+  EXPECT_EQ(mixed.server_key, "env.pub");
+
+  // Commands that do not talk to the agent ignore the environment's keys, even a half pair.
+  Environment half;
+  half.curve_key = "env_secret";
+  EXPECT_EQ(Parse({"help"}, half).command, Command::kHelp);
+  EXPECT_EQ(Parse({"keygen", "k"}, half).curve_key, "");
+  EXPECT_EQ(Parse({"fleet", "agents", "--control", "ipc:///c"}, half).curve_key, "");
+
+  struct Case {
+    std::vector<std::string> args;
+    Environment env;
+    std::string message;
+  };
+  Environment only_server;
+  only_server.server_key = "env.pub";
+  const std::vector<Case> cases = {
+      {{"--curve-key", "me_secret", "status"},
+       {},
+       "--curve-key (lbctl's own secret certificate) "
+       "needs --server-key FILE or LBCTL_SERVER_KEY"},
+      {{"ping", "--server-key", "a.pub"},
+       {},
+       "--server-key (the agent's public certificate) "
+       "needs --curve-key FILE or LBCTL_CURVE_KEY"},
+      {{"ping"}, half, "LBCTL_CURVE_KEY (lbctl's own secret certificate) needs --server-key"},
+      {{"watch"}, only_server, "LBCTL_SERVER_KEY (the agent's public certificate) needs"},
+      {{"ping", "--curve-key", "", "--server-key", "a.pub"}, {}, "--curve-key must not be empty"},
+      {{"fleet", "push", "f", "--all", "--control", "ipc:///c", "--curve-key", "k"},
+       {},
+       "--curve-key is an option of the commands that talk to the agent only (and of fleet "
+       "serve)"},
+      {{"keygen", "k", "--server-key", "a.pub"},
+       {},
+       "--server-key is an option of the commands that talk to the agent only"},
+      {{"keygen"}, {}, "keygen needs a PATH"},
+      {{"keygen", "a", "b"}, {}, "keygen takes one PATH; unexpected \"b\""},
+      {{"keygen", ""}, {}, "keygen: PATH must not be empty"},
+  };
+  for (const Case& c : cases) {
+    std::string joined;
+    for (const auto& a : c.args) joined += a + " ";
+    auto parsed = ParseCommandLine(c.args, c.env);
+    ASSERT_FALSE(parsed.ok()) << joined;
+    EXPECT_EQ(parsed.status().code(), proto::ErrorCode::kBadRequest) << joined;
+    EXPECT_NE(parsed.status().message().find(c.message), std::string::npos)
+        << joined << "\n"
+        << parsed.status().message();
+    RunOutput r = RunLbctl(c.args, c.env);
+    EXPECT_EQ(r.code, kExitUsage) << joined << "\n" << r.err;
+  }
+}
+
+TEST(LbctlTest, KeygenWritesAPairAndNeverOverwrites) {
+  test_util::TempDir tmp;
+  const std::string path = tmp.Join("lbctl");
+  RunOutput r = RunLbctl({"keygen", path});
+  ASSERT_EQ(r.code, kExitOk) << r.err;
+  EXPECT_EQ(r.err, "");
+  auto secret = common::ReadCertificate(path + "_secret", /*need_secret=*/true);
+  ASSERT_TRUE(secret.ok()) << secret.status().ToString();
+  auto public_half = common::ReadCertificate(path, /*need_secret=*/false);
+  ASSERT_TRUE(public_half.ok()) << public_half.status().ToString();
+  EXPECT_EQ(public_half->public_key, secret->public_key);
+  EXPECT_NE(r.out.find("public key: " + secret->public_key + "\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("public certificate: " + path + " "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("secret certificate: " + path + "_secret "), std::string::npos) << r.out;
+  namespace fs = std::filesystem;
+  EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                fs::perms::others_read);
+  EXPECT_EQ(fs::status(path + "_secret").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+
+  // A second run refuses, and the pair on disk stays the same.
+  RunOutput again = RunLbctl({"keygen", path});
+  EXPECT_EQ(again.code, kExitUsage);
+  EXPECT_EQ(again.out, "");
+  EXPECT_NE(again.err.find("already exists; not overwriting a key file"), std::string::npos)
+      << again.err;
+  auto still = common::ReadCertificate(path + "_secret", true);
+  ASSERT_TRUE(still.ok());
+  EXPECT_EQ(still->secret_key, secret->secret_key);
+
+  RunOutput as_json = RunLbctl({"keygen", "--json", tmp.Join("other")});
+  ASSERT_EQ(as_json.code, kExitOk) << as_json.err;
+  json written = json::parse(as_json.out);
+  EXPECT_EQ(written["public_file"], tmp.Join("other"));
+  EXPECT_EQ(written["secret_file"], tmp.Join("other") + "_secret");
+  EXPECT_EQ(written["public_key"], common::ReadCertificate(tmp.Join("other"), false)->public_key);
+
+  RunOutput nowhere = RunLbctl({"keygen", tmp.Join("missing-dir/k")});
+  EXPECT_EQ(nowhere.code, kExitUsage);
+  EXPECT_NE(nowhere.err.find("cannot create"), std::string::npos) << nowhere.err;
 }
 
 TEST(LbctlTest, ColourOnlyOnATerminalWithoutNoColorOrJson) {
@@ -567,12 +695,26 @@ class FakeAgent {
  public:
   using Handler = std::function<std::optional<std::string>(const proto::Request&)>;
 
-  explicit FakeAgent(Handler handler)
+  // With `curve`, a CURVE server with that certificate, accepting the keys listed in the file
+  // `allow_list` (a real ZapHandler on the fake's context).
+  struct Curve {
+    common::CurveCertificate own;
+    std::string allow_list;
+  };
+  explicit FakeAgent(Handler handler, std::optional<Curve> curve = std::nullopt)
       : handler_(std::move(handler)), socket_(context_, zmq::socket_type::router) {
     char dir[] = "/tmp/lbctl-unit.XXXXXX";
     dir_ = mkdtemp(dir);
     endpoint_ = "ipc://" + dir_ + "/cmd.sock";
     socket_.set(zmq::sockopt::linger, 0);
+    if (curve) {
+      auto zap = common::ZapHandler::Start(context_, curve->allow_list, nullptr);
+      EXPECT_TRUE(zap.ok()) << zap.status().ToString();
+      if (zap.ok()) {
+        zap_ = std::move(*zap);
+        common::MakeCurveServer(socket_, curve->own, *zap_, "test");
+      }
+    }
     socket_.bind(endpoint_);
     thread_ = std::thread([this] { Serve(); });
   }
@@ -580,9 +722,11 @@ class FakeAgent {
     stop_ = true;
     thread_.join();
     socket_.close();
+    zap_.reset();
     std::filesystem::remove_all(dir_);
   }
   const std::string& endpoint() const { return endpoint_; }
+  const common::ZapHandler* zap() const { return zap_.get(); }
   proto::Request last_request() {
     std::lock_guard lock(mutex_);
     return last_;
@@ -615,6 +759,7 @@ class FakeAgent {
 
   Handler handler_;
   zmq::context_t context_;
+  std::unique_ptr<common::ZapHandler> zap_;  // started before socket_ binds
   zmq::socket_t socket_;
   std::string dir_;
   std::string endpoint_;
@@ -708,7 +853,205 @@ TEST(LbctlTest, RunExitsThreeWhenTheAgentDoesNotAnswer) {
   EXPECT_EQ(nobody.code, kExitUnreachable);
   EXPECT_EQ(nobody.err,
             "lbctl: no answer from ipc:///nonexistent/lbctl/cmd.sock within 0.2 s (is lb-agent "
-            "running? is that its command_endpoint?)\n");
+            "running? is that its command_endpoint? if the agent uses CURVE, pass --curve-key and "
+            "--server-key)\n");
+}
+
+// ---- CURVE ----
+
+// Key files in a temp dir: the agent's pair, lbctl's pair (in the allow-list), a stranger's pair
+// (not in it), and the allow-list.
+struct CurveKeyFiles {
+  test_util::TempDir dir;
+  common::CurveCertificate agent, client, stranger;
+  std::string agent_public, client_secret, stranger_secret, allow_list;
+
+  CurveKeyFiles() {
+    auto write = [&](const std::string& name, common::CurveCertificate* cert) {
+      *cert = *common::GenerateCertificate();
+      const proto::Status written = common::WriteCertificate(dir.Join(name), *cert, "lbctl_test");
+      EXPECT_TRUE(written.ok()) << written.ToString();
+    };
+    write("agent", &agent);
+    write("client", &client);
+    write("stranger", &stranger);
+    agent_public = dir.Join("agent");
+    client_secret = dir.Join("client_secret");
+    stranger_secret = dir.Join("stranger_secret");
+    allow_list = dir.Join("clients");
+    test_util::WriteFile(allow_list, client.public_key + " lbctl\n");
+  }
+  FakeAgent::Curve Server() const { return {agent, allow_list}; }
+};
+
+TEST(LbctlTest, RunTalksCurveWithAnAllowedKey) {
+  CurveKeyFiles keys;
+  FakeAgent agent(Answer({{"pong", true}}), keys.Server());
+  RunOutput flags = RunLbctl({"--agent", agent.endpoint(), "--curve-key", keys.client_secret,
+                              "--server-key", keys.agent_public, "--timeout", "10", "ping"});
+  EXPECT_EQ(flags.code, kExitOk) << flags.err;
+  EXPECT_EQ(agent.last_request().cmd, "ping");
+
+  Environment env;
+  env.curve_key = keys.client_secret;
+  env.server_key = keys.agent_public;
+  RunOutput from_env = RunLbctl({"--agent", agent.endpoint(), "--timeout", "10", "info"}, env);
+  EXPECT_EQ(from_env.code, kExitOk) << from_env.err;
+  EXPECT_EQ(agent.last_request().cmd, "info");
+  EXPECT_EQ(agent.zap()->accepted(), 2u);
+  EXPECT_EQ(agent.zap()->refused(), 0u);
+}
+
+TEST(LbctlTest, RunExitsThreeAtOnceWhenTheAgentRefusesTheKey) {
+  CurveKeyFiles keys;
+  FakeAgent agent(Answer({{"pong", true}}), keys.Server());
+  const auto start = std::chrono::steady_clock::now();
+  RunOutput refused = RunLbctl({"--agent", agent.endpoint(), "--curve-key", keys.stranger_secret,
+                                "--server-key", keys.agent_public, "--timeout", "20", "ping"});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10))
+      << "the ZAP handler's 400 is final: no need to wait for --timeout";
+  EXPECT_EQ(refused.code, kExitUnreachable);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_EQ(refused.err, "lbctl: the agent at " + agent.endpoint() + " refused lbctl's CURVE key " +
+                             keys.stranger.public_key +
+                             " (ZAP status 400): add that public key to its curve_clients, or "
+                             "give a key that is there (--curve-key)\n");
+  EXPECT_GE(agent.zap()->refused(), 1u);
+  EXPECT_EQ(agent.last_request().cmd, "") << "no request got through";
+}
+
+TEST(LbctlTest, RunNamesAFailingHandshakeWhenNoAnswerComes) {
+  CurveKeyFiles keys;
+  FakeAgent curve_agent(Answer({{"pong", true}}), keys.Server());
+  // Plaintext lbctl, CURVE agent.
+  RunOutput plaintext = RunLbctl({"--agent", curve_agent.endpoint(), "--timeout", "0.5", "ping"});
+  EXPECT_EQ(plaintext.code, kExitUnreachable);
+  // Either side may notice the mismatch first: lbctl (a protocol error) or the agent (which
+  // closes the connection).
+  EXPECT_EQ(plaintext.err.rfind(
+                "lbctl: no answer from " + curve_agent.endpoint() + " within 0.5 s: the agent ", 0),
+            0u)
+      << plaintext.err;
+  EXPECT_NE(
+      plaintext.err.find("pass --curve-key (lbctl's secret certificate, whose public key is in its "
+                         "curve_clients) and --server-key (its public certificate)"),
+      std::string::npos)
+      << plaintext.err;
+  // The right client key, the wrong server key (the stranger's).
+  RunOutput wrong_server =
+      RunLbctl({"--agent", curve_agent.endpoint(), "--curve-key", keys.client_secret,
+                "--server-key", keys.dir.Join("stranger"), "--timeout", "0.5", "ping"});
+  EXPECT_EQ(wrong_server.code, kExitUnreachable);
+  EXPECT_NE(wrong_server.err.find("CURVE on one side only, or --server-key is not its public "
+                                  "certificate (lbctl's key: " +
+                                  keys.client.public_key + ")"),
+            std::string::npos)
+      << wrong_server.err;
+  // CURVE lbctl, plaintext agent.
+  FakeAgent plain_agent(Answer({{"pong", true}}));
+  RunOutput curve_only_here =
+      RunLbctl({"--agent", plain_agent.endpoint(), "--curve-key", keys.client_secret,
+                "--server-key", keys.agent_public, "--timeout", "0.5", "ping"});
+  EXPECT_EQ(curve_only_here.code, kExitUnreachable);
+  EXPECT_TRUE(curve_only_here.err.find("CURVE on one side only") != std::string::npos ||
+              curve_only_here.err.find("does not use CURVE: drop --curve-key/--server-key") !=
+                  std::string::npos)
+      << curve_only_here.err;
+  EXPECT_EQ(curve_agent.last_request().cmd, "");
+  EXPECT_EQ(plain_agent.last_request().cmd, "");
+}
+
+TEST(LbctlTest, RunRefusesUnusableKeyFilesAsUsageErrors) {
+  CurveKeyFiles keys;
+  FakeAgent agent(Answer({{"pong", true}}), keys.Server());
+  struct Case {
+    std::string curve_key, server_key, message;
+  };
+  const std::vector<Case> cases = {
+      {keys.dir.Join("nonexistent_secret"), keys.agent_public, "nonexistent_secret: cannot read"},
+      {keys.dir.Join("client"), keys.agent_public,
+       "no secret-key line: this is a public certificate; give the _secret file"},
+      {keys.client_secret, keys.allow_list, "no public-key line"},
+  };
+  for (const Case& c : cases) {
+    for (const char* command : {"ping", "watch"}) {
+      RunOutput r = RunLbctl({"--agent", agent.endpoint(), "--events", agent.endpoint(), command,
+                              "--curve-key", c.curve_key, "--server-key", c.server_key});
+      EXPECT_EQ(r.code, kExitUsage) << command << " " << c.curve_key << "\n" << r.err;
+      EXPECT_EQ(r.err.rfind("lbctl: CURVE keys (--curve-key/--server-key): ", 0), 0u) << r.err;
+      EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    }
+  }
+  // A secret certificate readable by everyone is refused too.
+  std::filesystem::permissions(keys.client_secret, std::filesystem::perms::others_read,
+                               std::filesystem::perm_options::add);
+  RunOutput open_secret = RunLbctl({"--agent", agent.endpoint(), "ping", "--curve-key",
+                                    keys.client_secret, "--server-key", keys.agent_public});
+  EXPECT_EQ(open_secret.code, kExitUsage);
+  EXPECT_NE(open_secret.err.find("chmod 600"), std::string::npos) << open_secret.err;
+  EXPECT_EQ(agent.zap()->accepted() + agent.zap()->refused(), 0u) << "no connection was tried";
+}
+
+// A CURVE PUB socket publishing heartbeats every 20 ms on ipc://, like the agent's event socket.
+class FakeCurvePublisher {
+ public:
+  FakeCurvePublisher(const FakeAgent::Curve& curve, const std::string& dir)
+      : endpoint_("ipc://" + dir + "/events.sock") {
+    auto zap = common::ZapHandler::Start(context_, curve.allow_list, nullptr);
+    EXPECT_TRUE(zap.ok()) << zap.status().ToString();
+    zap_ = std::move(*zap);
+    thread_ = std::thread([this, own = curve.own] {
+      zmq::socket_t pub(context_, zmq::socket_type::pub);
+      pub.set(zmq::sockopt::linger, 0);
+      common::MakeCurveServer(pub, own, *zap_, "events");
+      pub.bind(endpoint_);
+      for (uint64_t seq = 1; !stop_; ++seq) {
+        const std::string body = proto::EncodeMsgpack(
+            json{{"type", "heartbeat"}, {"seq", seq}, {"topic_seq", seq}, {"ts_ms", kTs}});
+        pub.send(zmq::buffer(std::string("heartbeat")), zmq::send_flags::sndmore);
+        pub.send(zmq::buffer(body), zmq::send_flags::none);
+        std::this_thread::sleep_for(milliseconds(20));
+      }
+    });
+  }
+  ~FakeCurvePublisher() {
+    stop_ = true;
+    thread_.join();
+    zap_.reset();
+  }
+  const std::string& endpoint() const { return endpoint_; }
+  const common::ZapHandler& zap() const { return *zap_; }
+
+ private:
+  const std::string endpoint_;
+  zmq::context_t context_;
+  std::unique_ptr<common::ZapHandler> zap_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST(LbctlTest, WatchSubscribesWithCurveAndStopsWhenTheKeyIsRefused) {
+  CurveKeyFiles keys;
+  FakeCurvePublisher events(keys.Server(), keys.dir.path());
+  RunOutput allowed =
+      RunLbctl({"watch", "--events", events.endpoint(), "--curve-key", keys.client_secret,
+                "--server-key", keys.agent_public, "--count", "2", "--for", "20"});
+  EXPECT_EQ(allowed.code, kExitOk) << allowed.err;
+  EXPECT_EQ(Lines(allowed.out).size(), 2u) << allowed.out;
+  EXPECT_NE(allowed.out.find("heartbeat"), std::string::npos) << allowed.out;
+
+  const auto start = std::chrono::steady_clock::now();
+  RunOutput refused =
+      RunLbctl({"watch", "--events", events.endpoint(), "--curve-key", keys.stranger_secret,
+                "--server-key", keys.agent_public, "--for", "20"});
+  EXPECT_EQ(refused.code, kExitUnreachable);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_NE(refused.err.find("refused lbctl's CURVE key " + keys.stranger.public_key),
+            std::string::npos)
+      << refused.err;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10))
+      << "a refusal ends the watch, not --for";
+  EXPECT_GE(events.zap().refused(), 1u);
 }
 
 }  // namespace
