@@ -27,6 +27,9 @@ class BridgeTest : public ::testing::Test {
     httplib::Client client("127.0.0.1", agent_.bridge_port());
     client.set_connection_timeout(2, 0);
     client.set_read_timeout(30, 0);
+    // httplib sends a Content-Type (text/plain at least), so a reload needs X-Requested-With
+    // (the bridge's cross-site rule, bridge/src/security.h).
+    client.set_default_headers({{"X-Requested-With", "bridge_test"}});
     return client;
   }
 
