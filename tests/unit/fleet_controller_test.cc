@@ -8,7 +8,8 @@
 //   - the real FleetController on ipc:// sockets in a temp dir, with FakeFleetAgents (a DEALER
 //     and a SUB socket each, speaking the agent's side of the protocol) and lb::cli::Run for
 //     `fleet push` and `fleet agents`. PUB drops what is published before a subscription reaches
-//     it, so every fake agent waits for a beacon before a test pushes anything.
+//     it, so every fake agent waits for a beacon before a test pushes anything. With CURVE, the
+//     controller runs a real ZapHandler and the fake agents are CURVE clients.
 #include "fleet_controller.h"
 
 #include <gtest/gtest.h>
@@ -33,6 +34,7 @@
 #include "fleet_protocol.h"
 #include "fleet_rollout.h"
 #include "fleet_state_file.h"
+#include "lb/common/curve.h"
 #include "lb/proto/codec.h"
 #include "lbctl.h"
 #include "test_util.h"
@@ -619,6 +621,25 @@ TEST(FleetCommandLineTest, ParsesTheFleetCommands) {
   auto agents = ParseCommandLine({"fleet", "agents", "--control", "ipc:///c"}, {});
   ASSERT_TRUE(agents.ok());
   EXPECT_EQ(agents->command, Command::kFleetAgents);
+
+  auto curve = ParseCommandLine({"fleet", "serve", "--pub", "tcp://10.0.0.1:7001", "--router",
+                                 "tcp://10.0.0.1:7002", "--control", "ipc:///c", "--state-dir",
+                                 "/s", "--curve-key", "ctl_secret", "--clients", "/etc/agents"},
+                                {});
+  ASSERT_TRUE(curve.ok()) << curve.status().ToString();
+  EXPECT_EQ(curve->curve_key, "ctl_secret");
+  EXPECT_EQ(curve->fleet.clients, "/etc/agents");
+  EXPECT_FALSE(curve->fleet.allow_insecure);
+  Environment env_keys;  // lbctl's keys towards agents are not the controller's
+  env_keys.curve_key = "lbctl_secret";
+  env_keys.server_key = "agent.pub";
+  auto insecure = ParseCommandLine(
+      {"fleet", "serve", "--pub", "tcp://10.0.0.1:7001", "--router", "tcp://10.0.0.1:7002",
+       "--control", "ipc:///c", "--state-dir", "/s", "--allow-insecure"},
+      env_keys);
+  ASSERT_TRUE(insecure.ok()) << insecure.status().ToString();
+  EXPECT_TRUE(insecure->fleet.allow_insecure);
+  EXPECT_EQ(insecure->curve_key, "");
   // --agent keeps its meaning elsewhere.
   auto ping = ParseCommandLine({"--agent", "tcp://10.0.0.2:5555", "ping"}, {});
   ASSERT_TRUE(ping.ok());
@@ -656,6 +677,16 @@ TEST(FleetCommandLineTest, BadFleetUsageExitsTwo) {
       {{"fleet", "agents"}, "fleet agents needs --control ENDPOINT"},
       {{"status", "--control", "ipc:///c"}, "--control is an option of fleet serve, push and"},
       {{"ping", "--all"}, "--all is an option of fleet push only"},
+      {with(serve, {"--state-dir", "/s", "--curve-key", "k"}),
+       "fleet serve --curve-key needs --clients FILE|DIR"},
+      {with(serve, {"--state-dir", "/s", "--clients", "d"}),
+       "fleet serve --clients needs --curve-key FILE"},
+      {with(serve, {"--state-dir", "/s", "--curve-key", "k", "--clients", "d", "--allow-insecure"}),
+       "--allow-insecure is for serving without CURVE"},
+      {with(serve, {"--state-dir", "/s", "--server-key", "k"}),
+       "--server-key is an option of the commands that talk to the agent only"},
+      {with(push, {"--all", "--clients", "d"}), "--clients is an option of fleet serve only"},
+      {{"ping", "--allow-insecure"}, "--allow-insecure is an option of fleet serve only"},
   };
   for (const Case& c : cases) {
     std::string joined;
@@ -667,7 +698,8 @@ TEST(FleetCommandLineTest, BadFleetUsageExitsTwo) {
   RunOutput help = RunLbctl({"fleet", "help"});
   EXPECT_EQ(help.code, kExitOk);
   for (const char* part :
-       {"fleet serve --pub ENDPOINT", "fleet push FILE", "--canary N", "--batch K",
+       {"fleet serve --pub ENDPOINT", "--curve-key FILE --clients FILE|DIR", "--allow-insecure",
+        "--control must be local", "fleet push FILE", "--canary N", "--batch K",
         "--stop-on-failure", "fleet agents", "4  fleet push", "5  fleet push"}) {
     EXPECT_NE(help.out.find(part), std::string::npos) << part;
   }
@@ -678,13 +710,15 @@ TEST(FleetCommandLineTest, BadFleetUsageExitsTwo) {
 // lbctl fleet serve on ipc:// sockets in `dir`, served by its own thread.
 class RunningController {
  public:
-  explicit RunningController(const std::string& dir, const std::string& id = "ctl-1") {
+  explicit RunningController(const std::string& dir, const std::string& id = "ctl-1",
+                             const std::function<void(ServeOptions&)>& adjust = nullptr) {
     options_.pub_endpoint = "ipc://" + dir + "/pub";
     options_.router_endpoint = "ipc://" + dir + "/router";
     options_.control_endpoint = "ipc://" + dir + "/control";
     options_.state_dir = dir + "/state";
     options_.id = id;
     options_.beacon_interval = milliseconds(50);
+    if (adjust) adjust(options_);
     controller_ = std::make_unique<FleetController>(context_, options_, log_);
     const proto::Status open = controller_->Open();
     EXPECT_TRUE(open.ok()) << open.ToString();
@@ -709,7 +743,7 @@ class RunningController {
  private:
   ServeOptions options_;
   zmq::context_t context_;
-  std::ostringstream log_;  // written by the serving thread only, read after Stop()
+  std::ostringstream log_;  // written by the serving and ZAP threads, read after Stop()
   std::unique_ptr<FleetController> controller_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -733,11 +767,16 @@ class FakeFleetAgent {
     std::vector<std::string> via;  // "pub" or "router", for each of them
   };
 
+  // With `keys`, both sockets are CURVE clients of the controller.
   FakeFleetAgent(
       const ServeOptions& controller, std::string id, std::vector<std::string> groups,
       uint64_t applied_version = 0,
-      Decide decide = [](const json&) { return std::string("applied"); })
-      : id_(std::move(id)), groups_(std::move(groups)), decide_(std::move(decide)) {
+      Decide decide = [](const json&) { return std::string("applied"); },
+      std::optional<common::CurveClientKeys> keys = std::nullopt)
+      : id_(std::move(id)),
+        groups_(std::move(groups)),
+        decide_(std::move(decide)),
+        keys_(std::move(keys)) {
     seen_.applied_version = applied_version;
     thread_ = std::thread([this, controller] { Serve(controller); });
   }
@@ -763,6 +802,10 @@ class FakeFleetAgent {
     sub.set(zmq::sockopt::linger, 0);
     dealer.set(zmq::sockopt::linger, 0);
     dealer.set(zmq::sockopt::routing_id, id_);
+    if (keys_) {
+      common::MakeCurveClient(sub, keys_->own, keys_->server_public_key);
+      common::MakeCurveClient(dealer, keys_->own, keys_->server_public_key);
+    }
     for (const std::string& topic : Topics()) sub.set(zmq::sockopt::subscribe, topic);
     sub.connect(controller.pub_endpoint);
     dealer.connect(controller.router_endpoint);
@@ -840,6 +883,7 @@ class FakeFleetAgent {
   const std::string id_;
   const std::vector<std::string> groups_;
   const Decide decide_;
+  const std::optional<common::CurveClientKeys> keys_;
   zmq::context_t context_;
   std::mutex mutex_;
   std::condition_variable changed_;
@@ -1020,6 +1064,178 @@ TEST(FleetServeTest, PendingAgentsRefusalsAndAnAbsentControllerHaveTheirExitCode
   EXPECT_EQ(unreachable.code, kExitUnreachable);
   EXPECT_NE(unreachable.err.find("is lbctl fleet serve running?"), std::string::npos)
       << unreachable.err;
+}
+
+// ---- security: CURVE on PUB/ROUTER, local-only endpoints without it ----
+
+// Opens a FleetController with `adjust`ed options on ipc:// in `dir`; its status and log.
+std::pair<proto::Status, std::string> OpenController(
+    const std::string& dir, const std::function<void(ServeOptions&)>& adjust) {
+  ServeOptions options;
+  options.pub_endpoint = "ipc://" + dir + "/pub";
+  options.router_endpoint = "ipc://" + dir + "/router";
+  options.control_endpoint = "ipc://" + dir + "/control";
+  options.state_dir = dir + "/state";
+  options.id = "ctl-1";
+  adjust(options);
+  zmq::context_t context;
+  std::ostringstream log;
+  proto::Status status;
+  {
+    FleetController controller(context, options, log);
+    status = controller.Open();
+  }
+  return {status, log.str()};
+}
+
+TEST(FleetServeTest, OpenRefusesUnauthenticatedEndpointsOtherHostsCouldReach) {
+  TempDir tmp;
+  // The control socket has no authentication at all: local only, whatever else is set.
+  auto [control, control_log] =
+      OpenController(tmp.path(), [](ServeOptions& o) { o.control_endpoint = "tcp://0.0.0.0:0"; });
+  EXPECT_EQ(control.code(), proto::ErrorCode::kBadRequest);
+  EXPECT_NE(control.message().find("refusing to bind the control socket on \"tcp://0.0.0.0:0\": "
+                                   "it has no authentication"),
+            std::string::npos)
+      << control.message();
+  auto [insecure_control, log2] = OpenController(tmp.path(), [](ServeOptions& o) {
+    o.control_endpoint = "tcp://*:0";
+    o.allow_insecure = true;
+  });
+  EXPECT_EQ(insecure_control.code(), proto::ErrorCode::kBadRequest) << "not even with the flag";
+
+  // PUB and ROUTER: without CURVE, only loopback or ipc://, unless allow_insecure.
+  for (const char* which : {"pub", "router"}) {
+    auto [refused, log] = OpenController(tmp.path(), [&](ServeOptions& o) {
+      (std::string(which) == "pub" ? o.pub_endpoint : o.router_endpoint) = "tcp://0.0.0.0:0";
+    });
+    EXPECT_EQ(refused.code(), proto::ErrorCode::kBadRequest) << which;
+    EXPECT_NE(refused.message().find("refusing to bind the " + std::string(which) +
+                                     " socket on \"tcp://0.0.0.0:0\" without CURVE"),
+              std::string::npos)
+        << refused.message();
+    EXPECT_NE(refused.message().find("--allow-insecure"), std::string::npos);
+  }
+  auto [allowed, warned] = OpenController(tmp.path(), [](ServeOptions& o) {
+    o.router_endpoint = "tcp://0.0.0.0:0";
+    o.allow_insecure = true;
+  });
+  EXPECT_TRUE(allowed.ok()) << allowed.ToString();
+  EXPECT_NE(warned.find("WARNING: the router socket tcp://0.0.0.0:0 is reachable from other hosts "
+                        "WITHOUT authentication"),
+            std::string::npos)
+      << warned;
+  auto [loopback, quiet] = OpenController(tmp.path(), [](ServeOptions& o) {
+    o.pub_endpoint = "tcp://127.0.0.1:0";
+    o.router_endpoint = "tcp://127.0.0.1:0";
+    o.control_endpoint = "tcp://127.0.0.1:0";
+  });
+  EXPECT_TRUE(loopback.ok()) << loopback.ToString();
+  EXPECT_EQ(quiet.find("WARNING"), std::string::npos) << quiet;
+  EXPECT_NE(quiet.find("CURVE off"), std::string::npos) << quiet;
+
+  // CURVE needs a usable certificate and allow-list.
+  auto cert = common::GenerateCertificate();
+  ASSERT_TRUE(cert.ok());
+  ASSERT_TRUE(common::WriteCertificate(tmp.Join("ctl"), *cert, "test").ok());
+  test_util::WriteFile(tmp.Join("clients"), "not a key\n");
+  auto [bad_list, log3] = OpenController(tmp.path(), [&](ServeOptions& o) {
+    o.curve_key = tmp.Join("ctl_secret");
+    o.clients = tmp.Join("clients");
+  });
+  EXPECT_EQ(bad_list.code(), proto::ErrorCode::kBadRequest);
+  EXPECT_EQ(bad_list.message().rfind("--clients: ", 0), 0u) << bad_list.message();
+  auto [public_only, log4] = OpenController(tmp.path(), [&](ServeOptions& o) {
+    o.curve_key = tmp.Join("ctl");
+    o.clients = tmp.Join("clients");
+  });
+  EXPECT_EQ(public_only.code(), proto::ErrorCode::kBadRequest);
+  EXPECT_NE(public_only.message().find("--curve-key: "), std::string::npos);
+  auto [half, log5] =
+      OpenController(tmp.path(), [&](ServeOptions& o) { o.curve_key = tmp.Join("ctl_secret"); });
+  EXPECT_EQ(half.code(), proto::ErrorCode::kBadRequest);
+  // With CURVE, any endpoint: the allow-list decides who gets in.
+  test_util::WriteFile(tmp.Join("clients"), "");
+  auto [curve, curve_log] = OpenController(tmp.path(), [&](ServeOptions& o) {
+    o.curve_key = tmp.Join("ctl_secret");
+    o.clients = tmp.Join("clients");
+    o.pub_endpoint = "tcp://0.0.0.0:0";
+    o.router_endpoint = "tcp://0.0.0.0:0";
+  });
+  EXPECT_TRUE(curve.ok()) << curve.ToString();
+  EXPECT_NE(curve_log.find("CURVE on (public key " + cert->public_key), std::string::npos)
+      << curve_log;
+}
+
+TEST(FleetServeTest, CurveServesOnlyListedAgentsPinnedToThisController) {
+  TempDir tmp;
+  auto make = [&](const std::string& name) {
+    auto cert = common::GenerateCertificate();
+    EXPECT_TRUE(cert.ok());
+    EXPECT_TRUE(common::WriteCertificate(tmp.Join(name), *cert, "test").ok());
+    return *cert;
+  };
+  const common::CurveCertificate ctl = make("ctl");
+  const common::CurveCertificate impostor_ctl = make("impostor-ctl");
+  const common::CurveCertificate a1_key = make("a1");
+  const common::CurveCertificate a2_key = make("a2");
+  const common::CurveCertificate stranger_key = make("stranger");
+  test_util::WriteFile(tmp.Join("clients"),
+                       a1_key.public_key + " a1\n" + a2_key.public_key + " a2\n");
+  RunningController controller(tmp.path(), "ctl-1", [&](ServeOptions& o) {
+    o.curve_key = tmp.Join("ctl_secret");
+    o.clients = tmp.Join("clients");
+  });
+  const std::string control = controller.options().control_endpoint;
+  auto keys = [](const common::CurveCertificate& own, const std::string& server) {
+    return common::CurveClientKeys{own, server};
+  };
+  auto applied = [](const json&) { return std::string("applied"); };
+  FakeFleetAgent a1(controller.options(), "a1", {"web"}, 0, applied, keys(a1_key, ctl.public_key));
+  // Listed, but pinned to another controller's key: it must not follow this one.
+  FakeFleetAgent a2(controller.options(), "a2", {"web"}, 0, applied,
+                    keys(a2_key, impostor_ctl.public_key));
+  // Pinned to this controller, but not listed.
+  FakeFleetAgent stranger(controller.options(), "stranger", {"web"}, 0, applied,
+                          keys(stranger_key, ctl.public_key));
+  // Plaintext.
+  FakeFleetAgent plain(controller.options(), "plain", {"web"});
+  ASSERT_TRUE(a1.WaitFor([](const auto& s) { return s.uptodates > 0 && s.beacons > 0; }));
+
+  RunOutput push =
+      RunLbctl({"fleet", "push", "-", "--group", "web", "--control", control, "--timeout", "10"},
+               "frontend web\n");
+  EXPECT_EQ(push.code, kExitOk) << push.err << push.out;
+  EXPECT_NE(push.err.find("1 known agent match"), std::string::npos) << push.err;
+  ASSERT_TRUE(a1.WaitFor([](const auto& s) { return s.processed.size() == 1; }));
+  // Wait for 10 more beacons at a1 (50 ms apart): the others had as long to hear anything.
+  const int beacons = a1.seen().beacons;
+  ASSERT_TRUE(a1.WaitFor([&](const auto& s) { return s.beacons >= beacons + 10; }));
+  for (FakeFleetAgent* outsider : {&a2, &stranger, &plain}) {
+    const FakeFleetAgent::Seen seen = outsider->seen();
+    EXPECT_EQ(seen.beacons, 0);
+    EXPECT_EQ(seen.uptodates, 0);
+    EXPECT_TRUE(seen.processed.empty());
+  }
+
+  RunOutput agents = RunLbctl({"fleet", "agents", "--control", control, "--json"});
+  ASSERT_EQ(agents.code, kExitOk) << agents.err;
+  json listed = json::parse(agents.out);
+  ASSERT_EQ(listed["agents"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["agents"][0]["agent"], "a1");
+  EXPECT_EQ(listed["agents"][0]["curve_key"], a1_key.public_key);
+  RunOutput table = RunLbctl({"fleet", "agents", "--control", control});
+  EXPECT_NE(table.out.find("CURVE KEY"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find(a1_key.public_key), std::string::npos) << table.out;
+
+  const std::string log = controller.Stop();
+  EXPECT_NE(log.find("refused a CURVE client"), std::string::npos) << log;
+  EXPECT_NE(log.find("key " + stranger_key.public_key + " is not in the allow-list"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("hello from stranger"), std::string::npos) << log;
+  EXPECT_EQ(log.find("hello from plain"), std::string::npos) << log;
+  EXPECT_EQ(log.find("hello from a2"), std::string::npos) << log;
 }
 
 }  // namespace
