@@ -4,14 +4,17 @@
 // and the work: DecodeRequest with the agent's limits, the error or ok reply encoded with the
 // caller's id, and the argument parsing of every command (ReloadRequestFromArgs for reload and
 // validate, StringArg for status). Also DecodeReply (what the bridge and lbctl do with the
-// agent's answer) and a round-trip property: whatever decodes re-encodes to a frame that
-// decodes to the same value.
+// agent's answer), the fleet client's reading of a controller message (DecodeMsgpack then
+// ParseFleetMessage, and a push's args as a reload) and a round-trip property: whatever decodes
+// re-encodes to a frame that decodes to the same value.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <variant>
 
+#include "fleet_state.h"
 #include "lb/common/settings.h"
 #include "lb/proto/codec.h"
 #include "reload_pipeline.h"
@@ -54,6 +57,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto value = lb::proto::DecodeMsgpack(frame, limits);
   if (value.ok()) {
+    auto message = lb::agent::ParseFleetMessage(*value);
+    if (message.ok()) {
+      if (auto* push = std::get_if<lb::agent::FleetPush>(&*message)) {
+        (void)push->target.ToString();
+        if (push->args.is_object()) (void)lb::agent::ReloadRequestFromArgs(push->args);
+      }
+    }
     // Compared as encodings, not as JSON values: NaN != NaN.
     const std::string encoded = lb::proto::EncodeMsgpack(*value);
     auto again = lb::proto::DecodeMsgpack(encoded, limits);

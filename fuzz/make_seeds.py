@@ -173,6 +173,50 @@ def bridge_bodies():
     write("bridge_body", "multipart_no_config", "multipart/form-data; boundary=x\nfile\0abc")
 
 
+def haproxy_configs():
+    write("haproxy_config", "demo.cfg", HAPROXY_CFG)
+    write("haproxy_config", "service.cfg",
+          "global\n    daemon\n    chroot /var/lib/haproxy\n    user haproxy\n    group haproxy\n"
+          "    pidfile /run/haproxy.pid\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n"
+          "    server-state-base /var/lib/haproxy\n    server-state-file state\n\n"
+          "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 1m\n"
+          "    timeout server 1m\n\nlisten db\n    bind :3306\n"
+          "    server-template db 3 10.0.0.1:3306 check\n")
+    write("haproxy_config", "code_directives.cfg",
+          "global\n    lua-load /etc/haproxy/x.lua\n    \"lua\"-load-per-thread 'a b.lua'\n"
+          "    insecure-fork-wanted\n    setenv LD_PRELOAD /tmp/x.so\n"
+          "    \"${CMD}\" arg # comment \\# not\n\n"
+          "backend scaling_nodes\n    option external-check\n"
+          "    external-check command /bin/true\n    server a 127.0.0.1:80 check\n\n"
+          "program logger\n    command /usr/bin/logger -t haproxy\n")
+    write("haproxy_config", "escapes.cfg",
+          "frontend f\r\n    bind 127.0.0.1:80\n    http-request set-header X \"a\\x41\\ b\\t\"\n"
+          "    default_backend\n.if defined(X)\n  lua-load x\n.endif\n")
+
+
+def bridge_access():
+    token = "3f9a1c0be5d24e7f8a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f"
+    other = "ops-team-token-0123456789"
+    tokens = f"# lb-bridge tokens (one per line)\n{token}\n  {other}  \r\n\n"
+    write("bridge_access", "token_reload",
+          f"{tokens}\0POST /reload\nAuthorization: Bearer {token}\nContent-Type: text/plain\n")
+    write("bridge_access", "token_wrong",
+          f"{tokens}\0POST /reloadHaproxy\nAuthorization: bearer  {token[:-1]}x \n")
+    write("bridge_access", "healthz_no_token", f"{tokens}\0GET /healthz\n")
+    write("bridge_access", "events_no_token", f"{tokens}\0GET /events?topic=server/\n")
+    write("bridge_access", "form_post_cross_site",
+          "\0POST /reloadHaproxy\nOrigin: https://evil.example\n"
+          "Content-Type: application/x-www-form-urlencoded\nSec-Fetch-Site: cross-site\n")
+    write("bridge_access", "xhr", "\0POST /reload\nX-Requested-With: XMLHttpRequest\n"
+          "Content-Type: text/plain;charset=UTF-8\nOrigin: http://127.0.0.1:6666\n")
+    write("bridge_access", "python_requests",
+          "\0POST /reloadHaproxy\nUser-Agent: python-requests/2.28.1\nAccept: */*\n")
+    write("bridge_access", "json_type", "\0POST /reload\nContent-Type: application/json\n")
+    write("bridge_access", "get_backends_post", "\0POST /getBackends\nOrigin: https://x\n")
+    write("bridge_access", "short_token", "short\n\0GET /getBackends\n")
+    write("bridge_access", "token_with_space", "abcdefgh ijklmnopqrstu\n\0GET /healthz\n")
+
+
 def allow_lists():
     keys = [zmq.curve_keypair()[0].decode() for _ in range(3)]
     write("allow_list", "keys", f"# lbctl on ops-1\n{keys[0]} ops-1\n{keys[1]}\tbridge\n\n")
@@ -193,6 +237,8 @@ if __name__ == "__main__":
     command_frames()
     haproxy_answers()
     settings_files()
+    haproxy_configs()
     bridge_bodies()
+    bridge_access()
     allow_lists()
     print("seeds written to", CORPUS, file=sys.stderr)
