@@ -119,7 +119,7 @@ struct SecuritySettings {
   std::string bridge_curve_secret_key;
   std::string agent_public_key;
   // lb-bridge: a file of bearer tokens (one per line, '#' comments). Set: every request but
-  // GET /health needs "Authorization: Bearer <token>". Empty: no tokens; a reload then needs a
+  // GET /healthz needs "Authorization: Bearer <token>". Empty: no tokens; a reload then needs a
   // non-simple header (X-Requested-With or a JSON Content-Type) so a browser cannot be made to
   // send one cross-site.
   std::string bridge_tokens_file;
