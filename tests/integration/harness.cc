@@ -543,7 +543,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, milliseconds time
   return result;
 }
 
-FleetController::FleetController(Options options) : options_(std::move(options)) {
+FleetController::FleetController(Options options, std::vector<std::string> extra_args)
+    : options_(std::move(options)), extra_args_(std::move(extra_args)) {
   const std::string& d = options_.dir;
   if (options_.pub.empty()) options_.pub = "ipc://" + d + "/fleet-pub.sock";
   if (options_.router.empty()) options_.router = "ipc://" + d + "/fleet-router.sock";
@@ -563,12 +564,23 @@ std::string FleetController::Log() const { return ReadFile(options_.dir + "/cont
 void FleetController::Start() {
   std::ostringstream interval;
   interval << options_.beacon_interval_s;
-  process_ = std::make_unique<Process>(
-      std::vector<std::string>{options_.lbctl, "fleet", "serve", "--pub", options_.pub, "--router",
-                               options_.router, "--control", options_.control, "--state-dir",
-                               options_.state_dir, "--id", options_.id, "--beacon-interval",
-                               interval.str()},
-      options_.dir + "/controller.log");
+  std::vector<std::string> argv = {options_.lbctl,
+                                   "fleet",
+                                   "serve",
+                                   "--pub",
+                                   options_.pub,
+                                   "--router",
+                                   options_.router,
+                                   "--control",
+                                   options_.control,
+                                   "--state-dir",
+                                   options_.state_dir,
+                                   "--id",
+                                   options_.id,
+                                   "--beacon-interval",
+                                   interval.str()};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  process_ = std::make_unique<Process>(argv, options_.dir + "/controller.log");
   bool up = WaitFor(
       [this] {
         if (!process_->Running()) return true;

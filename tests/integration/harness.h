@@ -271,7 +271,9 @@ class FleetController {
     std::string id = "ctl-test";
     double beacon_interval_s = 0.2;
   };
-  explicit FleetController(Options options);
+  // `extra_args` go after the others on `lbctl fleet serve`'s command line, e.g. {"--curve-key",
+  // K, "--clients", DIR} or {"--allow-insecure"}.
+  explicit FleetController(Options options, std::vector<std::string> extra_args = {});
   ~FleetController();  // SIGTERM, then SIGKILL
 
   // Starts it and waits until `lbctl fleet agents` answers on the control endpoint. Fails the
@@ -296,6 +298,7 @@ class FleetController {
 
  private:
   Options options_;
+  std::vector<std::string> extra_args_;
   std::unique_ptr<Process> process_;
 };
 

@@ -1,6 +1,7 @@
 // lbctl, the real binary, against a real lb-agent and haproxy: what an operator or a script sees
 // (stdout, stderr, exit code) for status, reload, get-config, watch, an unreachable agent and bad
-// usage. lbctl runs as a child process with pipes, never through a shell.
+// usage, and CURVE (keygen, keys from flags or the environment, a refused key, the allow-list
+// edited live). lbctl runs as a child process with pipes, never through a shell.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -30,10 +32,11 @@ std::string LbctlBinary() { return LBCTL_BINARY; }
 
 // lbctl as a child process: stdin, stdout and stderr are pipes owned by the test. The
 // environment is the test's without LBCTL_* and NO_COLOR, so that nothing outside the test
-// changes what lbctl does.
+// changes what lbctl does, plus `env` ("NAME=value" entries).
 class Lbctl {
  public:
-  explicit Lbctl(std::vector<std::string> args, std::string stdin_text = "") {
+  explicit Lbctl(std::vector<std::string> args, std::string stdin_text = "",
+                 const std::vector<std::string>& env = {}) {
     args.insert(args.begin(), LbctlBinary());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -44,6 +47,7 @@ class Lbctl {
       if (entry.rfind("LBCTL_", 0) == 0 || entry.rfind("NO_COLOR=", 0) == 0) continue;
       env_strings.push_back(entry);
     }
+    env_strings.insert(env_strings.end(), env.begin(), env.end());
     std::vector<char*> envp;
     for (auto& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -181,9 +185,10 @@ struct Ran {
 };
 
 // Runs lbctl to completion.
-Ran RunLbctl(std::vector<std::string> args, std::string stdin_text = "") {
+Ran RunLbctl(std::vector<std::string> args, std::string stdin_text = "",
+             const std::vector<std::string>& env = {}) {
   const auto start = Clock::now();
-  Lbctl lbctl(std::move(args), std::move(stdin_text));
+  Lbctl lbctl(std::move(args), std::move(stdin_text), env);
   const int code = lbctl.Wait();
   return {code, lbctl.out(), lbctl.err(),
           std::chrono::duration_cast<milliseconds>(Clock::now() - start)};
@@ -383,7 +388,8 @@ TEST(LbctlTest, UnreachableAgentExitsThreeWithinTheTimeout) {
     EXPECT_EQ(r.code, 3) << endpoint << "\n" << Describe(r);
     EXPECT_EQ(r.out, "");
     EXPECT_EQ(r.err, "lbctl: no answer from " + endpoint +
-                         " within 1 s (is lb-agent running? is that its command_endpoint?)\n");
+                         " within 1 s (is lb-agent running? is that its command_endpoint? if the "
+                         "agent uses CURVE, pass --curve-key and --server-key)\n");
     EXPECT_GE(r.elapsed.count(), 900) << "waits for the agent as long as it was told";
     EXPECT_LT(r.elapsed.count(), 3000) << "and not much longer";
   }
@@ -480,6 +486,112 @@ TEST(LbctlTest, WatchCountStopsAfterThatManyEvents) {
   EXPECT_EQ(line->find("seq="), 25u) << "after a 24-character UTC timestamp: " << *line;
   EXPECT_EQ(watch.Wait(milliseconds(5000)), 0) << watch.err();
   EXPECT_EQ(Lines(watch.out()).size(), 1u) << watch.out();
+}
+
+// ---- CURVE ----
+
+// The public key in a certificate file written by `lbctl keygen` ("" when unreadable).
+std::string PublicKeyOf(const std::string& path) {
+  auto cert = common::ReadCertificate(path, /*need_secret=*/false);
+  EXPECT_TRUE(cert.ok()) << cert.status().ToString();
+  return cert.ok() ? cert->public_key : "";
+}
+
+TEST(LbctlTest, CurveKeygenKeysReachTheAgentOnceAllowListed) {
+  HttpBackend a("a");
+  AgentWithEvents setup;
+  AgentFixture& agent = setup.agent;
+  const CurveFiles files = WriteCurveFiles(agent.dir());
+  agent.SetSecurityKeys(files.SecurityKeys());
+  agent.SetClientKeys(files.client);  // the fixture's own calls
+  WriteFile(agent.config_path(), HaproxyConfig(FreePort(), {{"a", a.port()}}));
+
+  // Two operators' keys, made by lbctl: `ops` is allow-listed before the agent starts, `late`
+  // only later.
+  TempDir keys;
+  const std::string ops = keys.File("ops");
+  const std::string late = keys.File("late");
+  for (const std::string& path : {ops, late}) {
+    Ran keygen = RunLbctl({"keygen", path});
+    ASSERT_EQ(keygen.code, 0) << Describe(keygen);
+    EXPECT_NE(keygen.out.find("public key: " + PublicKeyOf(path)), std::string::npos) << keygen.out;
+  }
+  Ran again = RunLbctl({"keygen", ops});
+  EXPECT_EQ(again.code, 2) << Describe(again);
+  WriteFile(files.clients, ReadFile(files.clients) + PublicKeyOf(ops) + " ops\n");
+  agent.StartAgent();
+  ASSERT_TRUE(WaitFor([&] { return agent.ServerStatus("a") == "UP"; }, milliseconds(10000)));
+
+  const std::vector<std::string> with_ops = {"--curve-key", ops + "_secret", "--server-key",
+                                             files.agent_public};
+  auto args = [&](std::vector<std::string> keys_args, std::vector<std::string> command) {
+    std::vector<std::string> all = {"--agent", agent.endpoint(), "--timeout", "10"};
+    all.insert(all.end(), keys_args.begin(), keys_args.end());
+    all.insert(all.end(), command.begin(), command.end());
+    return all;
+  };
+  Ran status = RunLbctl(args(with_ops, {"status"}));
+  ASSERT_EQ(status.code, 0) << Describe(status);
+  EXPECT_EQ(status.err, "");
+  EXPECT_NE(status.out.find("backend scaling_nodes  UP  (1 server)"), std::string::npos)
+      << status.out;
+  // The same keys from the environment.
+  Ran from_env =
+      RunLbctl(args({}, {"info", "--json"}), "",
+               {"LBCTL_CURVE_KEY=" + ops + "_secret", "LBCTL_SERVER_KEY=" + files.agent_public});
+  ASSERT_EQ(from_env.code, 0) << Describe(from_env);
+  EXPECT_EQ(json::parse(from_env.out)["security"]["curve"], true) << from_env.out;
+  // A reload goes through CURVE too.
+  Ran reload =
+      RunLbctl(args(with_ops, {"reload", "-"}), HaproxyConfig(FreePort(), {{"a", a.port()}}));
+  EXPECT_EQ(reload.code, 0) << Describe(reload);
+
+  // A key the agent does not list: refused at once, with what to do.
+  const std::vector<std::string> with_late = {"--curve-key", late + "_secret", "--server-key",
+                                              files.agent_public};
+  Ran refused = RunLbctl(args(with_late, {"status"}));
+  EXPECT_EQ(refused.code, 3) << Describe(refused);
+  EXPECT_EQ(refused.out, "");
+  EXPECT_NE(refused.err.find("refused lbctl's CURVE key " + PublicKeyOf(late) +
+                             " (ZAP status 400): add that public key to its curve_clients"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_LT(refused.elapsed.count(), 5000) << "a refusal is final: no waiting for --timeout";
+  // Plaintext: no answer within --timeout, and the hint to pass keys.
+  Ran plaintext = RunLbctl({"--agent", agent.endpoint(), "--timeout", "2", "status"});
+  EXPECT_EQ(plaintext.code, 3) << Describe(plaintext);
+  EXPECT_EQ(plaintext.out, "");
+  EXPECT_NE(plaintext.err.find("pass --curve-key"), std::string::npos) << plaintext.err;
+  EXPECT_NE(plaintext.err.find("--server-key"), std::string::npos) << plaintext.err;
+  // lbctl's keys, but another agent's public key: no handshake.
+  Ran wrong_server = RunLbctl({"--agent", agent.endpoint(), "--timeout", "2", "--curve-key",
+                               ops + "_secret", "--server-key", files.stranger_public, "ping"});
+  EXPECT_EQ(wrong_server.code, 3) << Describe(wrong_server);
+  EXPECT_NE(wrong_server.err.find("--server-key is not its public certificate"), std::string::npos)
+      << wrong_server.err;
+  EXPECT_GE(agent.Ok("info")["security"]["clients_refused"].get<int>(), 1);
+
+  // The allow-list is edited while the agent runs: the refused key works within seconds.
+  const auto appended = Clock::now();
+  WriteFile(files.clients, ReadFile(files.clients) + PublicKeyOf(late) + " late\n");
+  Ran admitted{-1, "", "", milliseconds(0)};
+  const bool works = WaitFor(
+      [&] {
+        admitted = RunLbctl(args(with_late, {"status"}));
+        return admitted.code == 0;
+      },
+      milliseconds(10000));
+  EXPECT_TRUE(works) << Describe(admitted) << agent.AgentLog();
+  std::cerr << "[ figure ] a key appended to curve_clients was accepted after "
+            << std::chrono::duration_cast<milliseconds>(Clock::now() - appended).count() << " ms\n";
+  EXPECT_NE(admitted.out.find("backend scaling_nodes"), std::string::npos) << admitted.out;
+  EXPECT_TRUE(agent.AgentRunning()) << "no restart";
+
+  // watch with the keys hears the agent's heartbeats (one a second).
+  Ran watch = RunLbctl({"--events", setup.events, "watch", "heartbeat", "--count", "1", "--for",
+                        "20", "--curve-key", late + "_secret", "--server-key", files.agent_public});
+  EXPECT_EQ(watch.code, 0) << Describe(watch);
+  EXPECT_NE(watch.out.find("heartbeat"), std::string::npos) << watch.out;
 }
 
 }  // namespace
