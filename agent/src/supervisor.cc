@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "haproxy_parsers.h"
@@ -35,6 +36,49 @@ Result<ProcInfo> ShowProc(const common::HaproxySettings& s) {
   auto text = HaproxyCommand(s.master_socket, "show proc", o);
   if (!text.ok()) return text.status();
   return ParseShowProc(*text);
+}
+
+// The pid in `pid_file`, 0 when there is none.
+pid_t PidFromFile(const std::string& pid_file) {
+  std::ifstream in(pid_file);
+  long pid = 0;
+  if (!(in >> pid) || pid <= 1) return 0;
+  return static_cast<pid_t>(pid);
+}
+
+// True when `pid` is a live process started with `-f <config>` (a haproxy of this config, not
+// whatever process reused a stale pid).
+bool RunsConfig(pid_t pid, const std::string& config) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string arg;
+  bool after_f = false;
+  while (std::getline(in, arg, '\0')) {
+    if (after_f && arg == config) return true;
+    after_f = arg == "-f";
+  }
+  return false;
+}
+
+// The master that a previous agent left running, asked on its socket. A master that is
+// re-executing itself (the previous agent died during a reload) does not answer for a moment:
+// while the pid file names a live haproxy of this config, its socket is asked again until
+// reload_timeout rather than a second haproxy started next to it (SO_REUSEPORT would let both
+// bind the same addresses and serve side by side).
+Result<ProcInfo> FindRunningMaster(const common::HaproxySettings& s) {
+  auto proc = ShowProc(s);
+  if (proc.ok()) return proc;
+  const pid_t pid = PidFromFile(s.pid_file);
+  if (pid == 0 || !RunsConfig(pid, s.config_file_path)) return proc;
+  std::cerr << "lb-agent: haproxy master " << pid << " (" << s.pid_file
+            << ") runs but does not answer on " << s.master_socket << " yet ("
+            << proc.status().message() << "); waiting for it" << std::endl;
+  const auto deadline = Clock::now() + s.reload_timeout;
+  while (Clock::now() < deadline && RunsConfig(pid, s.config_file_path)) {
+    std::this_thread::sleep_for(milliseconds(50));
+    proc = ShowProc(s);
+    if (proc.ok()) return proc;
+  }
+  return proc;
 }
 
 }  // namespace
@@ -205,8 +249,8 @@ Status Supervisor::EnsureRunning() {
 
 Status Supervisor::Start() {
   {
+    auto proc = FindRunningMaster(settings_);
     std::lock_guard<std::mutex> lock(mu_);
-    auto proc = ShowProc(settings_);
     if (proc.ok() && proc->master.pid > 0 && kill(proc->master.pid, 0) == 0) {
       pid_ = proc->master.pid;
       own_child_ = false;

@@ -5,7 +5,9 @@
 // agent's stderr ("haproxy: ...") and keeps the last lines of for error messages. A monitor
 // thread restarts haproxy with exponential backoff (1 s .. 30 s) when it dies. An agent that is
 // killed leaves haproxy serving; at its next start it adopts the running master found on the
-// master socket instead of starting a second one. Stop() (clean agent exit) stops haproxy when
+// master socket instead of starting a second one (a master that is re-executing itself for a
+// reload answers a moment later: while the pid file names a live haproxy of the config, the
+// agent waits for it up to reload_timeout). Stop() (clean agent exit) stops haproxy when
 // stop_haproxy_on_exit is set. All public methods are thread-safe.
 #pragma once
 
