@@ -69,6 +69,12 @@ int Agent::Run(const std::atomic<bool>& stop) {
     proto::Status s = supervisor_->Start();
     if (!s.ok()) std::cerr << "lb-agent: haproxy not started: " << s.message() << std::endl;
   }
+  if (store_.ReloadInterrupted()) {
+    std::cerr << "lb-agent: the previous run stopped during a reload; reloading haproxy with "
+              << store_.live_path() << std::endl;
+    proto::Status s = pipeline_->FinishInterruptedReload();
+    if (!s.ok()) std::cerr << "lb-agent: that reload failed: " << s.message() << std::endl;
+  }
   zmq::context_t context;
   // Before any socket binds: the ZAP handler must be answering when the first client arrives.
   auto security = SocketSecurity::SetUp(context, settings_, [](const std::string& line) {
@@ -205,13 +211,18 @@ Result<json> Agent::StatusCommand(const json& args) {
   const uint64_t seq = events_->last_seq();
   // A worker that stops during a reload can cut its answer short or reset the connection: the
   // new worker answers a moment later, so try a few times before calling haproxy unavailable.
+  // A master that is alive but refuses connections is re-executing itself for a reload (longer
+  // on a busy machine): in managed mode, keep trying for up to 2 s while it lives.
   proto::Result<std::vector<StatRow>> rows = proto::Status(ErrorCode::kInternal, "not read");
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  const auto give_up = Clock::now() + std::chrono::milliseconds(2000);
+  for (int attempt = 0;; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     auto csv = control_->WorkerCommand("show stat");
     rows =
         csv.ok() ? ParseCompleteShowStat(*csv) : proto::Result<std::vector<StatRow>>(csv.status());
     if (rows.ok() || rows.status().code() != ErrorCode::kHaproxyUnavailable) break;
+    const bool master_alive = supervisor_ != nullptr && supervisor_->Running();
+    if (attempt >= 2 && !(master_alive && Clock::now() < give_up)) break;
   }
   if (!rows.ok()) return rows.status();
   auto backends = BackendsFromStats(*rows, *backend);

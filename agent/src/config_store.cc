@@ -109,11 +109,15 @@ ConfigStore::ConfigStore(std::string live_path, std::string history_dir, int his
 
 int ConfigStore::RemoveStaleTemps() {
   int removed = 0;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    if (entry.path().filename().string().rfind(kTempPrefix, 0) == 0 &&
-        fs::remove(entry.path(), ec)) {
-      ++removed;
+  // A kill while the history copy was being written leaves its temp file there.
+  for (const std::string& dir : {dir_, history_dir_}) {
+    if (dir.empty()) continue;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      if (entry.path().filename().string().rfind(kTempPrefix, 0) == 0 &&
+          fs::remove(entry.path(), ec)) {
+        ++removed;
+      }
     }
   }
   return removed;
@@ -143,7 +147,13 @@ Result<ConfigStore::Live> ConfigStore::ReadLive() const {
 }
 
 Result<std::string> ConfigStore::WriteCandidate(std::string_view text) {
-  return WriteTemp(live_path_, text);
+  auto temp = WriteTemp(live_path_, text);
+  if (!temp.ok()) {
+    return Status(ErrorCode::kInternal, "cannot write the new config next to " + live_path_ + ": " +
+                                            temp.status().message() +
+                                            "; the live config is unchanged");
+  }
+  return temp;
 }
 
 Status ConfigStore::KeepHistory() {
@@ -151,15 +161,17 @@ Status ConfigStore::KeepHistory() {
   auto live = ReadLive();
   if (!live.ok()) return live.status();
   if (!live->exists) return Status::Ok();
+  const std::string why = "cannot keep the replaced config in the history directory " +
+                          history_dir_ + " (history_keep = 0 turns history off): ";
   std::error_code ec;
   fs::create_directories(history_dir_, ec);
-  if (ec) return Status(ErrorCode::kInternal, "create " + history_dir_ + ": " + ec.message());
+  if (ec) return Status(ErrorCode::kInternal, why + "create " + history_dir_ + ": " + ec.message());
   auto now = std::chrono::system_clock::now().time_since_epoch();
   std::string stamp =
       std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(now).count());
   std::string name = fs::path(live_path_).filename().string() + "." + stamp;
   Status s = WriteFileAtomically((fs::path(history_dir_) / name).string(), live->text);
-  if (!s.ok()) return s;
+  if (!s.ok()) return Status(ErrorCode::kInternal, why + s.message());
   // Keep the newest history_keep_ versions (names sort by their timestamp).
   std::vector<fs::path> versions;
   std::string prefix = fs::path(live_path_).filename().string() + ".";
@@ -175,21 +187,42 @@ Status ConfigStore::KeepHistory() {
 }
 
 Status ConfigStore::Commit(const std::string& candidate) {
+  // Before the rename. Only a killed agent needs it, not a crashed machine (haproxy restarts
+  // with the live file then), so it is not fsynced.
+  int marker = open(MarkerPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (marker < 0) {
+    Status s = OsError("create", MarkerPath(), errno);
+    Discard(candidate);
+    return s;
+  }
+  close(marker);
   Status s = KeepHistory();
   if (!s.ok()) {
     Discard(candidate);
+    ReloadFinished();
     return s;
   }
   if (rename(candidate.c_str(), live_path_.c_str()) != 0) {
     s = OsError("rename over", live_path_, errno);
     Discard(candidate);
+    ReloadFinished();
     return s;
   }
   return FsyncDir(dir_);
 }
 
+std::string ConfigStore::MarkerPath() const {
+  return (fs::path(dir_) /
+          (std::string(kReloadMarkerPrefix) + fs::path(live_path_).filename().string()))
+      .string();
+}
+
+bool ConfigStore::ReloadInterrupted() const { return access(MarkerPath().c_str(), F_OK) == 0; }
+
+void ConfigStore::ReloadFinished() { unlink(MarkerPath().c_str()); }
+
 Status ConfigStore::Replace(std::string_view text) {
-  auto candidate = WriteCandidate(text);
+  auto candidate = WriteTemp(live_path_, text);
   if (!candidate.ok()) return candidate.status();
   if (rename(candidate->c_str(), live_path_.c_str()) != 0) {
     Status s = OsError("rename over", live_path_, errno);

@@ -5,7 +5,13 @@
 // file and the directory fsynced. At every instant the live path holds either the complete old
 // file or the complete new one, whatever kills the agent. The replaced version is copied into
 // the history directory first (the newest `keep` are kept). Temp files that a killed agent left
-// behind start with kTempPrefix and are removed by RemoveStaleTemps at start-up.
+// behind (next to the live file, or in the history directory) start with kTempPrefix and are
+// removed by RemoveStaleTemps at start-up.
+//
+// Between Commit and the end of haproxy's reload the live file is newer than what haproxy runs.
+// A marker file (kReloadMarkerPrefix + the live file's name, next to it) spans that window:
+// Commit creates it, ReloadFinished removes it, and an agent that finds it at start-up knows its
+// predecessor died in between and reloads haproxy with the live file.
 // Not thread-safe: the reload worker is its only writer.
 #pragma once
 
@@ -19,12 +25,14 @@ namespace lb::agent {
 class ConfigStore {
  public:
   static constexpr std::string_view kTempPrefix = ".lb-agent-tmp.";
+  static constexpr std::string_view kReloadMarkerPrefix = ".lb-agent-reloading.";
 
   ConfigStore(std::string live_path, std::string history_dir, int history_keep);
 
   const std::string& live_path() const { return live_path_; }
 
-  // Removes kTempPrefix files in the live file's directory. Returns how many went.
+  // Removes kTempPrefix files in the live file's directory and in the history directory.
+  // Returns how many went.
   int RemoveStaleTemps();
 
   // The live file's text. A missing file is not_found-like: ok with `exists` false.
@@ -35,7 +43,8 @@ class ConfigStore {
   proto::Result<Live> ReadLive() const;
 
   // Writes `text` to a new temp file next to the live file and fsyncs it; returns its path.
-  // Errors (disk full, read-only directory) are internal with the OS's words.
+  // Errors (disk full, read-only directory) are internal, name the live file and the temp file
+  // or directory, quote the OS's words ("No space left on device") and leave no temp file.
   proto::Result<std::string> WriteCandidate(std::string_view text);
 
   // Keeps the current live file in history, then renames `candidate` over the live file and
@@ -48,8 +57,15 @@ class ConfigStore {
   // Removes a candidate that will not be committed. Never fails loudly.
   void Discard(const std::string& candidate);
 
+  // True when a Commit was not followed by ReloadFinished (in this run or a killed one).
+  bool ReloadInterrupted() const;
+  // Ends the window that Commit opened: haproxy has taken the live file, or refused it and the
+  // rollback is over. Never fails loudly.
+  void ReloadFinished();
+
  private:
   proto::Status KeepHistory();
+  std::string MarkerPath() const;
 
   std::string live_path_;
   std::string dir_;

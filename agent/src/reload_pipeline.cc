@@ -198,6 +198,14 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
   return ApplyChecked(request, std::move(*checked), start);
 }
 
+Status ReloadPipeline::FinishInterruptedReload() {
+  if (!store_.ReloadInterrupted()) return Status::Ok();
+  auto live = store_.ReadLive();
+  Status s = live.ok() && live->exists ? control_.Reload() : live.status();
+  store_.ReloadFinished();
+  return s;
+}
+
 Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked checked,
                                           Clock::time_point start) {
   auto live = store_.ReadLive();
@@ -218,6 +226,7 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
   Status reload = control_.Reload();
   const int64_t reload_ms = MsSince(reload_start);
   if (reload.ok()) {
+    store_.ReloadFinished();
     json result = {{"outcome", "applied"},
                    {"sha256", checked.sha256},
                    {"previous_sha256", previous_sha},
@@ -236,6 +245,7 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
   if (!live->exists) std::filesystem::remove(store_.live_path());
   Status again = restore.ok() && live->exists ? control_.Reload() : restore;
   const bool rolled_back = restore.ok() && (again.ok() || !live->exists);
+  store_.ReloadFinished();
   std::string message = "haproxy did not take the new config: " + reload.message();
   if (rolled_back) {
     message += "\nthe previous config was restored" +

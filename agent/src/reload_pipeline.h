@@ -64,6 +64,11 @@ class ReloadPipeline {
   // is reload_failed with details {"rolled_back": bool, "sha256": live sha256 afterwards}.
   proto::Result<nlohmann::json> Apply(const ReloadRequest& request);
 
+  // For start-up, before any reload: when the previous run died between writing the live file
+  // and the end of haproxy's reload (ConfigStore::ReloadInterrupted), haproxy may still run the
+  // previous config; it is reloaded with the live file. Ok when there was nothing to finish.
+  proto::Status FinishInterruptedReload();
+
   // {"time_unix_ms", "outcome", "sha256", "total_ms", "error"?} of the last Apply, or null.
   nlohmann::json LastReload() const;
   // sha256 of the live file now ("" when there is none).

@@ -88,6 +88,11 @@ TEST_F(ConfigStoreTest, CommitReplacesTheLiveFileAndKeepsThePreviousInHistory) {
   EXPECT_EQ(ReadFile(live_), "v1\n");
   EXPECT_FALSE(std::filesystem::exists(*candidate));
   EXPECT_EQ(CountTemps(tmp_.Join("etc")), 0);
+  // Until haproxy has taken the new file, a marker says a reload is under way.
+  EXPECT_TRUE(store.ReloadInterrupted());
+  EXPECT_TRUE(ConfigStore(live_, history_, 2).ReloadInterrupted()) << "seen by the next run";
+  store.ReloadFinished();
+  EXPECT_FALSE(store.ReloadInterrupted());
   EXPECT_EQ(ListDir(tmp_.Join("etc")), std::vector<std::string>{"haproxy.cfg"});
   EXPECT_EQ(Texts(history_), std::vector<std::string>{"v0\n"});
   for (const auto& name : ListDir(history_)) {
@@ -191,8 +196,24 @@ TEST_F(ConfigStoreTest, FailedCommitLeavesLiveFileAndRemovesCandidate) {
   ASSERT_TRUE(candidate.ok()) << candidate.status().ToString();
   proto::Status s = store.Commit(*candidate);
   EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("history"), std::string::npos) << s.message();
   EXPECT_EQ(ReadFile(live_), "live\n");
   EXPECT_FALSE(std::filesystem::exists(*candidate));
+  EXPECT_FALSE(store.ReloadInterrupted()) << "nothing to reload: the live file did not change";
+  EXPECT_EQ(ListDir(tmp_.Join("etc")), std::vector<std::string>{"haproxy.cfg"});
+}
+
+TEST_F(ConfigStoreTest, RemoveStaleTempsCleansTheHistoryDirectoryToo) {
+  WriteFile(live_, "live\n");
+  std::filesystem::create_directory(history_);
+  WriteFile(history_ + "/haproxy.cfg.1", "v0\n");
+  WriteFile(history_ + "/" + std::string(ConfigStore::kTempPrefix) + "haproxy.cfg.2.Ab12Cd",
+            "half");
+  WriteFile(tmp_.Join("etc/") + std::string(ConfigStore::kTempPrefix) + "haproxy.cfg.x", "half");
+  ConfigStore store(live_, history_, 2);
+  EXPECT_EQ(store.RemoveStaleTemps(), 2);
+  EXPECT_EQ(ListDir(history_), std::vector<std::string>{"haproxy.cfg.1"});
+  EXPECT_EQ(ListDir(tmp_.Join("etc")), std::vector<std::string>{"haproxy.cfg"});
 }
 
 TEST(WriteFileAtomicallyTest, WritesAndReplaces) {

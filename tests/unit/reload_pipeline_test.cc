@@ -438,5 +438,33 @@ TEST(ReloadRequestFromArgsTest, ReadsAllFields) {
   EXPECT_FALSE(minimal->force);
 }
 
+TEST_F(ReloadPipelineTest, AppliedAndRolledBackReloadsCloseTheReloadWindow) {
+  ASSERT_TRUE(pipeline_->Apply(Request(Config("s1 127.0.0.1:8081"))).ok());
+  EXPECT_FALSE(store_->ReloadInterrupted());
+  control_->reload_results = {Status(), Status(ErrorCode::kReloadFailed, "cannot bind"), Status()};
+  auto failed = pipeline_->Apply(Request(Config("s2 127.0.0.1:8082")));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), ErrorCode::kReloadFailed);
+  EXPECT_FALSE(store_->ReloadInterrupted());
+}
+
+TEST_F(ReloadPipelineTest, InterruptedReloadIsFinishedWithTheLiveFileAtStart) {
+  // A run killed after the rename and before haproxy's reload left the marker behind.
+  const std::string next = Config("s1 127.0.0.1:8081");
+  auto candidate = store_->WriteCandidate(next);
+  ASSERT_TRUE(candidate.ok()) << candidate.status().ToString();
+  ASSERT_TRUE(store_->Commit(*candidate).ok());
+  ConfigStore store(live_, settings_.agent.history_dir, settings_.agent.history_keep);
+  ReloadPipeline restarted(settings_, store, validator_, *control_, false);
+  ASSERT_TRUE(store.ReloadInterrupted());
+  EXPECT_TRUE(restarted.FinishInterruptedReload().ok());
+  EXPECT_EQ(control_->reload_calls, 1);
+  ASSERT_EQ(control_->live_at_reload.size(), 1u);
+  EXPECT_EQ(control_->live_at_reload[0], next);
+  EXPECT_FALSE(store.ReloadInterrupted());
+  EXPECT_TRUE(restarted.FinishInterruptedReload().ok());
+  EXPECT_EQ(control_->reload_calls, 1) << "nothing left to finish";
+}
+
 }  // namespace
 }  // namespace lb::agent
