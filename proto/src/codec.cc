@@ -239,8 +239,10 @@ DecodedRequest DecodeRequest(std::string_view frame, const DecodeLimits& limits)
   if (auto it = msg.find("id"); it != msg.end()) out.request.id = *it;
   auto v = msg.find("v");
   if (v != msg.end() && !(v->is_number_integer() && v->get<int64_t>() == kProtocolVersion)) {
-    out.status = Status(ErrorCode::kBadRequest,
-                        "unsupported protocol version " + v->dump() + "; this agent speaks v1");
+    out.status =
+        Status(ErrorCode::kBadRequest, "unsupported protocol version " +
+                                           v->dump(-1, ' ', false, json::error_handler_t::replace) +
+                                           "; this agent speaks v1");
     return out;
   }
   auto cmd = msg.find("cmd");

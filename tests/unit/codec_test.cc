@@ -228,6 +228,21 @@ TEST(CodecTest, WrongVersionIsBadRequest) {
   }
 }
 
+// Fuzz input fuzz/corpus/command_frame/crash-version-invalid-utf8: quoting a version that is a
+// str of invalid UTF-8 in the error message threw out of DecodeRequest (json::dump), which
+// terminated the agent.
+TEST(CodecTest, WrongVersionOfInvalidUtf8IsBadRequest) {
+  // {"v": "\xff", "cmd": "x"}: msgpack str (not bin) holding a byte that is not UTF-8.
+  const std::string frame =
+      Bytes({0x82}) + FixStr("v") + FixStr("\xff") + FixStr("cmd") + FixStr("x");
+  DecodedRequest decoded = DecodeRequest(frame, DecodeLimits());
+  EXPECT_EQ(decoded.status.code(), ErrorCode::kBadRequest);
+  EXPECT_NE(decoded.status.message().find("unsupported protocol version"), std::string::npos)
+      << decoded.status.message();
+  // The error reply that quotes it still encodes.
+  EXPECT_FALSE(EncodeErrorReply(decoded.request.id, decoded.status).empty());
+}
+
 TEST(CodecTest, NestingDeeperThanMaxDepthIsBadRequest) {
   DecodeLimits limits;
   limits.max_depth = 4;
