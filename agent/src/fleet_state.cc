@@ -90,7 +90,8 @@ Result<FleetMessage> ParseFleetMessage(const json& body) {
   if (!body.is_object()) return BadMessage(std::string("not a map but ") + body.type_name());
   if (auto v = body.find("v"); v != body.end()) {
     if (!v->is_number_integer() || v->get<int64_t>() != proto::kProtocolVersion) {
-      return BadMessage("unsupported protocol version " + v->dump());
+      return BadMessage("unsupported protocol version " +
+                        v->dump(-1, ' ', false, json::error_handler_t::replace));
     }
   }
   auto type = body.find("type");

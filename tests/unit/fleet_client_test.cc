@@ -330,6 +330,20 @@ TEST(FleetMessageTest, RefusesMalformedMessages) {
   EXPECT_EQ(std::get<FleetPush>(*odd).cmd, "");
 }
 
+// Fuzz input fuzz/corpus/command_frame/crash-version-invalid-utf8, read as a controller message:
+// quoting a version that is a string of invalid UTF-8 threw (json::dump) out of
+// ParseFleetMessage and terminated the agent's fleet thread.
+TEST(FleetMessageTest, VersionOfInvalidUtf8IsBadRequest) {
+  // {"v": "\xff"} as msgpack: a str (not bin) holding a byte that is not UTF-8.
+  auto decoded = proto::DecodeMsgpack(std::string("\x81\xa1v\xa1\xff"), proto::DecodeLimits{});
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  auto parsed = ParseFleetMessage(*decoded);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().code(), ErrorCode::kBadRequest);
+  EXPECT_NE(parsed.status().message().find("unsupported protocol version"), std::string::npos)
+      << parsed.status().message();
+}
+
 TEST(FleetMessageTest, BuildsHelloAndAck) {
   json hello = FleetHello("lb-1", {"web"}, "abc", 5, 4);
   EXPECT_EQ(hello, (json{{"v", 1},
