@@ -47,12 +47,14 @@ std::vector<std::string_view> Lines(std::string_view text) {
   return out;
 }
 
-// "1d02h03m04s" -> seconds; unknown parts are ignored.
+// "1d02h03m04s" -> seconds; unknown parts are ignored. Numbers and the total stop at
+// kMaxUptime (2^40 s, some 35,000 years) so that no run of digits overflows.
 int64_t ParseUptime(std::string_view s) {
+  constexpr int64_t kMaxUptime = int64_t{1} << 40;
   int64_t total = 0, number = 0;
   for (char c : s) {
     if (c >= '0' && c <= '9') {
-      number = number * 10 + (c - '0');
+      number = std::min(number * 10 + (c - '0'), kMaxUptime);
       continue;
     }
     switch (c) {
@@ -71,6 +73,7 @@ int64_t ParseUptime(std::string_view s) {
       default:
         break;
     }
+    total = std::min(total, kMaxUptime);
     number = 0;
   }
   return total;

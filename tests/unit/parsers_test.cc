@@ -345,6 +345,18 @@ TEST(ParseShowProcTest, EmptyOrGarbageIsAnError) {
   }
 }
 
+// Fuzz input fuzz/corpus/show_proc/crash-uptime-overflow: a run of digits in the uptime
+// overflowed int64_t (undefined behaviour). Absurd uptimes are capped, the line still parses.
+TEST(ParseShowProcTest, HugeUptimeIsCappedNotOverflowed) {
+  auto proc = ParseShowProc(
+      "1 master 0 [failed: 0] 99999999999999999999999999d99999999999999999999h1s 2.6.12\n");
+  ASSERT_TRUE(proc.ok()) << proc.status().ToString();
+  EXPECT_EQ(proc->master.pid, 1);
+  EXPECT_GT(proc->master.uptime_s, int64_t{1} << 30);
+  EXPECT_LE(proc->master.uptime_s, int64_t{1} << 40);
+  EXPECT_EQ(proc->master.version, "2.6.12");
+}
+
 TEST(ParseShowInfoTest, ReadsKeyValueLines) {
   auto info = ParseShowInfo(
       "Name: HAProxy\nVersion: 2.6.12-1+deb12u4\nRelease_date: 2023/12/14\nPid: 2807\n"
