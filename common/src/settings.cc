@@ -48,7 +48,8 @@ std::string ParseSeconds(const std::string& value, std::chrono::milliseconds* ou
     used = 0;
   }
   if (used != value.size() || value.empty()) return "expected seconds, got \"" + value + "\"";
-  if (seconds <= 0 || seconds > 86400) return "must be more than 0 and at most 86400 seconds";
+  // Written so that NaN ("nan", which stod accepts) fails too.
+  if (!(seconds > 0 && seconds <= 86400)) return "must be more than 0 and at most 86400 seconds";
   *out = std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5));
   return "";
 }

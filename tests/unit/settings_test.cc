@@ -221,6 +221,15 @@ TEST(SettingsTest, BadSecondsIsOneLineError) {
   ExpectOneLineError("[haproxy]\nsocket_timeout = 0\n", "lb.cfg:2: [haproxy] socket_timeout: ");
 }
 
+// Fuzz input fuzz/corpus/settings/crash-seconds-nan: std::stod reads "nan", which passed the
+// range check and was cast to an integer (undefined behaviour).
+TEST(SettingsTest, NanOrInfiniteSecondsIsOneLineError) {
+  for (const char* value : {"nan", "NAN", "-nan", "nan(1)", "inf", "-inf", "infinity"}) {
+    ExpectOneLineError(std::string("[lb-agent]\nagent_timeout = ") + value + "\n",
+                       "lb.cfg:2: [lb-agent] agent_timeout: ");
+  }
+}
+
 TEST(SettingsTest, SystemdWithoutServiceNameIsError) {
   auto settings = ParseSettings("[haproxy]\nreload_method = systemd\n", "lb.cfg", "/");
   ASSERT_FALSE(settings.ok());
