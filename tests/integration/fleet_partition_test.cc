@@ -1,8 +1,9 @@
 // A network partition between the fleet controller and some agents, made with the kernel's own
 // tools: each agent runs in its own network namespace, joined to the host by a veth pair with
 // addresses from 10.200.<n>.0/30 (the test's own hosts; nothing else is touched). The
-// controller binds tcp:// on the first pair's host-side address; the agents' own command
-// sockets stay ipc:// (the filesystem is shared).
+// controller binds tcp:// on the first pair's host-side address, with CURVE as in production
+// (its allow-list holds every agent's key; each agent pins the controller's key); the agents'
+// own command sockets stay ipc:// (the filesystem is shared), CURVE too.
 //
 // DESIGN. The partition is a silent drop, not a reject: a `pfifo limit 0` qdisc on both ends of
 // a veth pair drops every packet before it leaves, so neither side ever sees a RST, a FIN or an
@@ -169,13 +170,15 @@ std::vector<int> FreeSubnets(const std::string& ip, int count) {
 }
 
 std::string Sha(AgentFixture& agent) {
-  auto r = AgentCall(agent.endpoint(), "get_config", json::object(), milliseconds(5000));
+  auto r = AgentCall(agent.endpoint(), "get_config", json::object(), milliseconds(5000),
+                     agent.client_keys());
   if (!r.ok() || !r->status.ok()) return "";
   return r->result.value("sha256", "");
 }
 
 int AgentPid(AgentFixture& agent) {
-  auto r = AgentCall(agent.endpoint(), "info", json::object(), milliseconds(5000));
+  auto r =
+      AgentCall(agent.endpoint(), "info", json::object(), milliseconds(5000), agent.client_keys());
   if (!r.ok() || !r->status.ok()) return 0;
   return r->result["agent"].value("pid", 0);
 }
@@ -207,9 +210,15 @@ TEST(FleetPartitionTest, CutOffAgentsConvergeWithinSecondsOfHealingWithoutRestar
   options.pub = "tcp://" + ns[0]->host_address() + ":" + std::to_string(FreePort());
   options.router = "tcp://" + ns[0]->host_address() + ":" + std::to_string(FreePort());
   options.beacon_interval_s = 0.2;
-  FleetController controller(options);
-  controller.Start();
-  ASSERT_FALSE(HasFailure());
+  // Over a real (virtual) network, as in production: CURVE between the controller and the
+  // agents (SECURITY.md). The controller allow-lists every agent's public certificate.
+  auto controller_cert = common::GenerateCertificate();
+  ASSERT_TRUE(controller_cert.ok());
+  ASSERT_TRUE(
+      common::WriteCertificate(dir.File("controller"), *controller_cert, "lb-agent tests").ok());
+  std::filesystem::create_directory(dir.File("agents"));
+  FleetController controller(
+      options, {"--curve-key", dir.File("controller_secret"), "--clients", dir.File("agents")});
 
   const int shared_port = FreePort();
   std::vector<std::unique_ptr<AgentFixture>> agents;
@@ -218,15 +227,24 @@ TEST(FleetPartitionTest, CutOffAgentsConvergeWithinSecondsOfHealingWithoutRestar
         Keys{}, Keys{{"agent_id", "p" + std::to_string(k)}, {"poll_interval", "1"}},
         Keys{{"controller_pub", controller.pub()},
              {"controller_router", controller.router()},
+             {"controller_public_key", dir.File("controller")},
              {"groups", k == 0 ? "connected" : "cut"},
              {"state_file", "fleet-state.json"},
              {"beacon_timeout", "1"}});
+    CurveFiles files = WriteCurveFiles(agent->dir());
+    agent->SetSecurityKeys(files.SecurityKeys());
+    agent->SetClientKeys(files.client);
+    std::filesystem::copy_file(files.agent_public, dir.File("agents/p" + std::to_string(k)));
     agent->SetCommandPrefix(ns[k]->ExecPrefix());
     // Servers on the namespace's own loopback, where nothing listens: no checks, so no matter.
     WriteFile(agent->config_path(), HaproxyConfig(FreePort(), {{"web", 9, ""}}));
-    agent->StartAgent();
-    ASSERT_FALSE(HasFailure()) << "agent in " << ns[k]->name() << " did not start";
     agents.push_back(std::move(agent));
+  }
+  controller.Start();
+  ASSERT_FALSE(HasFailure());
+  for (int k = 0; k < kAgents; ++k) {
+    agents[k]->StartAgent();
+    ASSERT_FALSE(HasFailure()) << "agent in " << ns[k]->name() << " did not start";
   }
   auto config = [&](const std::string& tag) {
     return HaproxyConfig(shared_port, {{"web-" + tag, 9, ""}});
