@@ -59,6 +59,18 @@ bool RunsConfig(pid_t pid, const std::string& config) {
   return false;
 }
 
+// True while `pid` exists and is not a zombie (an adopted master is not our child: nobody here
+// reaps it).
+bool AliveNotZombie(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const std::size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
+  const char state = stat[close + 2];
+  return state != 'Z' && state != 'X';
+}
+
 // The master that a previous agent left running, asked on its socket. A master that is
 // re-executing itself (the previous agent died during a reload) does not answer for a moment:
 // while the pid file names a live haproxy of this config, its socket is asked again until
@@ -73,7 +85,8 @@ Result<ProcInfo> FindRunningMaster(const common::HaproxySettings& s) {
             << ") runs but does not answer on " << s.master_socket << " yet ("
             << proc.status().message() << "); waiting for it" << std::endl;
   const auto deadline = Clock::now() + s.reload_timeout;
-  while (Clock::now() < deadline && RunsConfig(pid, s.config_file_path)) {
+  // Its command line is checked once: while it re-executes itself, it can read empty.
+  while (Clock::now() < deadline && AliveNotZombie(pid)) {
     std::this_thread::sleep_for(milliseconds(50));
     proc = ShowProc(s);
     if (proc.ok()) return proc;
