@@ -46,17 +46,22 @@ pid_t PidFromFile(const std::string& pid_file) {
   return static_cast<pid_t>(pid);
 }
 
-// True when `pid` is a live process started with `-f <config>` (a haproxy of this config, not
-// whatever process reused a stale pid).
-bool RunsConfig(pid_t pid, const std::string& config) {
+// What /proc says of `pid`'s command line: kOther for a process that is not a haproxy of this
+// config (or none at all), kUnknown while it reads empty (a master re-executing itself for a
+// reload: for an instant its command line is gone).
+enum class Cmdline { kRunsConfig, kUnknown, kOther };
+Cmdline CmdlineOf(pid_t pid, const std::string& config) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  if (!in) return Cmdline::kOther;
   std::string arg;
   bool after_f = false;
+  bool any = false;
   while (std::getline(in, arg, '\0')) {
-    if (after_f && arg == config) return true;
+    any = true;
+    if (after_f && arg == config) return Cmdline::kRunsConfig;
     after_f = arg == "-f";
   }
-  return false;
+  return any ? Cmdline::kOther : Cmdline::kUnknown;
 }
 
 // True while `pid` exists and is not a zombie (an adopted master is not our child: nobody here
@@ -79,19 +84,34 @@ bool AliveNotZombie(pid_t pid) {
 Result<ProcInfo> FindRunningMaster(const common::HaproxySettings& s) {
   auto proc = ShowProc(s);
   if (proc.ok()) return proc;
-  const pid_t pid = PidFromFile(s.pid_file);
-  if (pid == 0 || !RunsConfig(pid, s.config_file_path)) return proc;
-  std::cerr << "lb-agent: haproxy master " << pid << " (" << s.pid_file
-            << ") runs but does not answer on " << s.master_socket << " yet ("
-            << proc.status().message() << "); waiting for it" << std::endl;
-  const auto deadline = Clock::now() + s.reload_timeout;
-  // Its command line is checked once: while it re-executes itself, it can read empty.
-  while (Clock::now() < deadline && AliveNotZombie(pid)) {
+  // The pid file can read empty while haproxy rewrites it, and the master's command line while
+  // it re-executes: either is looked at again for a moment before concluding there is none.
+  const auto start = Clock::now();
+  const auto settle = start + milliseconds(1000);
+  const auto deadline = start + s.reload_timeout;
+  bool announced = false;
+  while (true) {
+    const pid_t pid = PidFromFile(s.pid_file);
+    Cmdline cmdline = Cmdline::kOther;
+    if (pid == 0) {
+      std::error_code ec;
+      if (std::filesystem::exists(s.pid_file, ec)) cmdline = Cmdline::kUnknown;
+    } else if (AliveNotZombie(pid)) {
+      cmdline = CmdlineOf(pid, s.config_file_path);
+    }
+    if (cmdline == Cmdline::kOther) return proc;
+    if (cmdline == Cmdline::kUnknown && Clock::now() >= settle) return proc;
+    if (cmdline == Cmdline::kRunsConfig && !announced) {
+      std::cerr << "lb-agent: haproxy master " << pid << " (" << s.pid_file
+                << ") runs but does not answer on " << s.master_socket << " yet ("
+                << proc.status().message() << "); waiting for it" << std::endl;
+      announced = true;
+    }
+    if (Clock::now() >= deadline) return proc;
     std::this_thread::sleep_for(milliseconds(50));
     proc = ShowProc(s);
     if (proc.ok()) return proc;
   }
-  return proc;
 }
 
 }  // namespace
