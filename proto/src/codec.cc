@@ -1,6 +1,7 @@
 // The one adapter around msgpack-c. Every msgpack exception stops here.
 #include "lb/proto/codec.h"
 
+#include <algorithm>
 #include <msgpack.hpp>
 
 namespace lb::proto {
@@ -187,9 +188,10 @@ Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
                                             std::to_string(limits.max_frame_bytes) + " bytes");
   }
   if (frame.empty()) return Status(ErrorCode::kBadRequest, "empty frame; expected a msgpack map");
-  const std::size_t entries = limits.max_container_entries;
   // Every size written in the data is capped before anything is allocated: a 5-byte map header
-  // claiming 2^31 entries must not allocate 2^31 entries.
+  // claiming 2^31 entries must not allocate 2^31 entries. Every entry takes at least one byte of
+  // the frame, so no container can truthfully hold more entries than the frame has bytes.
+  const std::size_t entries = std::min(limits.max_container_entries, frame.size());
   msgpack::unpack_limit limit(entries, entries, frame.size(), frame.size(), frame.size(),
                               limits.max_depth);
   try {
@@ -208,6 +210,14 @@ Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
   } catch (const msgpack::depth_size_overflow&) {
     return Status(ErrorCode::kBadRequest, "message nested too deeply");
   } catch (const msgpack::size_overflow& e) {
+    const bool container = dynamic_cast<const msgpack::array_size_overflow*>(&e) != nullptr ||
+                           dynamic_cast<const msgpack::map_size_overflow*>(&e) != nullptr;
+    if (container && entries < limits.max_container_entries) {
+      // More entries claimed than the frame has bytes: cut short, not too large.
+      return Status(ErrorCode::kBadRequest,
+                    "frame is not valid msgpack (truncated: a container claims more entries "
+                    "than the frame has bytes)");
+    }
     return Status(ErrorCode::kTooLarge, std::string("msgpack value above the limits: ") + e.what());
   } catch (const msgpack::insufficient_bytes&) {
     return Status(ErrorCode::kBadRequest, "frame is not valid msgpack (truncated)");
