@@ -77,7 +77,8 @@ TEST(CurveTest, SecretKeyFilesAreCheckedBeforeUse) {
   // A secret file whose public key was edited to another one is refused.
   auto other = GenerateCertificate();
   WriteFile(fs::path(dir.path()) / "mixed", "curve\n    public-key = \"" + other->public_key +
-                                      "\"\n    secret-key = \"" + cert->secret_key + "\"\n");
+                                                "\"\n    secret-key = \"" + cert->secret_key +
+                                                "\"\n");
   fs::permissions(fs::path(dir.path()) / "mixed", fs::perms::owner_read | fs::perms::owner_write);
   auto mixed = ReadCertificate((fs::path(dir.path()) / "mixed").string(), true);
   ASSERT_FALSE(mixed.ok());
