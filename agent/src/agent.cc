@@ -235,6 +235,7 @@ Result<json> Agent::StatusCommand(const json& args) {
 json Agent::Info() {
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
   auto counters = reload_worker_->counters();
+  auto applies = pipeline_->counters();
   return json{
       {"agent",
        {{"version", LB_VERSION},
@@ -244,7 +245,9 @@ json Agent::Info() {
         {"command_endpoint", settings_.agent.command_endpoint},
         {"default_backend", settings_.haproxy.default_backend},
         {"reload_runs", counters.applied_calls},
-        {"reloads_superseded", counters.superseded}}},
+        {"reloads_superseded", counters.superseded},
+        {"applies_runtime", applies.runtime},
+        {"applies_reload", applies.reload}}},
       {"haproxy", control_->Describe()},
       {"config", {{"path", store_.live_path()}, {"sha256", pipeline_->LiveSha256()}}},
       {"last_reload", pipeline_->LastReload()},

@@ -156,6 +156,10 @@ std::string CodeDirectiveOf(const std::vector<ConfigWord>& line, bool* in_progra
 
 }  // namespace
 
+bool IsSectionKeyword(std::string_view keyword) {
+  return SectionKeywords().count(std::string(keyword)) > 0;
+}
+
 std::vector<ConfigWord> SplitConfigLine(std::string_view line) {
   std::vector<ConfigWord> out;
   ConfigWord current;
@@ -282,6 +286,12 @@ std::string ServerStateFilePath(const ConfigFacts& facts) {
   return (std::filesystem::path(facts.server_state_base) / p).string();
 }
 
+std::string ResolvedServerStateFile(const ConfigFacts& facts, const std::string& config_dir) {
+  const std::filesystem::path state = ServerStateFilePath(facts);
+  if (state.empty()) return "";
+  return (std::filesystem::path(config_dir) / state).lexically_normal().string();
+}
+
 namespace {
 
 // "line 3: lua-load; line 9: option external-check", at most 10 of them.
@@ -299,23 +309,28 @@ std::string DescribeCodeDirectives(const std::vector<CodeDirective>& found) {
 
 }  // namespace
 
+LintResult CheckCodeDirectives(const ConfigFacts& facts, bool allow_programs) {
+  LintResult out;
+  if (facts.code_directives.empty()) return out;
+  const std::string found = DescribeCodeDirectives(facts.code_directives);
+  if (!allow_programs) {
+    out.status = Status(ErrorCode::kInvalidConfig,
+                        "the config makes haproxy run programs or load code, which this agent "
+                        "refuses (" +
+                            found +
+                            "); remove those lines, or allow them in lb-agent.cfg with "
+                            "\"[security] allow_programs = yes\" (see SECURITY.md)");
+    return out;
+  }
+  out.warnings.push_back("the config makes haproxy run programs or load code (" + found +
+                         "), allowed by [security] allow_programs");
+  return out;
+}
+
 LintResult LintConfig(const ConfigFacts& facts, const LintOptions& options) {
   using common::ReloadMethod;
-  LintResult out;
-  if (!facts.code_directives.empty()) {
-    const std::string found = DescribeCodeDirectives(facts.code_directives);
-    if (!options.allow_programs) {
-      out.status = Status(ErrorCode::kInvalidConfig,
-                          "the config makes haproxy run programs or load code, which this agent "
-                          "refuses (" +
-                              found +
-                              "); remove those lines, or allow them in lb-agent.cfg with "
-                              "\"[security] allow_programs = yes\" (see SECURITY.md)");
-      return out;
-    }
-    out.warnings.push_back("the config makes haproxy run programs or load code (" + found +
-                           "), allowed by [security] allow_programs");
-  }
+  LintResult out = CheckCodeDirectives(facts, options.allow_programs);
+  if (!out.status.ok()) return out;
   if (!options.force) {
     auto it = facts.backend_servers.find(options.default_backend);
     if (it == facts.backend_servers.end()) {

@@ -58,6 +58,8 @@ ConfigFacts ReadConfigFacts(std::string_view config);
 // The server-state file a reload should write before reloading ("" when none), following
 // haproxy's rule: a relative server-state-file is relative to server-state-base.
 std::string ServerStateFilePath(const ConfigFacts& facts);
+// The same as an absolute path: relative to `config_dir`, where haproxy runs ("" when none).
+std::string ResolvedServerStateFile(const ConfigFacts& facts, const std::string& config_dir);
 
 // One word of a config line as haproxy reads it, after unquoting and unescaping.
 struct ConfigWord {
@@ -70,6 +72,9 @@ struct ConfigWord {
 // escape, a malformed variable name) is read as far as it goes: the config fails `haproxy -c`
 // anyway.
 std::vector<ConfigWord> SplitConfigLine(std::string_view line);
+
+// True when `keyword` opens a section in haproxy 2.6 ("global", "backend", "listen", ...).
+bool IsSectionKeyword(std::string_view keyword);
 
 struct LintResult {
   proto::Status status;  // invalid_config when the agent refuses the config
@@ -87,6 +92,11 @@ struct LintOptions {
   // warning naming them). `force` never does.
   bool allow_programs = false;
 };
+
+// invalid_config when the config holds directives that run programs or load code and
+// `allow_programs` is false; a warning naming them when it is true. The part of LintConfig that
+// must run before `haproxy -c` ever sees the file (which would load the code).
+LintResult CheckCodeDirectives(const ConfigFacts& facts, bool allow_programs);
 
 // invalid_config when the agent refuses the config (code directives first, then the default
 // backend, then managed-mode privileges), with the warnings of an accepted one.

@@ -186,16 +186,21 @@ Status ConfigStore::KeepHistory() {
   return Status::Ok();
 }
 
-Status ConfigStore::Commit(const std::string& candidate) {
-  // Before the rename. Only a killed agent needs it, not a crashed machine (haproxy restarts
-  // with the live file then), so it is not fsynced.
+Status ConfigStore::BeginApply() {
+  // Only a killed agent needs it, not a crashed machine (haproxy restarts with the live file
+  // then), so it is not fsynced.
   int marker = open(MarkerPath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (marker < 0) {
-    Status s = OsError("create", MarkerPath(), errno);
+  if (marker < 0) return OsError("create", MarkerPath(), errno);
+  close(marker);
+  return Status::Ok();
+}
+
+Status ConfigStore::Commit(const std::string& candidate) {
+  // The marker goes before the rename.
+  if (Status s = BeginApply(); !s.ok()) {
     Discard(candidate);
     return s;
   }
-  close(marker);
   Status s = KeepHistory();
   if (!s.ok()) {
     Discard(candidate);

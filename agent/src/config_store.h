@@ -8,10 +8,11 @@
 // behind (next to the live file, or in the history directory) start with kTempPrefix and are
 // removed by RemoveStaleTemps at start-up.
 //
-// Between Commit and the end of haproxy's reload the live file is newer than what haproxy runs.
-// A marker file (kReloadMarkerPrefix + the live file's name, next to it) spans that window:
+// Between Commit and the end of haproxy's reload the live file is newer than what haproxy runs;
+// during a runtime apply haproxy is newer than the live file until the rename. A marker file
+// (kReloadMarkerPrefix + the live file's name, next to it) spans that window: BeginApply or
 // Commit creates it, ReloadFinished removes it, and an agent that finds it at start-up knows its
-// predecessor died in between and reloads haproxy with the live file.
+// predecessor died in between and reloads haproxy with the live file (whichever it is).
 // Not thread-safe: the reload worker is its only writer.
 #pragma once
 
@@ -46,6 +47,10 @@ class ConfigStore {
   // Errors (disk full, read-only directory) are internal, name the live file and the temp file
   // or directory, quote the OS's words ("No space left on device") and leave no temp file.
   proto::Result<std::string> WriteCandidate(std::string_view text);
+
+  // Opens the window that ReloadFinished closes (the marker file) without writing the live
+  // file: for a change applied to haproxy before the file is renamed (the runtime API).
+  proto::Status BeginApply();
 
   // Keeps the current live file in history, then renames `candidate` over the live file and
   // fsyncs the directory. On failure the live file is unchanged and the candidate removed.

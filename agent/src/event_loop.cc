@@ -169,7 +169,10 @@ void EventLoop::ReloadFinished(const Status& status, const json& result,
   {
     std::lock_guard<std::mutex> lock(mu_);
     queued_.push_back(std::move(event));
-    if (status.ok() && result.value("outcome", "") == "applied") poll_now_ = true;
+    if (status.ok() && result.value("outcome", "") == "applied") {
+      poll_now_ = true;
+      apply_why_ = result.value("applied_via", "reload") == "runtime" ? "runtime" : "reload";
+    }
   }
   last_reload_end_ms_ = NowMs();
   if (reloads_running_ > 0) reloads_running_--;
@@ -212,6 +215,7 @@ void EventLoop::PublishServer(const ServerChange& c, const std::string& why,
       {"last_chk", now.last_chk},
       {"weight", now.weight},
       {"address", now.address},
+      {"previous_address", c.previous ? json(c.previous->address) : json(nullptr)},
       {"why", why.empty() ? json(now.last_chk.empty() ? nullptr : json(now.last_chk)) : json(why)},
       {"source", source}};
   Publish("server/" + c.backend + "/" + c.server, "server", std::move(body));
@@ -242,14 +246,25 @@ void EventLoop::Poll(bool after_reload) {
   } else if (haproxy_pid_ == 0 || after_reload) {
     haproxy_pid_ = control_.Describe().value("pid", 0);
   }
+  // While an apply runs, its changes wait for the poll that its answer triggers, which knows
+  // what caused them (why "reload" or "runtime").
+  if (!after_reload && have_baseline_ && (reloads_running_ > 0 || ReloadAnswerPending())) return;
   ServerMap now = ServersFromStats(*rows);
   if (have_baseline_) {
+    std::string apply_why;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      apply_why = apply_why_;
+    }
     for (const auto& change : DiffServers(servers_, now)) {
-      const bool structural = change.change == "added" || change.change == "removed";
-      // A regular poll may see a reload's effect before the reload's answer reached this
-      // thread: servers that appear or vanish while a reload runs are the reload's doing too.
-      const bool reloading = after_reload || reloads_running_ > 0 || ReloadAnswerPending();
-      PublishServer(change, structural && reloading ? "reload" : "", "poll");
+      // What an apply changes: servers added or removed, their address, weight, maintenance
+      // (health changes are the checks' doing, with their own reason).
+      const auto maint = [](const std::optional<ServerState>& s) {
+        return s && s->status.rfind("MAINT", 0) == 0;
+      };
+      const bool applied =
+          change.change != "status" || maint(change.previous) || maint(change.current);
+      PublishServer(change, applied && after_reload ? apply_why : "", "poll");
     }
   }
   servers_ = std::move(now);

@@ -92,6 +92,8 @@ class EventLoop {
   std::mutex mu_;
   std::deque<nlohmann::json> queued_;  // reload events from other threads
   bool poll_now_ = false;
+  // Why the changes of the running apply happen: "reload" or "runtime" (its applied_via).
+  std::string apply_why_ = "reload";
 
   // Loop-thread state.
   ServerMap servers_;

@@ -63,6 +63,13 @@ std::string Join(const std::vector<std::string>& lines, const std::string& sep) 
   return out;
 }
 
+// "c1; c2" with each command behind `prefix` ("@1 " for the master socket).
+std::string JoinCommands(const std::vector<std::string>& commands, const std::string& prefix) {
+  std::string out;
+  for (const auto& c : commands) out += (out.empty() ? "" : "; ") + prefix + c;
+  return out;
+}
+
 // The lines of haproxy's log that explain a failure: alerts first, else everything.
 std::string Explain(const std::vector<std::string>& log) {
   std::vector<std::string> alerts;
@@ -111,6 +118,17 @@ Result<std::string> MasterControl::WorkerCommand(std::string_view command) {
   if (!answer.ok() && LiveConfigHasStatsSocket(settings_)) {
     auto direct = HaproxyCommand(settings_.socket_path, command, options_);
     if (direct.ok()) return direct;
+  }
+  return answer;
+}
+
+Result<std::string> MasterControl::WorkerCommands(const std::vector<std::string>& commands) {
+  if (!settings_.stats_via_master) {
+    return HaproxyCommand(settings_.socket_path, JoinCommands(commands, ""), options_);
+  }
+  auto answer = MasterCommand(JoinCommands(commands, "@1 "));
+  if (answer.ok() && answer->rfind("Can't find the target", 0) == 0) {
+    return Status(ErrorCode::kHaproxyUnavailable, "haproxy has no running worker");
   }
   return answer;
 }
@@ -199,6 +217,10 @@ ServiceControl::ServiceControl(const common::HaproxySettings& settings)
 
 Result<std::string> ServiceControl::WorkerCommand(std::string_view command) {
   return HaproxyCommand(settings_.socket_path, command, options_);
+}
+
+Result<std::string> ServiceControl::WorkerCommands(const std::vector<std::string>& commands) {
+  return HaproxyCommand(settings_.socket_path, JoinCommands(commands, ""), options_);
 }
 
 std::vector<std::string> ServiceControl::ReloadArgv() const {

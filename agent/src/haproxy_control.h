@@ -32,6 +32,12 @@ class HaproxyControl {
   // haproxy_unavailable when haproxy is not running or its socket is unreachable.
   virtual proto::Result<std::string> WorkerCommand(std::string_view command) = 0;
 
+  // Sends several CLI commands to the current worker on one connection ("c1; c2; ..."), for the
+  // runtime API, and returns haproxy's answers as one text (2.6 does not frame them reliably:
+  // callers read the effect back rather than pair answers with commands). No command may hold a
+  // ';' or a backslash (RuntimePlan's never do). haproxy_unavailable as for WorkerCommand.
+  virtual proto::Result<std::string> WorkerCommands(const std::vector<std::string>& commands) = 0;
+
   // Makes haproxy load the live config file and waits (bounded by reload_timeout) until the
   // outcome is known. OK once a new worker runs the new file; reload_failed with haproxy's own
   // complaint when it refused it (the previous worker then keeps serving); timeout when the
@@ -51,6 +57,7 @@ class MasterControl : public HaproxyControl {
   MasterControl(const common::HaproxySettings& settings, Supervisor* supervisor);
 
   proto::Result<std::string> WorkerCommand(std::string_view command) override;
+  proto::Result<std::string> WorkerCommands(const std::vector<std::string>& commands) override;
   proto::Status Reload() override;
   nlohmann::json Describe() override;
 
@@ -68,6 +75,7 @@ class ServiceControl : public HaproxyControl {
   explicit ServiceControl(const common::HaproxySettings& settings);
 
   proto::Result<std::string> WorkerCommand(std::string_view command) override;
+  proto::Result<std::string> WorkerCommands(const std::vector<std::string>& commands) override;
   proto::Status Reload() override;
   nlohmann::json Describe() override;
 

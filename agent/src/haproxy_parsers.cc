@@ -11,19 +11,56 @@ using proto::ErrorCode;
 using proto::Result;
 using proto::Status;
 
-std::vector<std::string_view> SplitCsv(std::string_view line) {
-  // HAProxy's CSV never quotes: fields cannot hold commas (it escapes them out of last_chk).
-  std::vector<std::string_view> out;
-  std::size_t start = 0;
-  while (true) {
-    std::size_t comma = line.find(',', start);
-    if (comma == std::string_view::npos) {
-      out.push_back(line.substr(start));
-      return out;
+// The records of haproxy's CSV. A field holding a comma, a double quote or a line break is
+// quoted ("up, 75%"; "say ""hi"""), and may span lines; every other field is bare. A record cut
+// short inside quotes (an answer truncated mid-line) is dropped.
+std::vector<std::vector<std::string>> CsvRecords(std::string_view text) {
+  std::vector<std::vector<std::string>> records;
+  std::vector<std::string> fields;
+  std::string field;
+  bool quoted = false;       // inside a quoted field
+  bool record_open = false;  // something of the current record has been read
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < text.size() && text[i + 1] == '"') {
+          field += '"';
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        field += c;
+      }
+      continue;
     }
-    out.push_back(line.substr(start, comma - start));
-    start = comma + 1;
+    if (c == '"') {
+      quoted = true;
+      record_open = true;
+    } else if (c == ',') {
+      fields.push_back(std::move(field));
+      field.clear();
+      record_open = true;
+    } else if (c == '\n') {
+      if (!field.empty() && field.back() == '\r') field.pop_back();
+      if (record_open || !field.empty()) {
+        fields.push_back(std::move(field));
+        records.push_back(std::move(fields));
+      }
+      fields.clear();
+      field.clear();
+      record_open = false;
+    } else {
+      field += c;
+      record_open = true;
+    }
   }
+  if (!quoted && (record_open || !field.empty())) {
+    fields.push_back(std::move(field));
+    records.push_back(std::move(fields));
+  }
+  return records;
 }
 
 int64_t ToInt(std::string_view s, int64_t missing = -1) {
@@ -82,13 +119,16 @@ int64_t ParseUptime(std::string_view s) {
 }  // namespace
 
 Result<std::vector<StatRow>> ParseShowStat(std::string_view csv) {
-  auto lines = Lines(csv);
-  if (lines.empty() || lines[0].rfind("# ", 0) != 0) {
+  if (csv.rfind("# ", 0) != 0) {
     std::string head(csv.substr(0, 80));
     return Status(ErrorCode::kHaproxyUnavailable,
                   "unexpected answer to 'show stat' (no CSV header): \"" + head + "\"");
   }
-  auto header = SplitCsv(lines[0].substr(2));
+  auto records = CsvRecords(csv.substr(2));
+  if (records.empty()) {
+    return Status(ErrorCode::kHaproxyUnavailable, "'show stat' answered an empty header");
+  }
+  const std::vector<std::string>& header = records[0];
   std::map<std::string_view, std::size_t> col;
   for (std::size_t i = 0; i < header.size(); ++i) col[header[i]] = i;
   for (const char* required : {"pxname", "svname", "status", "type"}) {
@@ -97,15 +137,14 @@ Result<std::vector<StatRow>> ParseShowStat(std::string_view csv) {
                     std::string("'show stat' header lacks the column ") + required);
     }
   }
-  auto field = [&](const std::vector<std::string_view>& f, std::string_view name) {
+  auto field = [&](const std::vector<std::string>& f, std::string_view name) {
     auto it = col.find(name);
     if (it == col.end() || it->second >= f.size()) return std::string_view();
-    return f[it->second];
+    return std::string_view(f[it->second]);
   };
   std::vector<StatRow> rows;
-  for (std::size_t i = 1; i < lines.size(); ++i) {
-    if (lines[i].empty()) continue;
-    auto f = SplitCsv(lines[i]);
+  for (std::size_t i = 1; i < records.size(); ++i) {
+    const auto& f = records[i];
     if (f.size() < header.size()) continue;  // a line cut off: never half a record
     StatRow row;
     row.pxname = field(f, "pxname");

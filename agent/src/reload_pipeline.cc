@@ -1,9 +1,12 @@
 #include "reload_pipeline.h"
 
 #include <filesystem>
+#include <thread>
 
 #include "config_lint.h"
+#include "haproxy_parsers.h"
 #include "lb/proto/codec.h"
+#include "runtime_apply.h"
 #include "sha256.h"
 
 namespace lb::agent {
@@ -35,6 +38,14 @@ Result<ReloadRequest> ReloadRequestFromArgs(const json& args) {
   auto force = proto::BoolArg(args, "force", false);
   if (!force.ok()) return force.status();
   out.force = *force;
+  auto via = proto::StringArg(args, "apply_via", "auto");
+  if (!via.ok()) return via.status();
+  if (*via != "auto" && *via != "reload") {
+    return Status(ErrorCode::kBadRequest,
+                  "argument \"apply_via\" must be \"auto\" (the runtime API when the change allows "
+                  "it) or \"reload\"");
+  }
+  out.reload_only = *via == "reload";
   return out;
 }
 
@@ -58,20 +69,28 @@ json ReloadPipeline::LastReload() const {
   return last_reload_;
 }
 
+ReloadPipeline::Counters ReloadPipeline::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
 void ReloadPipeline::Record(const std::string& outcome, const std::string& sha256, int64_t total_ms,
-                            const Status& status) {
+                            const Status& status, const std::string& applied_via) {
   auto now = std::chrono::system_clock::now().time_since_epoch();
   json record = {
       {"time_unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(now).count()},
       {"outcome", outcome},
       {"sha256", sha256},
       {"total_ms", total_ms}};
+  if (!applied_via.empty()) record["applied_via"] = applied_via;
   if (!status.ok()) {
     record["error"] = {{"code", std::string(proto::ErrorCodeName(status.code()))},
                        {"message", status.message()}};
   }
   std::lock_guard<std::mutex> lock(mu_);
   last_reload_ = std::move(record);
+  if (applied_via == "runtime") ++counters_.runtime;
+  if (applied_via == "reload") ++counters_.reload;
 }
 
 Status ReloadPipeline::CheckSize(const ReloadRequest& request) const {
@@ -80,6 +99,9 @@ Status ReloadPipeline::CheckSize(const ReloadRequest& request) const {
     return Status(ErrorCode::kTooLarge, "config of " + std::to_string(request.config.size()) +
                                             " bytes exceeds max_config_bytes (" +
                                             std::to_string(limit) + ")");
+  }
+  if (request.config.find('\0') != std::string::npos) {
+    return Status(ErrorCode::kInvalidConfig, "config contains a NUL byte; send it as text");
   }
   return Status::Ok();
 }
@@ -96,38 +118,43 @@ LintResult ReloadPipeline::Lint(const ConfigFacts& facts, bool force) const {
   return LintConfig(facts, lint_options);
 }
 
+std::string ReloadPipeline::StateFileOf(const std::string& config) const {
+  if (!settings_.haproxy.save_server_state) return "";
+  return ResolvedServerStateFile(ReadConfigFacts(config),
+                                 std::filesystem::path(store_.live_path()).parent_path().string());
+}
+
 Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& request) {
   if (Status size = CheckSize(request); !size.ok()) return size;
-  if (request.config.find('\0') != std::string::npos) {
-    return Status(ErrorCode::kInvalidConfig, "config contains a NUL byte; send it as text");
-  }
   ConfigFacts facts = ReadConfigFacts(request.config);
-  LintResult lint = Lint(facts, request.force);
-  if (!lint.status.ok()) return lint.status;
+  // Before haproxy -c ever reads the file: parsing a lua-load runs the script.
+  LintResult policy = CheckCodeDirectives(facts, settings_.security.allow_programs);
+  if (!policy.status.ok()) return policy.status;
 
   auto candidate = store_.WriteCandidate(request.config);
   if (!candidate.ok()) return candidate.status();
   std::string display = std::filesystem::path(store_.live_path()).filename().string();
+  // haproxy's own verdict first: a config it cannot parse is reported in its words, not as
+  // whatever the agent's checks would have missed in it.
   ValidateOutcome v = validator_.Validate(*candidate, display);
   if (!v.status.ok()) {
     store_.Discard(*candidate);
     return v.status;
+  }
+  LintResult lint = Lint(facts, request.force);
+  if (!lint.status.ok()) {
+    store_.Discard(*candidate);
+    return lint.status;
   }
   Checked out;
   out.candidate = *candidate;
   out.sha256 = Sha256Hex(request.config);
   out.warnings = std::move(lint.warnings);
   out.validate_ms = v.ms;
-  if (settings_.haproxy.save_server_state && !facts.server_state_file.empty()) {
-    // Relative to the config's directory, where haproxy runs (see Supervisor).
-    std::filesystem::path state = ServerStateFilePath(facts);
-    out.state_file = (std::filesystem::path(store_.live_path()).parent_path() / state)
-                         .lexically_normal()
-                         .string();
-  }
+  const bool writes_state = !StateFileOf(request.config).empty();
   for (auto& w : v.warnings) {
     // The agent writes the state file right before the reload; haproxy -c cannot know that.
-    if (!out.state_file.empty() && w.find("server state file") != std::string::npos) continue;
+    if (writes_state && w.find("server state file") != std::string::npos) continue;
     out.warnings.push_back(std::move(w));
   }
   return out;
@@ -143,19 +170,68 @@ Result<json> ReloadPipeline::Validate(const ReloadRequest& request) {
               {"validate_ms", checked->validate_ms}};
 }
 
-void ReloadPipeline::SaveServerState(const std::string& path, std::vector<std::string>* warnings) {
-  auto state = control_.WorkerCommand("show servers state");
-  if (!state.ok()) {
-    // Nothing to save when haproxy is down; the new worker starts from its own defaults.
-    if (state.status().code() != ErrorCode::kHaproxyUnavailable) {
-      warnings->push_back("server state not saved: " + state.status().message());
+std::map<std::string, ServerExpectation> ReloadPipeline::SaveServerState(
+    const std::string& state_file, const DeclaredServers& from, const DeclaredServers& to,
+    bool keep_operator_state, std::vector<std::string>* warnings) {
+  auto text = control_.WorkerCommand("show servers state");
+  auto running = text.ok() ? ParseServersState(*text) : Result<ServersState>(text.status());
+  if (!running.ok()) {
+    // Nothing true to carry: a file from an earlier reload would bring back old health.
+    if (!state_file.empty()) std::filesystem::remove(state_file);
+    if (running.status().code() != ErrorCode::kHaproxyUnavailable) {
+      warnings->push_back("server state not saved: " + running.status().message());
     }
-    return;
+    return CarryServerState(ServersState(), from, to, keep_operator_state).expect;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  Status s = WriteFileAtomically(path, *state);
-  if (!s.ok()) warnings->push_back("server state not saved: " + s.message());
+  StateCarry carry = CarryServerState(*running, from, to, keep_operator_state);
+  if (!state_file.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(state_file).parent_path(), ec);
+    Status s = WriteFileAtomically(state_file, carry.file_text);
+    if (!s.ok()) {
+      std::filesystem::remove(state_file, ec);
+      warnings->push_back("server state not saved: " + s.message());
+    }
+  }
+  return std::move(carry.expect);
+}
+
+Result<std::vector<std::string>> ReloadPipeline::Verify(
+    const DeclaredServers& declared, const std::map<std::string, ServerExpectation>& expect) {
+  // A new worker may refuse or cut an answer for a moment while the old one hands over.
+  const auto give_up = Clock::now() + std::chrono::milliseconds(2000);
+  Status last = Status(ErrorCode::kHaproxyUnavailable, "not read");
+  while (true) {
+    auto state_text = control_.WorkerCommand("show servers state");
+    auto state = state_text.ok() ? ParseServersState(*state_text)
+                                 : Result<ServersState>(state_text.status());
+    auto stat_text = state.ok() ? control_.WorkerCommand("show stat -1 4 -1")
+                                : Result<std::string>(state.status());
+    auto stats = stat_text.ok() ? ParseCompleteShowStat(*stat_text)
+                                : Result<std::vector<StatRow>>(stat_text.status());
+    if (stats.ok()) return VerifyServers(declared, expect, *state, *stats);
+    last = stats.status();
+    if (last.code() != ErrorCode::kHaproxyUnavailable || Clock::now() >= give_up) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Status ReloadPipeline::ReloadToLive(const std::string& text, const DeclaredServers& running_model) {
+  const DeclaredServers live_model = ReadDeclaredServers(text);
+  std::vector<std::string> ignored;
+  auto expect = SaveServerState(StateFileOf(text), running_model, live_model,
+                                /*keep_operator_state=*/false, &ignored);
+  Status s = control_.Reload();
+  if (!s.ok()) return s;
+  auto mismatches = Verify(live_model, expect);
+  if (!mismatches.ok()) return mismatches.status();
+  if (!mismatches->empty()) {
+    std::string list;
+    for (const auto& m : *mismatches) list += "\n" + m;
+    return Status(ErrorCode::kReloadFailed,
+                  "haproxy does not run what the live config declares:" + list);
+  }
+  return Status::Ok();
 }
 
 Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
@@ -163,22 +239,27 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
   auto live = store_.ReadLive();
   if (!live.ok()) return live.status();
   const std::string previous_sha = live->exists ? Sha256Hex(live->text) : "";
+  auto fail = [&](const Status& s, const std::string& outcome = "") {
+    Record(outcome.empty() ? std::string(proto::ErrorCodeName(s.code())) : outcome, previous_sha,
+           MsSince(start), s);
+    return Result<json>(s);
+  };
   if (Status size = CheckSize(request); !size.ok()) {
-    Record("too_large", previous_sha, MsSince(start), size);
-    return size;
+    return fail(size, size.code() == ErrorCode::kTooLarge ? "too_large" : "");
   }
   if (request.expect_sha256 && *request.expect_sha256 != previous_sha) {
-    Status s(ErrorCode::kConflict,
-             "the live config changed: expected sha256 " + *request.expect_sha256 + ", live is " +
-                 (previous_sha.empty() ? "(none)" : previous_sha) + "; nothing was changed",
-             json{{"sha256", previous_sha}});
-    Record("conflict", previous_sha, MsSince(start), s);
-    return s;
+    return fail(
+        Status(ErrorCode::kConflict,
+               "the live config changed: expected sha256 " + *request.expect_sha256 + ", live is " +
+                   (previous_sha.empty() ? "(none)" : previous_sha) + "; nothing was changed",
+               json{{"sha256", previous_sha}}),
+        "conflict");
   }
   // Identical to the live config: nothing to validate or reload. The live file passed these
   // checks when it was applied, and a fleet push that changes nothing must stay cheap.
   if (live->exists && Sha256Hex(request.config) == previous_sha) {
     json result = {{"outcome", "unchanged"},
+                   {"applied_via", "unchanged"},
                    {"sha256", previous_sha},
                    {"previous_sha256", previous_sha},
                    {"validate_ms", 0},
@@ -189,34 +270,152 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
     Record("unchanged", previous_sha, MsSince(start), Status::Ok());
     return result;
   }
+  LintResult policy =
+      CheckCodeDirectives(ReadConfigFacts(request.config), settings_.security.allow_programs);
+  if (!policy.status.ok()) return fail(policy.status);
+
+  std::string reload_reason;
+  bool touched = false;
+  if (!live->exists) {
+    reload_reason = "there is no live config to change at runtime";
+  } else if (request.reload_only) {
+    reload_reason = "apply_via \"reload\" was asked for";
+  } else if (!settings_.haproxy.runtime_updates) {
+    reload_reason = "runtime_updates = no in lb-agent.cfg";
+  } else {
+    RuntimePlan plan = PlanRuntime(live->text, request.config);
+    if (plan.runtime) {
+      auto done = ApplyRuntime(request, plan, *live, start, &reload_reason, &touched);
+      if (done) return std::move(*done);
+    } else {
+      reload_reason = plan.reason;
+    }
+  }
   auto checked = Check(request);
   if (!checked.ok()) {
     Status s = checked.status();
-    Record(std::string(proto::ErrorCodeName(s.code())), previous_sha, MsSince(start), s);
-    return s;
+    if (touched) {
+      // Runtime commands changed haproxy before falling back: bring it back to the live file.
+      Status back = ReloadToLive(live->text, ReadDeclaredServers(request.config));
+      s = Status(s.code(),
+                 s.message() + "\n(haproxy was reloaded with the live config, which is unchanged" +
+                     (back.ok() ? ")" : ", and that failed: " + back.message() + ")"),
+                 s.details());
+    }
+    store_.ReloadFinished();
+    return fail(s);
   }
-  return ApplyChecked(request, std::move(*checked), start);
+  return ApplyChecked(request, std::move(*checked), *live, reload_reason, start);
+}
+
+std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
+    const ReloadRequest& request, const RuntimePlan& plan, const ConfigStore::Live& live,
+    Clock::time_point start, std::string* reload_reason, bool* touched) {
+  const std::string previous_sha = Sha256Hex(live.text);
+  auto fail = [&](const Status& s) {
+    Record(std::string(proto::ErrorCodeName(s.code())), previous_sha, MsSince(start), s);
+    return std::optional<Result<json>>(Result<json>(s));
+  };
+  // The rest of the config is the live one, which haproxy -c accepted; the server lines are
+  // parsed by haproxy itself (add server) and read back (Verify). The agent's own checks still
+  // apply (an emptied default backend, for one).
+  LintResult lint = Lint(ReadConfigFacts(request.config), request.force);
+  if (!lint.status.ok()) return fail(lint.status);
+  auto state_text = control_.WorkerCommand("show servers state");
+  auto before =
+      state_text.ok() ? ParseServersState(*state_text) : Result<ServersState>(state_text.status());
+  if (!before.ok()) {
+    *reload_reason =
+        "haproxy's running servers could not be read (" + before.status().message() + ")";
+    return std::nullopt;
+  }
+  const DeclaredServers live_model = ReadDeclaredServers(live.text);
+  const DeclaredServers next_model = ReadDeclaredServers(request.config);
+  const StateCarry carry = CarryServerState(*before, live_model, next_model, true);
+  auto candidate = store_.WriteCandidate(request.config);
+  if (!candidate.ok()) return fail(candidate.status());
+  if (Status s = store_.BeginApply(); !s.ok()) {
+    store_.Discard(*candidate);
+    return fail(Status(ErrorCode::kInternal, s.message() + "; the live config is unchanged"));
+  }
+  const auto runtime_start = Clock::now();
+  std::vector<std::string> sent;
+  Status run = RunRuntimePlan(control_, plan, settings_.haproxy.runtime_drain_timeout, &sent);
+  *touched = !sent.empty();
+  std::vector<std::string> mismatches;
+  if (run.ok()) {
+    auto verified = Verify(next_model, carry.expect);
+    if (verified.ok()) {
+      mismatches = std::move(*verified);
+    } else {
+      run = verified.status();
+    }
+  }
+  const int64_t runtime_ms = MsSince(runtime_start);
+  if (!run.ok() || !mismatches.empty()) {
+    store_.Discard(*candidate);  // the marker stays until the reload ends
+    if (!run.ok()) {
+      *reload_reason = "the runtime API did not take the change: " + run.message();
+    } else {
+      *reload_reason = "after the runtime commands haproxy did not run what the config declares:";
+      for (const auto& m : mismatches) *reload_reason += " " + m + ";";
+      reload_reason->pop_back();
+    }
+    return std::nullopt;
+  }
+  Status commit = store_.Commit(*candidate);
+  if (!commit.ok()) {
+    // haproxy runs the new servers but the file could not follow: bring haproxy back to it.
+    Status back = ReloadToLive(live.text, next_model);
+    store_.ReloadFinished();
+    return fail(Status(ErrorCode::kInternal,
+                       "the config was valid but could not be written: " + commit.message() +
+                           "; the live config is unchanged and haproxy was reloaded with it" +
+                           (back.ok() ? "" : " (which failed: " + back.message() + ")")));
+  }
+  store_.ReloadFinished();
+  const std::string sha = Sha256Hex(request.config);
+  json result = {{"outcome", "applied"},
+                 {"applied_via", "runtime"},
+                 {"verified", true},
+                 {"runtime_commands", sent},
+                 {"sha256", sha},
+                 {"previous_sha256", previous_sha},
+                 {"validate_ms", 0},
+                 {"reload_ms", 0},
+                 {"runtime_ms", runtime_ms},
+                 {"total_ms", MsSince(start)},
+                 {"warnings", lint.warnings},
+                 {"rolled_back", false}};
+  Record("applied", sha, MsSince(start), Status::Ok(), "runtime");
+  return Result<json>(std::move(result));
 }
 
 Status ReloadPipeline::FinishInterruptedReload() {
   if (!store_.ReloadInterrupted()) return Status::Ok();
   auto live = store_.ReadLive();
-  Status s = live.ok() && live->exists ? control_.Reload() : live.status();
+  Status s = live.status();
+  if (live.ok() && live->exists) {
+    // What runs may be half of a runtime apply: the config wins over every carried setting.
+    const DeclaredServers model = ReadDeclaredServers(live->text);
+    s = ReloadToLive(live->text, model);
+  }
   store_.ReloadFinished();
   return s;
 }
 
 Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked checked,
+                                          const ConfigStore::Live& live,
+                                          const std::string& reload_reason,
                                           Clock::time_point start) {
-  auto live = store_.ReadLive();
-  if (!live.ok()) {
-    store_.Discard(checked.candidate);
-    return live.status();
-  }
-  const std::string previous_sha = live->exists ? Sha256Hex(live->text) : "";
-  if (!checked.state_file.empty()) SaveServerState(checked.state_file, &checked.warnings);
+  const std::string previous_sha = live.exists ? Sha256Hex(live.text) : "";
+  const DeclaredServers live_model = ReadDeclaredServers(live.exists ? live.text : "");
+  const DeclaredServers next_model = ReadDeclaredServers(request.config);
+  const auto expect = SaveServerState(StateFileOf(request.config), live_model, next_model,
+                                      /*keep_operator_state=*/true, &checked.warnings);
   Status commit = store_.Commit(checked.candidate);
   if (!commit.ok()) {
+    store_.ReloadFinished();
     Status s(ErrorCode::kInternal, "the config was valid but could not be written: " +
                                        commit.message() + "; the live config is unchanged");
     Record("write_failed", previous_sha, MsSince(start), s);
@@ -225,9 +424,30 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
   const auto reload_start = Clock::now();
   Status reload = control_.Reload();
   const int64_t reload_ms = MsSince(reload_start);
+  json mismatches = json::array();
+  bool verified = false;
+  if (reload.ok()) {
+    auto compared = Verify(next_model, expect);
+    if (!compared.ok()) {
+      checked.warnings.push_back("the running servers could not be read to verify the reload: " +
+                                 compared.status().message());
+    } else if (compared->empty()) {
+      verified = true;
+    } else {
+      std::string list;
+      for (const auto& m : *compared) {
+        mismatches.push_back(m);
+        list += "\n" + m;
+      }
+      reload = Status(ErrorCode::kReloadFailed,
+                      "haproxy reloaded but does not run what the config declares:" + list);
+    }
+  }
   if (reload.ok()) {
     store_.ReloadFinished();
     json result = {{"outcome", "applied"},
+                   {"applied_via", "reload"},
+                   {"verified", verified},
                    {"sha256", checked.sha256},
                    {"previous_sha256", previous_sha},
                    {"validate_ms", checked.validate_ms},
@@ -235,30 +455,32 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
                    {"total_ms", MsSince(start)},
                    {"warnings", checked.warnings},
                    {"rolled_back", false}};
-    Record("applied", checked.sha256, MsSince(start), Status::Ok());
+    if (!reload_reason.empty()) result["reload_reason"] = reload_reason;
+    Record("applied", checked.sha256, MsSince(start), Status::Ok(), "reload");
     return result;
   }
 
   // Roll back: the previous file, and haproxy reloaded on it.
-  (void)request;
-  Status restore = live->exists ? store_.Replace(live->text) : Status::Ok();
-  if (!live->exists) std::filesystem::remove(store_.live_path());
-  Status again = restore.ok() && live->exists ? control_.Reload() : restore;
-  const bool rolled_back = restore.ok() && (again.ok() || !live->exists);
+  Status restore = live.exists ? store_.Replace(live.text) : Status::Ok();
+  if (!live.exists) std::filesystem::remove(store_.live_path());
+  Status again = restore;
+  if (restore.ok() && live.exists) again = ReloadToLive(live.text, next_model);
+  const bool rolled_back = restore.ok() && (again.ok() || !live.exists);
   store_.ReloadFinished();
   std::string message = "haproxy did not take the new config: " + reload.message();
   if (rolled_back) {
     message += "\nthe previous config was restored" +
-               std::string(live->exists ? " and haproxy reloaded with it" : "");
+               std::string(live.exists ? " and haproxy reloaded with it" : "");
   } else {
     message += "\nrollback failed too: " + again.message();
   }
-  Status s(ErrorCode::kReloadFailed, message,
-           json{{"rolled_back", rolled_back},
-                {"sha256", LiveSha256()},
-                {"reload_error", reload.message()},
-                {"reload_ms", reload_ms}});
-  Record(rolled_back ? "rolled_back" : "failed", LiveSha256(), MsSince(start), s);
+  json details = {{"rolled_back", rolled_back},
+                  {"sha256", LiveSha256()},
+                  {"reload_error", reload.message()},
+                  {"reload_ms", reload_ms}};
+  if (!mismatches.empty()) details["mismatches"] = mismatches;
+  Status s(ErrorCode::kReloadFailed, message, details);
+  Record(rolled_back ? "rolled_back" : "failed", LiveSha256(), MsSince(start), s, "reload");
   return s;
 }
 

@@ -37,6 +37,8 @@ std::vector<ServerChange> DiffServers(const ServerMap& before, const ServerMap& 
     } else {
       if (a->second.status != b->second.status) {
         out.push_back(Change(a->first, "status", b->second, a->second));
+      } else if (a->second.address != b->second.address) {
+        out.push_back(Change(a->first, "address", b->second, a->second));
       } else if (a->second.weight != b->second.weight) {
         out.push_back(Change(a->first, "weight", b->second, a->second));
       }

@@ -27,13 +27,14 @@ ServerMap ServersFromStats(const std::vector<StatRow>& rows);
 struct ServerChange {
   std::string backend;
   std::string server;
-  std::string change;  // "status", "weight", "added", "removed"
+  std::string change;  // "status", "address", "weight", "added", "removed"
   std::optional<ServerState> previous;
   std::optional<ServerState> current;
 };
 
-// Changes from `before` to `after`, in key order: added, removed, status, then weight changes
-// (a server whose status and weight both changed yields one "status" change).
+// Changes from `before` to `after`, in key order: added, removed, status, address, then weight
+// changes (a server whose status and address or weight changed yields one "status" change; both
+// states carry the address and weight).
 std::vector<ServerChange> DiffServers(const ServerMap& before, const ServerMap& after);
 
 // A server state change announced in haproxy's log, e.g.

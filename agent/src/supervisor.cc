@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
+#include "config_lint.h"
 #include "haproxy_parsers.h"
 #include "haproxy_socket.h"
 #include "process.h"
@@ -191,6 +193,22 @@ pid_t Supervisor::master_pid() {
   return AliveLocked() ? pid_ : 0;
 }
 
+void Supervisor::RemoveStaleServerState() {
+  // haproxy starts afresh: a server-state file holds what ran before, possibly long ago (a
+  // server DOWN then would start DOWN now). Nothing running means no state is true any more.
+  if (!settings_.save_server_state) return;
+  std::ifstream in(settings_.config_file_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string state = ResolvedServerStateFile(
+      ReadConfigFacts(text.str()),
+      std::filesystem::path(settings_.config_file_path).parent_path().string());
+  if (!state.empty() && unlink(state.c_str()) == 0) {
+    std::cerr << "lb-agent: removed " << state
+              << " before starting haproxy afresh (no server state to carry)" << std::endl;
+  }
+}
+
 Status Supervisor::SpawnLocked() {
   if (!std::filesystem::exists(settings_.config_file_path)) {
     return Status(ErrorCode::kHaproxyUnavailable, "haproxy is not running: no config at " +
@@ -204,6 +222,7 @@ Status Supervisor::SpawnLocked() {
   std::filesystem::create_directories(std::filesystem::path(settings_.pid_file).parent_path(), ec);
   // A stale socket file from a dead master would make haproxy fail to bind it.
   unlink(settings_.master_socket.c_str());
+  RemoveStaleServerState();
 
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0) {

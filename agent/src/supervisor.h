@@ -56,6 +56,7 @@ class Supervisor {
 
  private:
   proto::Status SpawnLocked();
+  void RemoveStaleServerState();
   proto::Status WaitForWorker(pid_t pid);
   bool AliveLocked();
   void Monitor();

@@ -255,6 +255,9 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
   h["stats_via_master"] = BoolKey([](Settings* s) { return &s->haproxy.stats_via_master; });
   h["stop_haproxy_on_exit"] = BoolKey([](Settings* s) { return &s->haproxy.stop_haproxy_on_exit; });
   h["save_server_state"] = BoolKey([](Settings* s) { return &s->haproxy.save_server_state; });
+  h["runtime_updates"] = BoolKey([](Settings* s) { return &s->haproxy.runtime_updates; });
+  h["runtime_drain_timeout"] =
+      SecondsKey([](Settings* s) { return &s->haproxy.runtime_drain_timeout; });
   h["reload_method"] = [](const std::string& v, Settings* s) {
     static const std::map<std::string, ReloadMethod> kMethods = {
         {"managed", ReloadMethod::kManaged},

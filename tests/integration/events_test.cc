@@ -235,8 +235,10 @@ TEST(EventsTest, ReloadAddingAndRemovingServersPublishesTheDifference) {
   ASSERT_TRUE(events.WaitLive(kEventTimeout, &seen));
   seen.clear();
 
+  // A reload (the runtime path's events are RuntimeUpdateTest's).
   json result = agent.Ok(
-      "reload", {{"config", HaproxyConfig(frontend, Servers({{"b", b.port()}, {"c", c.port()}}))}});
+      "reload", {{"config", HaproxyConfig(frontend, Servers({{"b", b.port()}, {"c", c.port()}}))},
+                 {"apply_via", "reload"}});
   ASSERT_EQ(result["outcome"], json("applied")) << result.dump();
   auto reload =
       events.NextMatching([](const Event& e) { return e.topic == "reload"; }, kEventTimeout, &seen);

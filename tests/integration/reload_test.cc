@@ -102,7 +102,8 @@ TEST_F(ReloadTest, FailedReloadRollsBackToThePreviousConfig) {
 
 TEST_F(ReloadTest, SameConfigTwiceIsUnchangedWithoutAReload) {
   std::string config = HaproxyConfig(frontend_, {{"b", b_.port()}});
-  EXPECT_EQ(agent_.Ok("reload", {{"config", config}})["outcome"], "applied");
+  EXPECT_EQ(agent_.Ok("reload", {{"config", config}, {"apply_via", "reload"}})["outcome"],
+            "applied");
   const int reloads = agent_.HaproxyReloads();
   const pid_t worker = agent_.HaproxyWorkerPid();
   ASSERT_GE(reloads, 1);
@@ -158,7 +159,7 @@ TEST_F(ReloadTest, ConcurrentReloadsAreCoalesced) {
   std::vector<std::thread> clients;
   for (int i = 0; i < kClients; ++i) {
     clients.emplace_back([&, i] {
-      auto r = agent_.Call("reload", {{"config", configs[i]}});
+      auto r = agent_.Call("reload", {{"config", configs[i]}, {"apply_via", "reload"}});
       Answer& a = answers[i];
       a.at = std::chrono::steady_clock::now();
       if (!r.ok()) {

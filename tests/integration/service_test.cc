@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <set>
+#include <string>
+
 #include "harness.h"
 
 namespace lb::testing {
@@ -60,8 +63,10 @@ class ServiceTest : public ::testing::Test {
 
 TEST_F(ServiceTest, InitScriptReloadIsAppliedAndVerified) {
   const int old_pid = agent_.Ok("info")["haproxy"]["pid"];
-  json result = agent_.Ok("reload", {{"config", Config({{"b", b_.port()}})}});
+  json result =
+      agent_.Ok("reload", {{"config", Config({{"b", b_.port()}})}, {"apply_via", "reload"}});
   EXPECT_EQ(result["outcome"], "applied");
+  EXPECT_EQ(result["verified"], true);
   EXPECT_NE(agent_.Ok("info")["haproxy"]["pid"], old_pid) << "a new worker answers";
   EXPECT_TRUE(WaitFor([&] { return HttpGetBody(frontend_) == "b"; }, milliseconds(5000)));
   EXPECT_TRUE(WaitFor([&] { return agent_.ServerStatus("b") == "UP"; }, milliseconds(5000)));
@@ -70,7 +75,8 @@ TEST_F(ServiceTest, InitScriptReloadIsAppliedAndVerified) {
 TEST_F(ServiceTest, FailingInitScriptIsReportedWithItsStderrAndRolledBack) {
   const std::string before = ReadFile(agent_.config_path());
   WriteFile(agent_.dir().File("refuse"), "");
-  auto reply = agent_.Call("reload", {{"config", Config({{"b", b_.port()}})}});
+  auto reply =
+      agent_.Call("reload", {{"config", Config({{"b", b_.port()}})}, {"apply_via", "reload"}});
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(reply->status.code(), proto::ErrorCode::kReloadFailed);
   EXPECT_NE(reply->status.message().find("reload refused"), std::string::npos)
@@ -79,6 +85,25 @@ TEST_F(ServiceTest, FailingInitScriptIsReportedWithItsStderrAndRolledBack) {
   // The rollback reload fails the same way, and the file is restored anyway.
   EXPECT_EQ(ReadFile(agent_.config_path()), before);
   EXPECT_EQ(HttpGetBody(frontend_), "a");
+}
+
+TEST_F(ServiceTest, ServerChangeGoesThroughTheStatsSocketWithoutTheInitScript) {
+  const int old_pid = agent_.Ok("info")["haproxy"]["pid"];
+  WriteFile(agent_.dir().File("refuse"), "");  // the init script would fail: it must not run
+  const std::string next = Config({{"a", a_.port()}, {"b", b_.port()}});
+  json result = agent_.Ok("reload", {{"config", next}});
+  EXPECT_EQ(result["applied_via"], "runtime") << result.dump();
+  EXPECT_EQ(result["verified"], true);
+  EXPECT_EQ(agent_.Ok("info")["haproxy"]["pid"], old_pid) << "the same worker";
+  EXPECT_EQ(ReadFile(agent_.config_path()), next);
+  EXPECT_TRUE(WaitFor([&] { return agent_.ServerStatus("b") == "UP"; }, milliseconds(5000)));
+  std::set<std::string> seen;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        seen.insert(HttpGetBody(frontend_));
+        return seen.count("a") && seen.count("b");
+      },
+      milliseconds(5000)));
 }
 
 TEST_F(ServiceTest, ConfigWithoutTheStatsSocketGetsAWarning) {

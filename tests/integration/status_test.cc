@@ -63,7 +63,7 @@ TEST(StatusTest, DownServerStaysDownRightAfterAReload) {
   const pid_t old_worker = agent.HaproxyWorkerPid();
 
   std::string next = HaproxyConfig(frontend, servers, "scaling_nodes", global, defaults) + "# v2\n";
-  json result = agent.Ok("reload", {{"config", next}});
+  json result = agent.Ok("reload", {{"config", next}, {"apply_via", "reload"}});
   ASSERT_EQ(result["outcome"], "applied");
   EXPECT_NE(agent.HaproxyWorkerPid(), old_worker);
   EXPECT_EQ(agent.ServerStatus("down1"), "DOWN");

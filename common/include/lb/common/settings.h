@@ -76,6 +76,14 @@ struct HaproxySettings {
   // crashes never takes haproxy down; the next agent adopts the running master.
   bool stop_haproxy_on_exit = true;
   bool save_server_state = true;
+  // A config that changes only server lines (add, remove, address, weight, disabled) is applied
+  // through haproxy's runtime API with no reload, when the result is provably what a reload of
+  // the file would give (agent/src/runtime_plan.h); no: every change is a reload.
+  bool runtime_updates = true;
+  // A server removed at runtime is put in maintenance, then deleted once its last connection
+  // ends; still busy after this long, the change is applied by a reload instead (whose old
+  // worker lets those connections finish).
+  std::chrono::milliseconds runtime_drain_timeout{2000};
 };
 
 // [fleet]: a controller that pushes configs to many agents (proto/PROTOCOL.md, "Fleet"). Off
