@@ -10,10 +10,16 @@
 //            the haproxy worker's own CPU in the same seconds
 //   latency  from a backend's listener closing to the DOWN event at a subscriber, with polling
 //            only (250 ms) and with the log listener, health checks every 100 ms
+// Server-only changes (issue 9), each through the runtime API and through a forced reload of the
+// same change, next to the raw runtime commands on the master socket:
+//   weight     one server's weight (3-server backend)
+//   add 1      one server added, then (remove 1) removed again (3-server backend)
+//   add 100    100 servers added to a 1,000-server backend, then (remove 100) removed again
 // And what CURVE (SECURITY.md) adds:
 //   status   the same `status` with the command socket a CURVE server (encryption per message)
 //   connect  a new connection + `ping`, as each lbctl run does: plaintext vs CURVE handshake
-// Usage: lb-bench [--agent PATH] [--haproxy PATH] [--iterations N] [--only core|events|curve]
+// Usage: lb-bench [--agent PATH] [--haproxy PATH] [--iterations N]
+//                 [--only core|runtime|events|curve]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -32,6 +38,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 #include <zmq.hpp>
 
@@ -327,6 +334,133 @@ void EventBenchmarks(const std::string& agent_bin, const std::string& haproxy, i
   }
 }
 
+// A config whose backend `app` has these servers (name, port, weight), no health checks.
+std::string ServersConfig(int frontend, const std::string& dir,
+                          const std::vector<std::tuple<std::string, int, int>>& servers) {
+  std::ostringstream c;
+  c << "global\n    server-state-file " << dir << "/state\n    hard-stop-after 5s\n"
+    << "defaults\n    mode http\n    option idle-close-on-response\n"
+    << "    load-server-state-from-file global\n"
+    << "    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n"
+    << "frontend main\n    bind 127.0.0.1:" << frontend << "\n    default_backend app\n"
+    << "backend app\n    balance roundrobin\n";
+  for (const auto& [name, port, weight] : servers) {
+    c << "    server " << name << " 127.0.0.1:" << port << " weight " << weight << "\n";
+  }
+  return c.str();
+}
+
+std::vector<std::tuple<std::string, int, int>> Servers(int n, const std::string& prefix = "s",
+                                                       int weight = 1) {
+  std::vector<std::tuple<std::string, int, int>> out;
+  for (int i = 0; i < n; ++i)
+    out.emplace_back(prefix + std::to_string(i), 20000 + i % 1000, weight);
+  return out;
+}
+
+void RuntimeBenchmarks(const std::string& agent_bin, const std::string& haproxy, int iterations) {
+  std::printf("\n%-22s %8s %11s %12s %12s %12s %9s %12s\n", "server-only change (ms)", "servers",
+              "floor p50", "runtime p50", "runtime p99", "reload p50", "speed-up", "new workers");
+  struct Scenario {
+    const char* name;
+    int base;   // servers in the backend
+    int delta;  // servers added (0: a weight change)
+  };
+  for (const Scenario sc : {Scenario{"weight", 3, 0}, Scenario{"add 1 / remove 1", 3, 1},
+                            Scenario{"add 100 / remove 100", 1000, 100}}) {
+    char tmpl[] = "/tmp/lb-bench.XXXXXX";
+    std::string dir = mkdtemp(tmpl);
+    const int frontend = FreePort();
+    auto base = Servers(sc.base);
+    auto changed = base;
+    if (sc.delta == 0) {
+      std::get<2>(changed[0]) = 2;
+    } else {
+      auto more = Servers(sc.delta, "x");
+      changed.insert(changed.end(), more.begin(), more.end());
+    }
+    const std::string a = ServersConfig(frontend, dir, base),
+                      b = ServersConfig(frontend, dir, changed);
+    Agent agent(agent_bin, haproxy, dir, a);
+    lb::agent::SocketOptions o;
+    // The raw runtime commands for the same change (the floor), in one batch each way.
+    std::vector<std::string> forward, backward;
+    if (sc.delta == 0) {
+      forward = {"set server app/s0 weight 2"};
+      backward = {"set server app/s0 weight 1"};
+    } else {
+      for (int i = 0; i < sc.delta; ++i) {
+        const std::string id = "app/x" + std::to_string(i);
+        forward.push_back("add server " + id + " 127.0.0.1:" + std::to_string(20000 + i) +
+                          " weight 1 enabled");
+        backward.push_back("set server " + id + " state maint");
+        backward.push_back("del server " + id);
+      }
+    }
+    auto batch = [](const std::vector<std::string>& commands) {
+      std::string line;
+      for (const auto& c : commands) line += (line.empty() ? "@1 " : "; @1 ") + c;
+      return line;
+    };
+    const std::string forward_line = batch(forward), backward_line = batch(backward);
+    std::vector<double> floor_fwd, floor_back;
+    for (int i = 0; i < iterations * 2; ++i) {
+      for (bool fwd : {true, false}) {
+        auto start = Clock::now();
+        auto r = lb::agent::HaproxyCommand(agent.master(), fwd ? forward_line : backward_line, o);
+        if (!r.ok()) Die("raw runtime commands: " + r.status().message());
+        (fwd ? floor_fwd : floor_back)
+            .push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      }
+    }
+    const pid_t worker = agent.Call("info", json::object())["haproxy"].value("pid", 0);
+    // Through the agent: the runtime path, then a forced reload of the same change.
+    auto measure = [&](bool reload) {
+      std::vector<double> fwd, back;
+      for (int i = 0; i < iterations; ++i) {
+        for (bool forward_way : {true, false}) {
+          json args = {{"config", forward_way ? b : a}};
+          if (reload) args["apply_via"] = "reload";
+          auto start = Clock::now();
+          json r = agent.Call("reload", args);
+          const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+          if (r.value("applied_via", "") != (reload ? "reload" : "runtime") ||
+              !r.value("verified", false)) {
+            Die(std::string(sc.name) + ": not applied as expected: " + r.dump());
+          }
+          (forward_way ? fwd : back).push_back(ms);
+        }
+      }
+      return std::make_pair(fwd, back);
+    };
+    auto runtime = measure(false);
+    const pid_t after = agent.Call("info", json::object())["haproxy"].value("pid", 0);
+    auto reload = measure(true);
+    auto pct = [](std::vector<double> v, double q) {
+      std::sort(v.begin(), v.end());
+      return v[std::min(v.size() - 1, static_cast<std::size_t>(v.size() * q))];
+    };
+    auto row = [&](const std::string& op, const std::vector<double>& floor,
+                   const std::vector<double>& rt, const std::vector<double>& rl) {
+      std::printf("%-22s %8d %11.2f %12.2f %12.2f %12.2f %8.1fx %12d\n", op.c_str(), sc.base,
+                  pct(floor, 0.5), pct(rt, 0.5), pct(rt, 0.99), pct(rl, 0.5),
+                  pct(rl, 0.5) / pct(rt, 0.5), after != worker ? 1 : 0);
+    };
+    if (sc.delta == 0) {
+      std::vector<double> floor = floor_fwd, rt = runtime.first, rl = reload.first;
+      floor.insert(floor.end(), floor_back.begin(), floor_back.end());
+      rt.insert(rt.end(), runtime.second.begin(), runtime.second.end());
+      rl.insert(rl.end(), reload.second.begin(), reload.second.end());
+      row("weight", floor, rt, rl);
+    } else {
+      const std::string n = std::to_string(sc.delta);
+      row("add " + n, floor_fwd, runtime.first, reload.first);
+      row("remove " + n, floor_back, runtime.second, reload.second);
+    }
+    if (!std::getenv("LB_BENCH_KEEP")) std::filesystem::remove_all(dir);
+  }
+}
+
 // Writes a key pair for the agent and one client into `dir`; the client's keys.
 lb::common::CurveClientKeys WriteKeys(const std::string& dir) {
   for (const char* name : {"agent", "client"}) {
@@ -389,8 +523,12 @@ int main(int argc, char** argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, nullptr, _IOLBF, 0);
-  if (!only.empty() && only != "core" && only != "events" && only != "curve") {
-    Die("--only wants core, events or curve");
+  if (!only.empty() && only != "core" && only != "runtime" && only != "events" && only != "curve") {
+    Die("--only wants core, runtime, events or curve");
+  }
+  if (only == "runtime") {
+    RuntimeBenchmarks(agent_bin, haproxy, iterations);
+    return 0;
   }
   if (only == "events") {
     EventBenchmarks(agent_bin, haproxy, iterations);
@@ -414,8 +552,10 @@ int main(int argc, char** argv) {
     });
     Stats agent_status = Measure(iterations * 5, [&] { agent.Call("status", json::object()); });
     int variant = 1;
+    // Every server's weight changes: a forced reload (the runtime path has its own table).
     Stats agent_reload = Measure(iterations, [&] {
-      agent.Call("reload", {{"config", Config(frontend, servers, dir, variant++)}});
+      agent.Call("reload",
+                 {{"config", Config(frontend, servers, dir, variant++)}, {"apply_via", "reload"}});
     });
     Stats floor_reload = Measure(iterations, [&] {
       RawReload(haproxy, dir, agent.master(), Config(frontend, servers, dir, variant++));
@@ -429,6 +569,7 @@ int main(int argc, char** argv) {
     std::filesystem::remove_all(dir);
   }
   if (only == "core") return 0;
+  RuntimeBenchmarks(agent_bin, haproxy, iterations);
   CurveBenchmarks(agent_bin, haproxy, iterations);
   EventBenchmarks(agent_bin, haproxy, iterations);
   return 0;

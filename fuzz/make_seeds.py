@@ -143,6 +143,82 @@ backend api
         shutil.rmtree(d, ignore_errors=True)
 
 
+def quoted_show_stat():
+    """A `show stat` whose last_agt haproxy quotes: an agent check answers a description with a
+    comma and double quotes, which haproxy 2.6 prints as "via agent : up (say ""hi"", ok)"."""
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    agent_port = listener.getsockname()[1]
+
+    def agent():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b'up #say "hi", ok\n')
+
+    threading.Thread(target=agent, daemon=True).start()
+    d = tempfile.mkdtemp(prefix="lb-fuzz-seeds.")
+    cfg = f"""global
+    stats socket {d}/stats.sock mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+    timeout check 1s
+
+frontend main
+    bind unix@{d}/fe.sock
+    default_backend scaling_nodes
+
+backend scaling_nodes
+    server node1 127.0.0.1:1 agent-check agent-port {agent_port} agent-inter 100ms
+    server node2 127.0.0.1:2 check inter 200ms
+"""
+    with open(os.path.join(d, "haproxy.cfg"), "w") as f:
+        f.write(cfg)
+    proc = subprocess.Popen(["haproxy", "-W", "-db", "-S", f"{d}/master.sock", "-f",
+                             f"{d}/haproxy.cfg"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(5)
+                s.connect(os.path.join(d, "stats.sock"))
+                s.sendall(b"show stat\n")
+                s.shutdown(socket.SHUT_WR)
+                stat = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    stat += chunk
+                s.close()
+            except OSError:
+                stat = b""
+            if b'""hi""' in stat:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("haproxy never printed the agent's quoted description")
+            time.sleep(0.05)
+        write("show_stat", "quoted_last_agt", stat)
+        # The same answer cut inside the quoted field: the record must be dropped, not shifted.
+        write("show_stat", "quoted_cut_inside_quotes", stat[: stat.index(b'""hi""') + 3])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        listener.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def settings_files():
     for name, path in [("etc_lb-agent.cfg", "etc/lb-agent.cfg"),
                        ("demo_lb-agent.cfg", "etc/demo/lb-agent.cfg"),
@@ -236,6 +312,7 @@ def allow_lists():
 if __name__ == "__main__":
     command_frames()
     haproxy_answers()
+    quoted_show_stat()
     settings_files()
     haproxy_configs()
     bridge_bodies()

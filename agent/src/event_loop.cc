@@ -155,6 +155,7 @@ void EventLoop::ReloadFinished(const Status& status, const json& result,
   json event = {{"source", source}};
   if (status.ok()) {
     event["outcome"] = result.value("outcome", "applied");
+    event["applied_via"] = result.value("applied_via", "reload");
     event["sha256"] = result.value("sha256", "");
     event["previous_sha256"] = result.value("previous_sha256", "");
     event["total_ms"] = result.value("total_ms", 0);

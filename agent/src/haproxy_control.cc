@@ -300,11 +300,16 @@ ValidateOutcome ValidateWithHaproxy(const common::HaproxySettings& settings,
     return out;
   }
   std::string text = ReplaceAll(run->out + run->err, path, display_name);
-  std::vector<std::string> alerts;
+  std::vector<std::string> alerts, other;
   for (const auto& line : SplitLines(text)) {
     if (line.find("[WARNING]") != std::string::npos) out.warnings.push_back(line);
     if (line.find("[ALERT]") != std::string::npos) alerts.push_back(line);
+    if (line.find("[NOTICE]") == std::string::npos && line.find("[WARNING]") == std::string::npos)
+      other.push_back(line);
   }
+  // Some refusals come without an [ALERT] ("Configuration file has no error but will not start
+  // (no listener) => exit(2)."): then haproxy's other lines are the reason.
+  if (alerts.empty()) alerts = std::move(other);
   if (run->exit_code != 0) {
     json details = {{"haproxy_output", alerts}};
     std::string message =

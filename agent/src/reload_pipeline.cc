@@ -197,20 +197,31 @@ std::map<std::string, ServerExpectation> ReloadPipeline::SaveServerState(
 }
 
 Result<std::vector<std::string>> ReloadPipeline::Verify(
-    const DeclaredServers& declared, const std::map<std::string, ServerExpectation>& expect) {
+    const DeclaredServers& declared, const std::map<std::string, ServerExpectation>& expect,
+    const std::vector<std::string>& stat_backends) {
   // A new worker may refuse or cut an answer for a moment while the old one hands over.
   const auto give_up = Clock::now() + std::chrono::milliseconds(2000);
-  Status last = Status(ErrorCode::kHaproxyUnavailable, "not read");
+  std::vector<std::string> stat_commands;
+  for (const auto& b : stat_backends) stat_commands.push_back("show stat " + b + " 4 -1");
+  if (stat_commands.empty()) stat_commands.push_back("show stat -1 4 -1");
   while (true) {
     auto state_text = control_.WorkerCommand("show servers state");
     auto state = state_text.ok() ? ParseServersState(*state_text)
                                  : Result<ServersState>(state_text.status());
-    auto stat_text = state.ok() ? control_.WorkerCommand("show stat -1 4 -1")
-                                : Result<std::string>(state.status());
-    auto stats = stat_text.ok() ? ParseCompleteShowStat(*stat_text)
-                                : Result<std::vector<StatRow>>(stat_text.status());
-    if (stats.ok()) return VerifyServers(declared, expect, *state, *stats);
-    last = stats.status();
+    Result<std::vector<StatRow>> stats = std::vector<StatRow>();
+    for (const auto& command : stat_commands) {
+      if (!state.ok()) break;
+      auto text = control_.WorkerCommand(command);
+      auto rows =
+          text.ok() ? ParseCompleteShowStat(*text) : Result<std::vector<StatRow>>(text.status());
+      if (!rows.ok()) {
+        stats = rows.status();
+        break;
+      }
+      stats->insert(stats->end(), rows->begin(), rows->end());
+    }
+    if (state.ok() && stats.ok()) return VerifyServers(declared, expect, *state, *stats);
+    const Status last = state.ok() ? stats.status() : state.status();
     if (last.code() != ErrorCode::kHaproxyUnavailable || Clock::now() >= give_up) return last;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -270,8 +281,8 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
     Record("unchanged", previous_sha, MsSince(start), Status::Ok());
     return result;
   }
-  LintResult policy =
-      CheckCodeDirectives(ReadConfigFacts(request.config), settings_.security.allow_programs);
+  const ConfigFacts facts = ReadConfigFacts(request.config);
+  LintResult policy = CheckCodeDirectives(facts, settings_.security.allow_programs);
   if (!policy.status.ok()) return fail(policy.status);
 
   std::string reload_reason;
@@ -283,9 +294,12 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
   } else if (!settings_.haproxy.runtime_updates) {
     reload_reason = "runtime_updates = no in lb-agent.cfg";
   } else {
-    RuntimePlan plan = PlanRuntime(live->text, request.config);
+    const DeclaredServers live_model = ReadDeclaredServers(live->text);
+    const DeclaredServers next_model = ReadDeclaredServers(request.config);
+    RuntimePlan plan = PlanRuntime(live->text, request.config, live_model, next_model);
     if (plan.runtime) {
-      auto done = ApplyRuntime(request, plan, *live, start, &reload_reason, &touched);
+      auto done = ApplyRuntime(request, facts, plan, *live, live_model, next_model, start,
+                               &reload_reason, &touched);
       if (done) return std::move(*done);
     } else {
       reload_reason = plan.reason;
@@ -309,8 +323,10 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
 }
 
 std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
-    const ReloadRequest& request, const RuntimePlan& plan, const ConfigStore::Live& live,
-    Clock::time_point start, std::string* reload_reason, bool* touched) {
+    const ReloadRequest& request, const ConfigFacts& facts, const RuntimePlan& plan,
+    const ConfigStore::Live& live, const DeclaredServers& live_model,
+    const DeclaredServers& next_model, Clock::time_point start, std::string* reload_reason,
+    bool* touched) {
   const std::string previous_sha = Sha256Hex(live.text);
   auto fail = [&](const Status& s) {
     Record(std::string(proto::ErrorCodeName(s.code())), previous_sha, MsSince(start), s);
@@ -319,7 +335,7 @@ std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
   // The rest of the config is the live one, which haproxy -c accepted; the server lines are
   // parsed by haproxy itself (add server) and read back (Verify). The agent's own checks still
   // apply (an emptied default backend, for one).
-  LintResult lint = Lint(ReadConfigFacts(request.config), request.force);
+  LintResult lint = Lint(facts, request.force);
   if (!lint.status.ok()) return fail(lint.status);
   auto state_text = control_.WorkerCommand("show servers state");
   auto before =
@@ -329,8 +345,6 @@ std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
         "haproxy's running servers could not be read (" + before.status().message() + ")";
     return std::nullopt;
   }
-  const DeclaredServers live_model = ReadDeclaredServers(live.text);
-  const DeclaredServers next_model = ReadDeclaredServers(request.config);
   const StateCarry carry = CarryServerState(*before, live_model, next_model, true);
   auto candidate = store_.WriteCandidate(request.config);
   if (!candidate.ok()) return fail(candidate.status());
@@ -344,7 +358,9 @@ std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
   *touched = !sent.empty();
   std::vector<std::string> mismatches;
   if (run.ok()) {
-    auto verified = Verify(next_model, carry.expect);
+    // Runtime commands cannot make a server backup or not: `show stat` (which says) is read for
+    // the changed backends only; every backend's servers are compared.
+    auto verified = Verify(next_model, carry.expect, plan.backends);
     if (verified.ok()) {
       mismatches = std::move(*verified);
     } else {

@@ -111,9 +111,12 @@ class ReloadPipeline {
   proto::Result<Checked> Check(const ReloadRequest& request);
   // The runtime path. nullopt: fall back to a reload, for `*reload_reason`; `*touched` says
   // whether runtime commands reached haproxy before that.
+  // `facts`, `live_model` and `next_model` are what the request's config and the live one say.
   std::optional<proto::Result<nlohmann::json>> ApplyRuntime(
-      const ReloadRequest& request, const RuntimePlan& plan, const ConfigStore::Live& live,
-      std::chrono::steady_clock::time_point start, std::string* reload_reason, bool* touched);
+      const ReloadRequest& request, const ConfigFacts& facts, const RuntimePlan& plan,
+      const ConfigStore::Live& live, const DeclaredServers& live_model,
+      const DeclaredServers& next_model, std::chrono::steady_clock::time_point start,
+      std::string* reload_reason, bool* touched);
   proto::Result<nlohmann::json> ApplyChecked(const ReloadRequest& request, Checked checked,
                                              const ConfigStore::Live& live,
                                              const std::string& reload_reason,
@@ -128,8 +131,10 @@ class ReloadPipeline {
                                                            std::vector<std::string>* warnings);
   // Reads the running servers (retrying while a new worker settles) and compares them with
   // `declared`: the differences, or why they could not be read.
+  // `stat_backends`: read `show stat` (for `backup`) of these backends only; empty: all.
   proto::Result<std::vector<std::string>> Verify(
-      const DeclaredServers& declared, const std::map<std::string, ServerExpectation>& expect);
+      const DeclaredServers& declared, const std::map<std::string, ServerExpectation>& expect,
+      const std::vector<std::string>& stat_backends = {});
   // Reloads haproxy with the live file `text` (state carried from what runs, the config winning
   // everywhere): brings haproxy back to the file after a runtime change that cannot stand.
   proto::Status ReloadToLive(const std::string& text, const DeclaredServers& running_model);

@@ -5,9 +5,9 @@
 // a hundred servers instead of three hundred). haproxy 2.6 does not frame the answers of a batch
 // reliably, so an answer is read as a set of lines: every line that is not one of the known
 // success messages is a refusal, reported verbatim. The caller then reads the effect back
-// (VerifyServers): the answers decide only whether to go on. Removals wait, each on its own
-// connection, until `del server` succeeds (haproxy refuses while the server has connections),
-// up to `drain_timeout`.
+// (VerifyServers): the answers decide only whether to go on. Removals are sent as one batch of
+// `del server` and read back (`show servers state`); haproxy refuses a server that still has
+// connections, which is retried until `drain_timeout`.
 #pragma once
 
 #include <chrono>
@@ -22,7 +22,7 @@ namespace lb::agent {
 
 // OK when every command was accepted and every removed server deleted. Otherwise a status whose
 // message says what haproxy refused, or which server still had connections at the deadline.
-// `sent` receives every command sent, in order (the `del server` of a removal once).
+// `sent` receives every command sent, in order (each `del server` once, however often retried).
 proto::Status RunRuntimePlan(HaproxyControl& control, const RuntimePlan& plan,
                              std::chrono::milliseconds drain_timeout,
                              std::vector<std::string>* sent);

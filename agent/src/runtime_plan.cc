@@ -63,10 +63,7 @@ bool CliSafe(const std::string& word) {
 std::string StaticAlgorithm(const DeclaredBackend& b) {
   if (b.balance == "static-rr") return "uses balance static-rr, a static algorithm";
   if (b.hash_type == "map-based") return "uses hash-type map-based, a static algorithm";
-  const bool hashing = b.balance == "source" || b.balance == "uri" || b.balance == "url_param" ||
-                       b.balance == "hash" || b.balance.rfind("hdr(", 0) == 0 ||
-                       b.balance.rfind("rdp-cookie", 0) == 0;
-  if (hashing && b.hash_type != "consistent") {
+  if (b.Hashing() && b.hash_type != "consistent") {
     return "uses balance " + b.balance +
            " without hash-type consistent (map-based by default, a static algorithm)";
   }
@@ -126,13 +123,37 @@ std::string CannotAdd(const DeclaredBackend& b, const DeclaredServer& s) {
   return "";
 }
 
-// Why the servers of `b` cannot be added or removed at runtime (ids or order matter), or "".
-std::string IdsMatter(const DeclaredBackend& b) {
-  if (b.balance == "first") {
-    return "backend " + b.name + " uses balance first, where server order decides";
+// Why the change of `live` into `next` cannot keep every server's id what a reload of the file
+// gives it, in a backend where ids decide (DeclaredBackend::IdsMatter), or "". A reload numbers
+// servers by position; `del server` leaves the others' ids, `add server` takes the lowest free
+// one. So only servers removed from the end and added at the end keep them equal.
+std::string IdsDiffer(const DeclaredBackend& live, const DeclaredBackend& next) {
+  const std::string why = next.IdsMatter();
+  if (why.empty()) return "";
+  std::vector<std::string> old_names, new_names;
+  for (const auto& s : live.servers) old_names.push_back(s.name);
+  for (const auto& s : next.servers) new_names.push_back(s.name);
+  if (old_names == new_names) return "";
+  for (const auto* b : {&live, &next}) {
+    for (const auto& s : b->servers) {
+      if (s.explicit_id) return "backend " + next.name + " sets server ids (" + why + ")";
+    }
   }
-  if (b.uses_stick) {
-    return "backend " + b.name + " has stick tables, which refer to servers by id";
+  std::size_t kept = 0;
+  while (kept < old_names.size() && kept < new_names.size() && old_names[kept] == new_names[kept]) {
+    ++kept;
+  }
+  // What follows the common prefix must be only removed servers in the old list and only new
+  // servers in the new list.
+  for (std::size_t i = kept; i < old_names.size(); ++i) {
+    if (next.Find(old_names[i]) != nullptr) {
+      return "backend " + next.name + " changes the order of its servers (" + why + ")";
+    }
+  }
+  for (std::size_t i = kept; i < new_names.size(); ++i) {
+    if (live.Find(new_names[i]) != nullptr) {
+      return "backend " + next.name + " changes the order of its servers (" + why + ")";
+    }
   }
   return "";
 }
@@ -153,6 +174,12 @@ std::string FirstDifference(const std::vector<std::string>& a, const std::vector
 }  // namespace
 
 RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_config) {
+  return PlanRuntime(live_config, new_config, ReadDeclaredServers(live_config),
+                     ReadDeclaredServers(new_config));
+}
+
+RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_config,
+                        const DeclaredServers& live, const DeclaredServers& next) {
   RuntimePlan plan;
   auto reload = [&plan](std::string reason) {
     plan = RuntimePlan();
@@ -165,8 +192,6 @@ RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_confi
     return reload("the change is not limited to server lines: " +
                   FirstDifference(live_skeleton, new_skeleton));
   }
-  const DeclaredServers live = ReadDeclaredServers(live_config);
-  const DeclaredServers next = ReadDeclaredServers(new_config);
   std::set<std::string> referenced(next.references.begin(), next.references.end());
   referenced.insert(live.references.begin(), live.references.end());
 
@@ -183,25 +208,31 @@ RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_confi
       if (old == nullptr) {
         if (std::string why = CannotAdd(nb, s); !why.empty()) return reload(why);
         changed = true;
+        // A runtime server starts in maintenance unless told `enabled` (a configured one starts
+        // ready): one command instead of a second `enable server`.
         backend_adds.push_back("add server " + id + " " + s.address +
-                               (s.params.empty() ? "" : " " + Join(s.params)));
+                               (s.params.empty() ? "" : " " + Join(s.params)) +
+                               (s.disabled ? "" : " enabled"));
         if (s.check) backend_adds.push_back("enable health " + id);
         if (s.agent_check) backend_adds.push_back("enable agent " + id);
-        if (!s.disabled) backend_adds.push_back("enable server " + id);
         continue;
       }
-      if (old->address == s.address && old->params == s.params) continue;
       const std::string who = "server " + id;
+      if (old->conditional != s.conditional) {
+        return reload(who + " moves " + (s.conditional ? "into" : "out of") + " an .if block");
+      }
+      if (old->address == s.address && old->effective_params == s.effective_params) continue;
       if (s.from_template || old->from_template) {
         return reload(who + " comes from a server-template line");
       }
-      if (s.conditional || old->conditional) return reload(who + " is inside an .if block");
+      if (s.conditional) return reload(who + " is inside an .if block");
       if (!s.track.empty() || !old->track.empty()) return reload(who + " uses track");
-      if (FixedParams(old->params) != FixedParams(s.params)) {
-        return reload(who + " changes more than its address, weight or disabled (\"" +
-                      Join(old->params) + "\" becomes \"" + Join(s.params) + "\")");
-      }
       if (old->backup != s.backup) return reload(who + " changes backup");
+      if (FixedParams(old->effective_params) != FixedParams(s.effective_params)) {
+        return reload(who + " changes more than its address, weight or disabled (\"" +
+                      Join(old->effective_params) + "\" becomes \"" + Join(s.effective_params) +
+                      "\")");
+      }
       if (old->address != s.address && !(old->literal() && s.literal())) {
         return reload(who + " changes an address that is not an IP literal with a port (\"" +
                       old->address + "\" becomes \"" + s.address + "\")");
@@ -239,12 +270,11 @@ RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_confi
       backend_maint.push_back("set server " + id + " state maint");
       backend_removals.push_back({nb.name, old.name});
     }
+    // In a backend where ids decide, a reorder alone changes where traffic goes.
+    if (std::string why = IdsDiffer(*lb, nb); !why.empty()) return reload(why);
     if (!changed) continue;
     if (std::string why = StaticAlgorithm(nb); !why.empty()) {
       return reload("backend " + nb.name + " " + why);
-    }
-    if (!backend_adds.empty() || !backend_removals.empty()) {
-      if (std::string why = IdsMatter(nb); !why.empty()) return reload(why);
     }
     plan.backends.push_back(nb.name);
     adds.insert(adds.end(), backend_adds.begin(), backend_adds.end());

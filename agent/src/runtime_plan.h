@@ -10,11 +10,13 @@
 //     (a subset of what 2.6's `add server` takes, each one's effect identical to a config line's),
 //     no `track`, and its backend has no `default-server` (a runtime server does not inherit one);
 //   - a removed server is named by no `use-server` or `track`;
-//   - the backend's algorithm is dynamic (not static-rr, not a map-based hash), and servers are
-//     added or removed only where ids and order do not matter (no `balance first`, no stick
-//     tables, which store server ids).
-// Anything else is a reload, with the reason. A config identical but for comments, spacing or the
-// order of server lines is a plan with no command.
+//   - the backend's algorithm is dynamic (not static-rr, not a map-based hash), and where server
+//     ids decide (`balance first`, a consistent hash, stick tables: DeclaredBackend::IdsMatter)
+//     the order is kept and servers are added or removed at the end only, so that every id is
+//     the one a reload would give (a reload numbers by position, `add server` takes the lowest
+//     free id, `del server` leaves the others').
+// Anything else is a reload, with the reason. A config identical but for comments, spacing or
+// (where ids do not decide) the order of server lines is a plan with no command.
 #pragma once
 
 #include <string>
@@ -43,5 +45,8 @@ struct RuntimePlan {
 };
 
 RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_config);
+// The same with the configs' servers already read (ReadDeclaredServers of each text).
+RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_config,
+                        const DeclaredServers& live, const DeclaredServers& next);
 
 }  // namespace lb::agent

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <optional>
+#include <set>
 
 #include "config_lint.h"
 
@@ -73,33 +74,79 @@ void ReadAddress(const std::string& written, DeclaredServer* server) {
   server->port = number;
 }
 
+// Server keywords of haproxy 2.6 that take no argument (configuration.txt, 5.2); every other
+// keyword takes one. Knowing them keeps an argument (`cookie backup`) from being read as a flag.
+bool IsFlagKeyword(const std::string& kw) {
+  static const std::set<std::string> kFlags = {"agent-check",
+                                               "allow-0rtt",
+                                               "backup",
+                                               "check",
+                                               "check-send-proxy",
+                                               "check-ssl",
+                                               "check-via-socks4",
+                                               "disabled",
+                                               "enabled",
+                                               "force-sslv3",
+                                               "force-tlsv10",
+                                               "force-tlsv11",
+                                               "force-tlsv12",
+                                               "force-tlsv13",
+                                               "no-agent-check",
+                                               "no-backup",
+                                               "no-check",
+                                               "no-check-ssl",
+                                               "no-send-proxy",
+                                               "no-send-proxy-v2",
+                                               "no-send-proxy-v2-ssl",
+                                               "no-send-proxy-v2-ssl-cn",
+                                               "no-ssl",
+                                               "no-ssl-reuse",
+                                               "no-sslv3",
+                                               "no-tfo",
+                                               "no-tls-tickets",
+                                               "no-tlsv10",
+                                               "no-tlsv11",
+                                               "no-tlsv12",
+                                               "no-tlsv13",
+                                               "no-verifyhost",
+                                               "non-stick",
+                                               "send-proxy",
+                                               "send-proxy-v2",
+                                               "send-proxy-v2-ssl",
+                                               "send-proxy-v2-ssl-cn",
+                                               "ssl",
+                                               "ssl-reuse",
+                                               "stick",
+                                               "tfo",
+                                               "tls-tickets"};
+  return kFlags.count(kw) > 0;
+}
+
 // Applies one server-line keyword list (default-server's, then the server's own) to `server`.
 void ApplyParams(const std::vector<std::string>& params, DeclaredServer* server) {
   for (std::size_t i = 0; i < params.size(); ++i) {
     const std::string& kw = params[i];
-    const std::string* arg = i + 1 < params.size() ? &params[i + 1] : nullptr;
-    if (kw == "weight" && arg) {
+    if (IsFlagKeyword(kw)) {
+      if (kw == "backup") server->backup = true;
+      if (kw == "no-backup") server->backup = false;
+      if (kw == "disabled") server->disabled = true;
+      if (kw == "enabled") server->disabled = false;
+      if (kw == "check") server->check = true;
+      if (kw == "no-check") server->check = false;
+      if (kw == "agent-check") server->agent_check = true;
+      if (kw == "no-agent-check") server->agent_check = false;
+      continue;
+    }
+    if (i + 1 >= params.size()) break;
+    const std::string& arg = params[++i];
+    if (kw == "weight") {
       int w = 0;
-      auto [ptr, ec] = std::from_chars(arg->data(), arg->data() + arg->size(), w);
-      if (ec == std::errc() && ptr == arg->data() + arg->size()) server->weight = w;
-    } else if (kw == "backup") {
-      server->backup = true;
-    } else if (kw == "no-backup") {
-      server->backup = false;
-    } else if (kw == "disabled") {
-      server->disabled = true;
-    } else if (kw == "enabled") {
-      server->disabled = false;
-    } else if (kw == "check") {
-      server->check = true;
-    } else if (kw == "no-check") {
-      server->check = false;
-    } else if (kw == "agent-check") {
-      server->agent_check = true;
-    } else if (kw == "no-agent-check") {
-      server->agent_check = false;
-    } else if (kw == "track" && arg) {
-      server->track = *arg;
+      auto [ptr, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), w);
+      if (ec == std::errc() && ptr == arg.data() + arg.size()) server->weight = w;
+    } else if (kw == "track") {
+      server->track = arg;
+    } else if (kw == "id") {
+      server->explicit_id = true;
     }
   }
 }
@@ -158,10 +205,28 @@ bool IsServerSection(const std::string& section) {
 bool IsIpLiteral(const std::string& text) { return CanonicalIp(text).has_value(); }
 
 const DeclaredServer* DeclaredBackend::Find(std::string_view server) const {
+  if (index.size() == servers.size()) {
+    auto it = index.find(std::string(server));
+    return it == index.end() ? nullptr : &servers[it->second];
+  }
   for (const auto& s : servers) {
     if (s.name == server) return &s;
   }
   return nullptr;
+}
+
+bool DeclaredBackend::Hashing() const {
+  return balance == "source" || balance == "uri" || balance == "url_param" || balance == "hash" ||
+         balance.rfind("hdr(", 0) == 0 || balance.rfind("rdp-cookie", 0) == 0;
+}
+
+std::string DeclaredBackend::IdsMatter() const {
+  if (balance == "first") return "balance first picks servers in id order";
+  if (Hashing() && hash_type == "consistent") {
+    return "balance " + balance + " with hash-type consistent places servers on the ring by id";
+  }
+  if (uses_stick) return "stick tables refer to servers by id";
+  return "";
 }
 
 const DeclaredBackend* DeclaredServers::Find(std::string_view backend) const {
@@ -274,6 +339,9 @@ DeclaredServers ReadDeclaredServers(std::string_view config) {
       if (!split[address_at].from_env) ReadAddress(server.address, &server);
       ApplyParams(backend_default_server, &server);
       ApplyParams(server.params, &server);
+      server.effective_params = backend_default_server;
+      server.effective_params.insert(server.effective_params.end(), server.params.begin(),
+                                     server.params.end());
       if (!server.track.empty()) {
         out.references.push_back(server.track.find('/') == std::string::npos
                                      ? backend->name + "/" + server.track
@@ -292,6 +360,11 @@ DeclaredServers ReadDeclaredServers(std::string_view config) {
       }
     }
   });
+  for (auto& b : out.backends) {
+    for (std::size_t i = 0; i < b.servers.size(); ++i) b.index.emplace(b.servers[i].name, i);
+    // A name declared twice (haproxy refuses that): keep the linear search, first one wins.
+    if (b.index.size() != b.servers.size()) b.index.clear();
+  }
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace lb::agent {
@@ -35,8 +36,11 @@ struct DeclaredServer {
   bool from_template = false;
   bool conditional = false;  // inside an `.if` block, which the agent does not evaluate
   bool literal() const { return !ip.empty(); }
+  bool explicit_id = false;  // an `id` keyword
   // The words after the address, as written (without default-server's).
   std::vector<std::string> params;
+  // default-server's words that apply to it, then its own: what decides how it runs.
+  std::vector<std::string> effective_params;
   int line = 0;  // 1-based line of the `server` (or `server-template`) line
 };
 
@@ -49,7 +53,15 @@ struct DeclaredBackend {
   bool uses_cookie = false;             // a `cookie` directive in the backend (or defaults)
   bool has_conditional = false;         // some server line is inside an `.if` block
   std::vector<DeclaredServer> servers;  // in file order
+  // The server of that name, or null (an index when ReadDeclaredServers built the backend).
   const DeclaredServer* Find(std::string_view server) const;
+  std::unordered_map<std::string, std::size_t> index;  // name -> position in `servers`
+  // Whether a server's id (its position, unless `id` sets it) decides where traffic goes:
+  // `balance first`, a consistent hash ring (keyed by id in 2.6), and stick tables (which store
+  // ids). Empty when it does not, else why.
+  std::string IdsMatter() const;
+  // The algorithm hashes a request property (source, uri, url_param, hdr(), rdp-cookie, hash).
+  bool Hashing() const;
 };
 
 struct DeclaredServers {
@@ -66,8 +78,10 @@ DeclaredServers ReadDeclaredServers(std::string_view config);
 bool IsIpLiteral(const std::string& text);
 
 // The config with every server and server-template line of backend and listen sections left
-// out, one line per directive as its split words joined by a single space (comments, blank lines
-// and spacing do not count). Two configs whose skeletons are equal differ in server lines only.
+// out, one line per directive as its split words joined by an ASCII unit separator, words from
+// an environment variable marked (comments, blank lines and spacing do not count, quoting that
+// gives the same words does not either). Two configs whose skeletons are equal differ in server
+// lines only.
 std::vector<std::string> ConfigSkeleton(std::string_view config);
 
 }  // namespace lb::agent

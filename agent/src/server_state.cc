@@ -1,5 +1,6 @@
 #include "server_state.h"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -48,6 +49,10 @@ const DeclaredServer* FindServer(const DeclaredServers& servers, std::string_vie
 }  // namespace
 
 const RunningServer* ServersState::Find(std::string_view backend, std::string_view server) const {
+  if (index.size() == servers.size()) {
+    auto it = index.find(Key(backend, server));
+    return it == index.end() ? nullptr : &servers[it->second];
+  }
   for (const auto& s : servers) {
     if (s.backend == backend && s.name == server) return &s;
   }
@@ -56,6 +61,10 @@ const RunningServer* ServersState::Find(std::string_view backend, std::string_vi
 
 Result<ServersState> ParseServersState(std::string_view text) {
   ServersState out;
+  if (text.size() < 2 || text.substr(text.size() - 2) != "\n\n") {
+    return Status(ErrorCode::kHaproxyUnavailable,
+                  "haproxy's 'show servers state' answer was cut short (a reload in progress?)");
+  }
   std::size_t pos = 0;
   int line_number = 0;
   while (pos < text.size()) {
@@ -92,6 +101,7 @@ Result<ServersState> ParseServersState(std::string_view text) {
     s.name = field("srv_name");
     s.addr = field("srv_addr");
     s.port = ToInt(field("srv_port"));
+    s.id = ToInt(field("srv_id"));
     s.fqdn = field("srv_fqdn");
     if (s.fqdn == "-") s.fqdn.clear();
     s.op_state = ToInt(field("srv_op_state"));
@@ -108,6 +118,10 @@ Result<ServersState> ParseServersState(std::string_view text) {
                     std::string("'show servers state' header lacks the column ") + required);
     }
   }
+  for (std::size_t i = 0; i < out.servers.size(); ++i) {
+    out.index.emplace(Key(out.servers[i].backend, out.servers[i].name), i);
+  }
+  if (out.index.size() != out.servers.size()) out.index.clear();
   return out;
 }
 
@@ -117,7 +131,8 @@ StateCarry CarryServerState(const ServersState& running, const DeclaredServers& 
   out.file_text = running.version + "\n" + running.header + "\n";
   for (const auto& b : next.backends) {
     for (const auto& s : b.servers) {
-      out.expect[Key(b.name, s.name)] = ServerExpectation{s.weight, s.disabled, "", ""};
+      out.expect[Key(b.name, s.name)] =
+          ServerExpectation{s.agent_check ? -1 : s.weight, s.disabled, "", ""};
     }
   }
   auto column = [&](const char* name) { return running.columns.at(name); };
@@ -138,7 +153,12 @@ StateCarry CarryServerState(const ServersState& running, const DeclaredServers& 
     // Weight: the new config's, unless an operator set another on a server whose configured
     // weight does not change.
     int uweight = n->weight;
-    if (keep_operator_state && l != nullptr && r.uweight != l->weight && l->weight == n->weight) {
+    if (n->agent_check && l != nullptr && l->weight == n->weight) {
+      // An agent check sets the weight in effect ("up 75%"): it stays the agent's.
+      uweight = r.uweight;
+      expect.weight = -1;
+    } else if (keep_operator_state && l != nullptr && r.uweight != l->weight &&
+               l->weight == n->weight) {
       uweight = r.uweight;
       expect.weight = r.uweight;
       expect.why_weight = "set through the runtime API (the config's weight did not change)";
@@ -181,7 +201,12 @@ std::vector<std::string> VerifyServers(const DeclaredServers& declared,
   for (const DeclaredBackend& b : declared.backends) {
     const std::string where = "backend " + b.name + ", server ";
     std::set<std::string> names;
+    const bool positional_ids = !b.IdsMatter().empty() && !b.has_conditional &&
+                                std::none_of(b.servers.begin(), b.servers.end(),
+                                             [](const DeclaredServer& s) { return s.explicit_id; });
+    int position = 0;
     for (const DeclaredServer& s : b.servers) {
+      ++position;
       names.insert(s.name);
       if (s.conditional) continue;  // the agent does not evaluate `.if`
       const RunningServer* r = running.Find(b.name, s.name);
@@ -199,20 +224,29 @@ std::vector<std::string> VerifyServers(const DeclaredServers& declared,
       }
       auto e = expect.find(Key(b.name, s.name));
       const ServerExpectation want =
-          e != expect.end() ? e->second : ServerExpectation{s.weight, s.disabled, "", ""};
-      if (r->uweight != want.weight) {
+          e != expect.end() ? e->second
+                            : ServerExpectation{s.agent_check ? -1 : s.weight, s.disabled, "", ""};
+      if (want.weight >= 0 && r->uweight != want.weight) {
         out.push_back(where + s.name + ": weight is " + std::to_string(r->uweight) + ", " +
                       (want.why_weight.empty() ? "the config says " : "expected ") +
-                      std::to_string(want.weight));
+                      std::to_string(want.weight) +
+                      (want.why_weight.empty() ? "" : " (" + want.why_weight + ")"));
       }
       if (r->maint() != want.maint) {
-        out.push_back(where + s.name + ": " + (r->maint() ? "in" : "not in") +
-                      " maintenance, the config says " + (s.disabled ? "disabled" : "enabled"));
+        out.push_back(where + s.name + ": " + (r->maint() ? "in" : "not in") + " maintenance, " +
+                      (want.why_maint.empty()
+                           ? std::string("the config says ") + (s.disabled ? "disabled" : "enabled")
+                           : "expected " + std::string(want.maint ? "in" : "out of") +
+                                 " maintenance (" + want.why_maint + ")"));
       }
       auto bk = backup.find(Key(b.name, s.name));
       if (bk != backup.end() && bk->second != s.backup) {
         out.push_back(where + s.name + ": " + (bk->second ? "is" : "is not") +
                       " a backup server, the config says " + (s.backup ? "backup" : "not backup"));
+      }
+      if (positional_ids && r->id != position) {
+        out.push_back(where + s.name + ": id is " + std::to_string(r->id) + ", a reload gives " +
+                      std::to_string(position) + " (" + b.IdsMatter() + ")");
       }
     }
     if (b.has_conditional) continue;
@@ -220,6 +254,12 @@ std::vector<std::string> VerifyServers(const DeclaredServers& declared,
       if (r.backend == b.name && !names.count(r.name)) {
         out.push_back(where + r.name + ": running, the config does not declare it");
       }
+    }
+  }
+  for (const RunningServer& r : running.servers) {
+    if (declared.Find(r.backend) == nullptr) {
+      out.push_back("backend " + r.backend + ", server " + r.name +
+                    ": running, the config does not declare the backend");
     }
   }
   return out;

@@ -22,6 +22,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "haproxy_parsers.h"
@@ -41,6 +42,7 @@ struct RunningServer {
   std::string addr;  // srv_addr
   int port = 0;      // srv_port
   std::string fqdn;  // srv_fqdn, "" for "-"
+  int id = 0;        // srv_id
   int op_state = 0;
   int admin_state = 0;
   int uweight = 0;  // the weight in effect (set by the config or `set server weight`)
@@ -56,14 +58,16 @@ struct ServersState {
   std::map<std::string, std::size_t> columns;
   std::vector<RunningServer> servers;
   const RunningServer* Find(std::string_view backend, std::string_view server) const;
+  std::unordered_map<std::string, std::size_t> index;  // "backend/server" -> position
 };
 
-// Parses `show servers state` (format version 1). haproxy_unavailable when the answer is not one.
+// Parses `show servers state` (format version 1). haproxy_unavailable when the answer is not one,
+// or was cut short (a complete answer ends with haproxy's blank line).
 proto::Result<ServersState> ParseServersState(std::string_view text);
 
 // What a server must look like once the apply is over.
 struct ServerExpectation {
-  int weight = 1;
+  int weight = 1;  // -1: not compared (an agent check sets the weight in effect)
   bool maint = false;
   std::string why_weight;  // "" (the config's) or why another weight is right
   std::string why_maint;   // likewise
@@ -73,7 +77,8 @@ struct StateCarry {
   std::string file_text;  // the server-state file to write before the reload
   // "backend/server" -> expectation, for every server of the new config.
   std::map<std::string, ServerExpectation> expect;
-  // Servers left out of the file, with the reason ("be/node1: address 127.0.0.1:8081 -> ...").
+  // Servers of the new config left out of the file, with the reason ("be/node1: address
+  // 127.0.0.1:8081 becomes ..."); servers gone from the config are left out without a word.
   std::vector<std::string> left_out;
 };
 
@@ -83,7 +88,9 @@ StateCarry CarryServerState(const ServersState& running, const DeclaredServers& 
 // Every difference between the running servers and the declared ones, as one line each that
 // names the backend, the server and the field ("backend app, server web1: port is 8081, the
 // config says 8091"). Empty when they match. `stats` supplies `backup` (from show stat's bck);
-// `expect` overrides the declared weight and maintenance where carried state was kept.
+// `expect` overrides the declared weight and maintenance where carried state was kept. Servers
+// of backends the config does not declare are differences too; in a backend where ids decide
+// (DeclaredBackend::IdsMatter), so is a server whose id is not its position.
 std::vector<std::string> VerifyServers(const DeclaredServers& declared,
                                        const std::map<std::string, ServerExpectation>& expect,
                                        const ServersState& running,

@@ -1,9 +1,10 @@
-// Crash consistency: the real lb-agent is SIGKILLed at random moments of real reloads (queued,
-// candidate written and validated, history kept, renamed, haproxy reloading and verified), then
-// restarted. Whatever the moment, the live config must be exactly the old or the new one,
-// haproxy must accept it, serve it, and be the only haproxy on it, `info` must report the
-// sha256 of the file on disk, and the temp files a kill leaves behind must be gone once the
-// agent answers again.
+// Crash consistency: the real lb-agent is SIGKILLed at random moments of real applies, half of
+// them reloads (queued, candidate written and validated, history kept, renamed, haproxy reloading
+// and verified) and half of them runtime applies (server lines only: runtime commands, verified,
+// renamed), then restarted. Whatever the moment, the live config must be exactly the old or the
+// new one, haproxy must accept it, serve it and run exactly its servers, and be the only haproxy
+// on it, `info` must report the sha256 of the file on disk, and the temp files a kill leaves
+// behind must be gone once the agent answers again.
 //
 // Kill moments are random delays after the reload is sent, spread over the reload's measured
 // duration (seed printed; LB_CRASH_SEED=<n> replays a run). What the agent was doing when it
@@ -21,6 +22,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <sstream>
 #include <zmq.hpp>
 
 #include "harness.h"
@@ -37,7 +39,11 @@ constexpr std::size_t kPaddingLines = 1024;  // of 64 bytes: 64 KiB
 
 // Version `version` of the config: one server, backend "a" for even versions and "b" for odd
 // ones (so what haproxy serves tells which version it runs). The version is at both ends, so
-// that a mix of two versions could never equal either.
+// that a mix of two versions could never equal either. `maxconn` moves every other version: from
+// an even version to the next only server lines change (a runtime apply), from an odd one the
+// global section changes too (a reload).
+bool RuntimeApply(int old_version) { return old_version % 2 == 0; }
+
 std::string VersionedConfig(int frontend, int version, int port_a, int port_b) {
   const std::string tag = "# version " + std::to_string(version) + "\n";
   std::string padding;
@@ -48,7 +54,11 @@ std::string VersionedConfig(int frontend, int version, int port_a, int port_b) {
     padding += line + "\n";
   }
   const bool odd = version % 2 != 0;
-  return tag + HaproxyConfig(frontend, {{odd ? "b" : "a", odd ? port_b : port_a}}) + padding + tag;
+  const std::string global = "    maxconn " + std::to_string(4000 + version / 2) + "\n";
+  return tag +
+         HaproxyConfig(frontend, {{odd ? "b" : "a", odd ? port_b : port_a}}, "scaling_nodes",
+                       global) +
+         padding + tag;
 }
 
 std::string ServedBy(int version) { return version % 2 != 0 ? "b" : "a"; }
@@ -132,30 +142,34 @@ TEST(CrashConsistencyTest, AgentKilledDuringReloadsLeavesOldOrNewConfigServed) {
   agent.StartAgent();
   ASSERT_TRUE(WaitFor([&] { return HttpGetBody(frontend) == "a"; }, milliseconds(10000)));
 
-  // The reload's duration, from the client's side, without kills.
-  std::vector<int64_t> durations;
-  for (int i = 0; i < 5; ++i) {
+  // Each kind's duration, from the client's side, without kills.
+  std::map<bool, std::vector<int64_t>> durations;  // runtime? -> microseconds
+  for (int i = 0; i < 10; ++i) {
+    const bool runtime = RuntimeApply(version);
     ++version;
     const auto start = Clock::now();
     json r =
         agent.Ok("reload", {{"config", VersionedConfig(frontend, version, a.port(), b.port())}});
     ASSERT_EQ(r["outcome"], "applied");
-    durations.push_back(std::chrono::duration_cast<milliseconds>(Clock::now() - start).count());
+    ASSERT_EQ(r["applied_via"], runtime ? "runtime" : "reload") << r.dump();
+    durations[runtime].push_back(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
   }
+  // The median: kills in [0, median] land in every phase of most applies, some after the end.
+  std::map<bool, int64_t> median_us;
   std::string measured;
-  for (int64_t d : durations) measured += (measured.empty() ? "" : ", ") + std::to_string(d);
-  // The median: kills in [0, median] land in every phase of most reloads, some after the end.
-  std::vector<int64_t> sorted = durations;
-  std::sort(sorted.begin(), sorted.end());
-  const int64_t reload_ms = std::max<int64_t>(sorted[sorted.size() / 2], 1);
-  std::max<int64_t>(*std::min_element(durations.begin(), durations.end()), 1);
+  for (auto& [runtime, list] : durations) {
+    std::sort(list.begin(), list.end());
+    median_us[runtime] = std::max<int64_t>(list[list.size() / 2], 1);
+    measured += std::string(measured.empty() ? "" : ", ") + (runtime ? "runtime " : "reload ") +
+                std::to_string(median_us[runtime]) + " us";
+  }
 
   const uint64_t seed = SeedFromEnvironment();
   std::mt19937_64 rng(seed);
   std::cout << "crash consistency: seed " << seed << " (LB_CRASH_SEED=" << seed
-            << " replays it), reloads took " << measured << " ms: kills in [0, " << reload_ms
-            << "] ms after sending" << std::endl;
-  std::uniform_int_distribution<int64_t> delay_us(0, reload_ms * 1000);
+            << " replays it), medians: " << measured << ": kills in [0, median] after sending"
+            << std::endl;
 
   zmq::context_t context;
   std::map<std::string, int> phases;
@@ -175,7 +189,8 @@ TEST(CrashConsistencyTest, AgentKilledDuringReloadsLeavesOldOrNewConfigServed) {
     ASSERT_GE(reloads_before, 0);
     const std::vector<std::string> history_before = ListDir(history);
 
-    const int64_t delay = delay_us(rng);
+    const bool runtime = RuntimeApply(old_version);
+    const int64_t delay = std::uniform_int_distribution<int64_t>(0, median_us[runtime])(rng);
     auto reload = std::make_unique<PendingReload>(context, agent.endpoint(), new_text);
     ASSERT_TRUE(reload->sent());
     std::this_thread::sleep_for(std::chrono::microseconds(delay));
@@ -221,6 +236,17 @@ TEST(CrashConsistencyTest, AgentKilledDuringReloadsLeavesOldOrNewConfigServed) {
     std::string phase;
     if (answered) {
       phase = "answered before the kill";
+    } else if (runtime) {
+      // The window between the marker and the rename holds the runtime commands.
+      if (live == old_text && finished_at_start) {
+        phase = "runtime: commands sent or verifying, before rename";
+      } else if (live == old_text) {
+        phase = "runtime: queued/checked/candidate";
+      } else if (finished_at_start) {
+        phase = "runtime: renamed, before the end";
+      } else {
+        phase = "runtime: done, before the answer";
+      }
     } else if (!temps.empty()) {
       phase = "candidate written/validated";
     } else if (live == old_text && (history_grew || finished_at_start)) {
@@ -244,6 +270,25 @@ TEST(CrashConsistencyTest, AgentKilledDuringReloadsLeavesOldOrNewConfigServed) {
     json info = agent.Ok("info");
     EXPECT_EQ(info["config"]["sha256"], Sha256OfFile(live_path));
 
+    // haproxy runs exactly the live file's server (a half-done runtime apply would leave both).
+    std::string running;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          running.clear();
+          std::istringstream state(agent.WorkerCli("show servers state scaling_nodes"));
+          for (std::string line; std::getline(state, line);) {
+            std::istringstream words(line);
+            std::string be_id, be_name, srv_id, srv_name;
+            if (line.empty() || line[0] == '#' ||
+                !(words >> be_id >> be_name >> srv_id >> srv_name))
+              continue;
+            running += (running.empty() ? "" : ",") + srv_name;
+          }
+          return running == ServedBy(live_version);
+        },
+        milliseconds(5000)))
+        << "haproxy runs servers [" << running << "], the live config has only "
+        << ServedBy(live_version);
     // haproxy serves, and serves the live file's version.
     EXPECT_TRUE(WaitFor([&] { return HttpGetBody(frontend) == ServedBy(live_version); },
                         milliseconds(10000)))
@@ -274,6 +319,10 @@ TEST(CrashConsistencyTest, AgentKilledDuringReloadsLeavesOldOrNewConfigServed) {
   EXPECT_GT(temps_left_by_kills, 0) << "no kill landed while a candidate existed";
   EXPECT_GT(phases["reloading/verifying"] + phases["renamed, before reload"], 0)
       << "no kill landed after the rename";
+  EXPECT_GT(phases["runtime: commands sent or verifying, before rename"] +
+                phases["runtime: renamed, before the end"],
+            0)
+      << "no kill landed inside a runtime apply";
   // The agent still reloads normally after all this.
   json last = agent.Ok("reload", {{"config", VersionedConfig(frontend, 1000, a.port(), b.port())}});
   EXPECT_EQ(last["outcome"], "applied");

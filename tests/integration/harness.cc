@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -74,14 +75,22 @@ int FreePort() {
   return port;
 }
 
-HttpBackend::HttpBackend(std::string name)
-    : name_(std::move(name)), server_(std::make_unique<httplib::Server>()) {
+HttpBackend::HttpBackend(std::string name, std::string host)
+    : name_(std::move(name)), host_(std::move(host)), server_(std::make_unique<httplib::Server>()) {
+  Route();
+  port_ = server_->bind_to_any_port(host_);
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // The socket is bound and listening already: connections queue until the thread accepts.
+}
+
+void HttpBackend::Route() {
+  server_->Get(R"(/slow/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
+    std::this_thread::sleep_for(milliseconds(std::stoi(req.matches[1])));
+    res.set_content(name_, "text/plain");
+  });
   server_->Get(".*", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(name_, "text/plain");
   });
-  port_ = server_->bind_to_any_port("127.0.0.1");
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // The socket is bound and listening already: connections queue until the thread accepts.
 }
 
 HttpBackend::~HttpBackend() { Stop(); }
@@ -94,10 +103,8 @@ void HttpBackend::Stop() {
 bool HttpBackend::Restart() {
   Stop();
   server_ = std::make_unique<httplib::Server>();
-  server_->Get(".*", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(name_, "text/plain");
-  });
-  if (!server_->bind_to_port("127.0.0.1", port_)) return false;
+  Route();
+  if (!server_->bind_to_port(host_, port_)) return false;
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // Until the thread runs, stop() would be a no-op and a later join would hang.
   return WaitFor([this] { return server_->is_running(); }, milliseconds(5000));
@@ -131,9 +138,34 @@ std::string HaproxyConfig(int frontend_port, const std::vector<Server>& servers,
     << "backend " << backend << "\n"
     << "    balance roundrobin\n";
   for (const auto& s : servers) {
-    c << "    server " << s.name << " 127.0.0.1:" << s.port << " " << s.options << "\n";
+    c << "    server " << s.name << " " << s.host << ":" << s.port << " " << s.options << "\n";
   }
   return c.str();
+}
+
+std::string HaproxyCli(const std::string& socket_path, const std::string& command) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  struct timeval tv {
+    5, 0
+  };
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path.c_str());
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string line = command + "\n";
+    if (send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size())) {
+      shutdown(fd, SHUT_WR);
+      char buf[65536];
+      ssize_t n;
+      while ((n = recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  close(fd);
+  return out;
 }
 
 proto::Result<proto::Reply> AgentCall(const std::string& endpoint, const std::string& cmd,

@@ -52,10 +52,11 @@ void WriteFile(const std::string& path, const std::string& text);
 // A TCP port that was free a moment ago (bound to port 0 on 127.0.0.1, then closed).
 int FreePort();
 
-// A real HTTP server on 127.0.0.1 that answers every GET with its name.
+// A real HTTP server on 127.0.0.1 (or another loopback address such as 127.0.0.2) that answers
+// every GET with its name; GET /slow/<ms> answers after <ms> milliseconds (a long request).
 class HttpBackend {
  public:
-  explicit HttpBackend(std::string name);
+  explicit HttpBackend(std::string name, std::string host = "127.0.0.1");
   ~HttpBackend();
   int port() const { return port_; }
   const std::string& name() const { return name_; }
@@ -65,7 +66,10 @@ class HttpBackend {
   bool Restart();
 
  private:
+  void Route();
+
   std::string name_;
+  std::string host_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;
@@ -78,6 +82,7 @@ struct Server {
   std::string name;
   int port;
   std::string options = "check inter 100 fall 1 rise 1";
+  std::string host = "127.0.0.1";
 };
 
 // An haproxy config: one frontend on `frontend_port` to backend `backend` with `servers`.
@@ -86,6 +91,10 @@ std::string HaproxyConfig(int frontend_port, const std::vector<Server>& servers,
                           const std::string& backend = "scaling_nodes",
                           const std::string& global_extra = "",
                           const std::string& defaults_extra = "");
+
+// One command on an haproxy CLI socket (a unix socket path): sent, half-closed (the master
+// socket answers only then), read to the end. "" when the socket cannot be reached in 5 s.
+std::string HaproxyCli(const std::string& socket_path, const std::string& command);
 
 // One call on the agent's command socket with a fresh REQ socket.
 proto::Result<proto::Reply> AgentCall(const std::string& endpoint, const std::string& cmd,
@@ -170,6 +179,11 @@ class AgentFixture {
   std::string ServerStatus(const std::string& server);
   // haproxy master's reload counter from `info` (-1 when unknown).
   int HaproxyReloads();
+  // The master socket of the haproxy the agent manages, and `@1 <command>` through it.
+  std::string master_socket() const { return dir_.File("master.sock"); }
+  std::string WorkerCli(const std::string& command) const {
+    return HaproxyCli(master_socket(), "@1 " + command);
+  }
   pid_t HaproxyWorkerPid();
 
   // Pids of the processes started by StartAgent() / StartBridge() (-1 before).

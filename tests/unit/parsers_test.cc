@@ -408,3 +408,158 @@ TEST(ParseShowStatTest, CheckInProgressMarkIsNotPartOfTheStatus) {
 
 }  // namespace
 }  // namespace lb::agent
+
+// ---- haproxy's CSV quoting ----
+
+namespace lb::agent {
+namespace {
+
+// `show stat` of haproxy 2.6.12 whose node1 has an agent check answering `up #say "hi", ok`:
+// haproxy quotes last_agt and doubles its quotes (fuzz/corpus/show_stat/quoted_last_agt).
+constexpr char kShowStatQuotedAgent[] =
+    R"csv(# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,comp_byp,comp_rsp,lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,agent_duration,check_desc,agent_desc,check_rise,check_fall,check_health,agent_rise,agent_fall,agent_health,addr,cookie,mode,algo,conn_rate,conn_rate_max,conn_tot,intercepted,dcon,dses,wrew,connect,reuse,cache_lookups,cache_hits,srv_icur,src_ilim,qtime_max,ctime_max,rtime_max,ttime_max,eint,idle_conn_cur,safe_conn_cur,used_conn_cur,need_conn_est,uweight,agg_server_status,agg_server_check_status,agg_check_status,-,ssl_sess,ssl_reused_sess,ssl_failed_handshake,h2_headers_rcvd,h2_data_rcvd,h2_settings_rcvd,h2_rst_stream_rcvd,h2_goaway_rcvd,h2_detected_conn_protocol_errors,h2_detected_strm_protocol_errors,h2_rst_stream_resp,h2_goaway_resp,h2_open_connections,h2_backend_open_streams,h2_total_connections,h2_backend_total_streams,h1_open_connections,h1_open_streams,h1_total_connections,h1_total_streams,h1_bytes_in,h1_bytes_out,h1_spliced_bytes_in,h1_spliced_bytes_out,
+main,FRONTEND,,,0,0,9978,0,0,0,0,0,0,,,,,OPEN,,,,,,,,,1,2,0,,,,0,0,0,0,,,,0,0,0,0,0,0,,0,0,0,,,0,0,0,0,,,,,,,,,,,,,,,,,,,,,http,,0,0,0,0,0,0,0,,,0,0,,,,,,,0,,,,,,,,,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+scaling_nodes,node1,0,0,0,0,,0,0,0,,0,,0,0,0,0,no check,1,1,0,,,0,,,1,3,1,,0,,2,0,,0,,,,0,0,0,0,0,0,,,,0,0,0,,,,,-1,,"via agent : up (say ""hi"", ok)",0,0,0,0,L7OK,0,0,,Layer7 check passed,,,,1,1,1,127.0.0.1:1,,http,,,,,,,,0,0,0,,,0,,0,0,0,0,0,0,0,0,1,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+scaling_nodes,node2,0,0,0,0,,0,0,0,,0,,0,0,0,0,UP 1/3,1,1,0,0,0,0,0,,1,3,2,,0,,2,0,,0,INI,,,0,0,0,0,0,0,,,,0,0,0,,,,,-1,,,0,0,0,0,,,,Initializing,,2,3,2,,,,127.0.0.1:2,,http,,,,,,,,0,0,0,,,0,,0,0,0,0,0,0,0,0,0,1,,,,-,0,0,0,,,,,,,,,,,,,,,,,,,,,,
+scaling_nodes,BACKEND,0,0,0,0,998,0,0,0,0,0,,0,0,0,0,UP,2,2,0,,0,0,0,,1,3,0,,0,,1,0,,0,,,,0,0,0,0,0,0,,,,0,0,0,0,0,0,0,-1,,,0,0,0,0,,,,,,,,,,,,,,http,roundrobin,,,,,,,0,0,0,0,0,,,0,0,0,0,0,,,,,2,0,0,0,-,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+
+)csv";
+
+// kShowStat with node2's last_chk ("Connection refused") written as `csv_field` instead.
+std::string WithNode2LastChk(const std::string& csv_field) {
+  std::string text = kShowStat;
+  const std::string from = ",Connection refused,";
+  const std::size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos);
+  text.replace(at, from.size(), "," + csv_field + ",");
+  return text;
+}
+
+// node2 of kShowStat as ParseShowStat reads it, with `last_chk` instead.
+StatRow Node2With(const std::string& last_chk) {
+  auto rows = ParseShowStat(kShowStat);
+  EXPECT_TRUE(rows.ok());
+  const StatRow* node2 = rows.ok() ? Find(*rows, "scaling_nodes", "node2") : nullptr;
+  EXPECT_NE(node2, nullptr);
+  StatRow row = node2 ? *node2 : StatRow();
+  row.last_chk = last_chk;
+  return row;
+}
+
+TEST(ParseShowStatTest, QuotedFieldWithACommaKeepsEveryLaterColumn) {
+  auto rows = ParseShowStat(WithNode2LastChk("\"up, 75%\""));
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 4u);
+  const StatRow* node2 = Find(*rows, "scaling_nodes", "node2");
+  ASSERT_NE(node2, nullptr);
+  EXPECT_EQ(node2->last_chk, "up, 75%");
+  EXPECT_EQ(node2->addr, "127.0.0.1:18089");
+  ExpectSameRow(*node2, Node2With("up, 75%"));
+  // The rows around it are untouched.
+  auto original = ParseShowStat(kShowStat);
+  ASSERT_TRUE(original.ok());
+  for (const char* name : {"node1", "BACKEND"}) {
+    const StatRow* got = Find(*rows, "scaling_nodes", name);
+    const StatRow* want = Find(*original, "scaling_nodes", name);
+    ASSERT_TRUE(got && want) << name;
+    ExpectSameRow(*got, *want);
+  }
+  // And the status the agent reports takes the address from the right column.
+  auto backends = BackendsFromStats(*rows, "scaling_nodes");
+  ASSERT_TRUE(backends.ok());
+  ASSERT_EQ((*backends)[0].servers.size(), 2u);
+  EXPECT_EQ((*backends)[0].servers[1].address, "127.0.0.1:18089");
+  EXPECT_EQ((*backends)[0].servers[1].last_chk, "up, 75%");
+}
+
+TEST(ParseShowStatTest, DoubledQuoteIsOneQuote) {
+  auto rows = ParseShowStat(WithNode2LastChk("\"say \"\"hi\"\", ok\""));
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  const StatRow* node2 = Find(*rows, "scaling_nodes", "node2");
+  ASSERT_NE(node2, nullptr);
+  ExpectSameRow(*node2, Node2With("say \"hi\", ok"));
+  // Quotes only: `""""` is one quote; `""` is empty.
+  rows = ParseShowStat(WithNode2LastChk("\"\"\"\""));
+  ASSERT_TRUE(rows.ok());
+  node2 = Find(*rows, "scaling_nodes", "node2");
+  ASSERT_NE(node2, nullptr);
+  ExpectSameRow(*node2, Node2With("\""));
+  rows = ParseShowStat(WithNode2LastChk("\"\""));
+  ASSERT_TRUE(rows.ok());
+  node2 = Find(*rows, "scaling_nodes", "node2");
+  ASSERT_NE(node2, nullptr);
+  ExpectSameRow(*node2, Node2With(""));
+}
+
+TEST(ParseShowStatTest, QuotedFieldMaySpanLines) {
+  auto rows = ParseShowStat(WithNode2LastChk("\"first line\nsecond, line\n\""));
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 4u);
+  const StatRow* node2 = Find(*rows, "scaling_nodes", "node2");
+  ASSERT_NE(node2, nullptr);
+  ExpectSameRow(*node2, Node2With("first line\nsecond, line\n"));
+  // The record after it starts where it should.
+  const StatRow* backend = Find(*rows, "scaling_nodes", "BACKEND");
+  ASSERT_NE(backend, nullptr);
+  EXPECT_EQ(backend->type, StatRow::Type::kBackend);
+  EXPECT_EQ(backend->status, "UP");
+}
+
+TEST(ParseShowStatTest, RealQuotedAgentAnswerKeepsEveryColumn) {
+  auto rows = ParseShowStat(kShowStatQuotedAgent);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 4u);
+  const StatRow* node1 = Find(*rows, "scaling_nodes", "node1");
+  ASSERT_NE(node1, nullptr);
+  EXPECT_EQ(node1->type, StatRow::Type::kServer);
+  EXPECT_EQ(node1->status, "no check");
+  EXPECT_EQ(node1->addr, "127.0.0.1:1");
+  EXPECT_EQ(node1->weight, 1);
+  EXPECT_EQ(node1->check_status, "");
+  EXPECT_EQ(node1->last_chk, "");
+  EXPECT_FALSE(node1->backup);
+  const StatRow* node2 = Find(*rows, "scaling_nodes", "node2");
+  ASSERT_NE(node2, nullptr);
+  EXPECT_EQ(node2->status, "UP 1/3");
+  EXPECT_EQ(node2->check_status, "INI");
+  EXPECT_EQ(node2->addr, "127.0.0.1:2");
+  const StatRow* backend = Find(*rows, "scaling_nodes", "BACKEND");
+  ASSERT_NE(backend, nullptr);
+  EXPECT_EQ(backend->status, "UP");
+  EXPECT_EQ(backend->weight, 2);
+  EXPECT_TRUE(ParseCompleteShowStat(kShowStatQuotedAgent).ok());
+}
+
+TEST(ParseShowStatTest, CutInsideAQuotedFieldDropsTheRecord) {
+  const std::string full = kShowStatQuotedAgent;
+  const std::string cut = full.substr(0, full.find("\"\"hi\"\"") + 3);
+  auto rows = ParseShowStat(cut);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  EXPECT_EQ(Find(*rows, "scaling_nodes", "node1"), nullptr);
+  EXPECT_NE(Find(*rows, "main", "FRONTEND"), nullptr);
+  EXPECT_FALSE(ParseCompleteShowStat(cut).ok());
+}
+
+TEST(ParseShowStatTest, CutAnywhereInAQuotedRecordNeverYieldsWrongValues) {
+  // node2 with a quoted, comma-holding, line-spanning last_chk, cut at every position.
+  const std::string text = WithNode2LastChk("\"say \"\"hi\"\",\nup, 75%\"");
+  const std::size_t start = text.find("scaling_nodes,node2,");
+  const std::size_t end = text.find("scaling_nodes,BACKEND");
+  const StatRow expected = Node2With("say \"hi\",\nup, 75%");
+  std::vector<std::string> wrong;
+  for (std::size_t cut = start + 1; cut < end; ++cut) {
+    auto rows = ParseShowStat(text.substr(0, cut));
+    ASSERT_TRUE(rows.ok()) << "cut at " << cut << ": " << rows.status().ToString();
+    EXPECT_NE(Find(*rows, "scaling_nodes", "node1"), nullptr) << "cut at " << cut;
+    const StatRow* node2 = Find(*rows, "scaling_nodes", "node2");
+    if (node2 != nullptr && !SameRow(*node2, expected)) {
+      wrong.push_back("cut at " + std::to_string(cut - start) + ": addr=\"" + node2->addr +
+                      "\" last_chk=\"" + node2->last_chk + "\"");
+    }
+  }
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " cut positions yield a wrong node2, e.g. "
+                             << (wrong.empty() ? "" : wrong.front());
+}
+
+}  // namespace
+}  // namespace lb::agent

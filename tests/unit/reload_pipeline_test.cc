@@ -72,7 +72,11 @@ class FakeControl : public HaproxyControl {
     commands.emplace_back(command);
     if (!running) return Status(ErrorCode::kHaproxyUnavailable, "not running");
     if (command == "show servers state") return ShowServersState();
-    if (command == "show stat -1 4 -1") return ShowStat();
+    if (command == "show stat -1 4 -1") return ShowStat("");
+    if (command.rfind("show stat ", 0) == 0 && command.size() > 15 &&
+        command.substr(command.size() - 5) == " 4 -1") {
+      return ShowStat(std::string(command.substr(10, command.size() - 15)));
+    }
     if (command.rfind("del server ", 0) == 0) return Run(std::string(command));
     return Status(ErrorCode::kHaproxyUnavailable, "unexpected command");
   }
@@ -151,9 +155,10 @@ class FakeControl : public HaproxyControl {
       auto declared = ReadDeclaredServers("backend x\n server y " + w[3] + "\n");
       s.ip = declared.backends[0].servers[0].ip;
       s.port = declared.backends[0].servers[0].port;
-      s.maint = true;
-      for (std::size_t i = 4; i + 1 < w.size(); ++i) {
-        if (w[i] == "weight") s.weight = s.iweight = std::stoi(w[i + 1]);
+      s.maint = true;  // a runtime server starts in maintenance unless `enabled`
+      for (std::size_t i = 4; i < w.size(); ++i) {
+        if (w[i] == "weight" && i + 1 < w.size()) s.weight = s.iweight = std::stoi(w[i + 1]);
+        if (w[i] == "enabled") s.maint = false;
       }
       servers[w[2].substr(0, slash)][w[2].substr(slash + 1)] = s;
       return std::string("New server registered.\n");
@@ -206,12 +211,14 @@ class FakeControl : public HaproxyControl {
       }
       ++be_id;
     }
-    return out;
+    return out + "\n";  // haproxy ends an answer with a blank line
   }
 
-  std::string ShowStat() const {
+  // Servers of `only` (all when empty).
+  std::string ShowStat(const std::string& only) const {
     std::string out = "# pxname,svname,status,weight,bck,type,\n";
     for (const auto& [backend, list] : servers) {
+      if (!only.empty() && backend != only) continue;
       for (const auto& [name, s] : list) {
         out += backend + "," + name + "," + (s.maint ? "MAINT" : "UP") + "," +
                std::to_string(s.weight) + "," + (s.backup ? "1" : "0") + ",2,\n";
@@ -711,8 +718,8 @@ TEST_F(ReloadPipelineTest, RuntimePathAddsRemovesMovesAndDisables) {
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ((*result)["applied_via"], "runtime");
   EXPECT_EQ((*result)["runtime_commands"],
-            json::array({"add server app/s3 127.0.0.1:8003 check weight 3", "enable health app/s3",
-                         "enable server app/s3", "set server app/s0 addr 127.0.0.2 port 9000",
+            json::array({"add server app/s3 127.0.0.1:8003 check weight 3 enabled",
+                         "enable health app/s3", "set server app/s0 addr 127.0.0.2 port 9000",
                          "set server app/s1 state maint", "set server app/s2 state maint",
                          "del server app/s2"}));
   EXPECT_EQ(control_->reload_calls, 0);
