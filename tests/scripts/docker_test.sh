@@ -39,7 +39,8 @@ cleanup() {
       echo "--- logs of $c"; podman logs --tail 30 "$c" 2>&1 || true
     done
   fi
-  "${compose[@]}" down >/dev/null 2>&1 || true
+  # -v: the named volumes and the anonymous ones of the images' VOLUME lines.
+  "${compose[@]}" down -v >/dev/null 2>&1 || true
   podman volume ls -q --filter "label=io.podman.compose.project=$project" | xargs -r podman volume rm >/dev/null 2>&1 || true
   podman network rm "${project}_default" >/dev/null 2>&1 || true
   rm -rf "$tmp"
@@ -105,7 +106,7 @@ backends=$(curl -s -m 5 -X POST "http://$LB_NET.11:6666/getBackends" |
 t_push=$(now)
 echo "docker_test: every frontend routes to green1 and green2 only; lb-bridge reports them"
 
-"${compose[@]}" down >/dev/null 2>&1 || fail "compose down"
+"${compose[@]}" down -v >/dev/null 2>&1 || fail "compose down"
 left=$(podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}')
 [ -z "$left" ] || fail "containers left after compose down: $left"
 t_down=$(now)
