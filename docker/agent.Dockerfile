@@ -12,9 +12,9 @@ RUN apt-get update \
 COPY docker/lb-entrypoint /usr/local/bin/lb-entrypoint
 COPY docker/lb-agent.cfg /etc/lb-agent/lb-agent.cfg
 COPY docker/haproxy.cfg docker/backend.cfg /usr/share/lb-agent/docker/
-# /run/lb-agent: haproxy's master socket and pid file. /var/lib/lb-agent (a volume in
-# compose.yaml): the live haproxy.cfg, history, fleet state.
+# /run/lb-agent: haproxy's master socket and pid file. /var/lib/lb-agent: the live haproxy.cfg,
+# history, fleet state: mount a volume there (compose.yaml does). No VOLUME line: the same image
+# runs the stand-in app servers, which would each leave an anonymous volume behind.
 RUN install -d -o lb-agent -g haproxy -m 0750 /run/lb-agent
 USER lb-agent
-VOLUME /var/lib/lb-agent
 ENTRYPOINT ["lb-entrypoint", "lb-agent"]

@@ -1,6 +1,6 @@
 # The fleet controller, as the unprivileged user lb-controller; its state (version counter,
-# desired states) in the volume /var/lib/lb-controller. Settings from LB_FLEET_* variables
-# (controller-entrypoint, docker/README.md).
+# desired states) in /var/lib/lb-controller: mount a volume there (compose.yaml does).
+# Settings from LB_FLEET_* variables (controller-entrypoint, docker/README.md).
 #   podman build -f docker/controller.Dockerfile --build-arg BASE_IMAGE=debian:bookworm-slim .
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
@@ -14,6 +14,5 @@ COPY docker/fleet-push /usr/local/bin/fleet-push
 RUN adduser --quiet --system --group --home /var/lib/lb-controller lb-controller \
  && install -d -o lb-controller -g lb-controller -m 0750 /var/lib/lb-controller
 USER lb-controller
-VOLUME /var/lib/lb-controller
 # The controller program and its fixed arguments; controller-entrypoint adds the flags.
 ENTRYPOINT ["controller-entrypoint", "lbctl", "fleet", "serve"]
