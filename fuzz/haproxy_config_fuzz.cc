@@ -5,12 +5,20 @@
 // Property checked, from the header's contract that quoting cannot hide a keyword: a line whose
 // first word, as SplitConfigLine reads it, is `lua-load` is always among the code directives,
 // and LintConfig refuses the config unless allow_programs is set.
+//
+// Then the servers the input declares (ReadDeclaredServers, ConfigSkeleton) and the runtime plan
+// from a fixed live config to the input (PlanRuntime): every command of a runtime plan must reach
+// haproxy as exactly one CLI command (no ';', backslash, line break or empty word), and only a
+// config whose skeleton equals the live one may be planned at runtime.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "config_lint.h"
+#include "runtime_plan.h"
+#include "server_config.h"
 
 namespace {
 
@@ -49,5 +57,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.method = lb::common::ReloadMethod::kSystemd;
   options.socket_path = "/run/haproxy/admin.sock";
   (void)lb::agent::LintConfig(facts, options);
+
+  static const std::string kLive =
+      "global\n    maxconn 100\ndefaults\n    mode http\nfrontend main\n    bind :80\n"
+      "    default_backend app\nbackend app\n    balance roundrobin\n"
+      "    server a 10.0.0.1:80 check\n    server b 10.0.0.2:80 weight 2\n";
+  (void)lb::agent::ReadDeclaredServers(config);
+  lb::agent::RuntimePlan plan = lb::agent::PlanRuntime(kLive, config);
+  if (plan.runtime) {
+    Check(lb::agent::ConfigSkeleton(kLive) == lb::agent::ConfigSkeleton(config));
+    for (const auto& c : plan.commands) {
+      Check(c.find_first_of(";\\\n\r") == std::string::npos);
+      Check(c.find("  ") == std::string::npos && !c.empty() && c.back() != ' ');
+    }
+  }
   return 0;
 }

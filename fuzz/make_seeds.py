@@ -129,9 +129,19 @@ backend api
         write("show_stat", "typed_header_only", stat.split(b"\n")[0] + b"\n\n")
         write("show_info", "haproxy-2.6", ask("stats.sock", "show info"))
         write("show_info", "cut_short", ask("stats.sock", "show info")[:300])
-        # `show servers state` is only ever saved to a file for haproxy to read back, never
-        # parsed by the agent, so it has no target; it seeds the CSV parser as a wrong answer.
-        write("show_stat", "servers_state_instead", ask("stats.sock", "show servers state"))
+        # A `show servers state` also seeds the CSV parser as a wrong answer.
+        state = ask("stats.sock", "show servers state")
+        write("show_stat", "servers_state_instead", state)
+        write("servers_state", "haproxy-2.6", state)
+        write("servers_state", "cut_short", state[: len(state) - 7])
+        write("servers_state", "one_backend", ask("stats.sock", "show servers state api"))
+        # An operator's hand: MAINT, DRAIN, a weight; a dynamic server added at runtime.
+        ask("stats.sock", "set server scaling_nodes/i-node1 state maint")
+        ask("stats.sock", "set server scaling_nodes/i-node2 state drain")
+        ask("stats.sock", "set server scaling_nodes/i-backup weight 7")
+        ask("stats.sock", "add server api/dyn 127.0.0.1:7 weight 3 enabled")
+        write("servers_state", "operator_changes", ask("stats.sock", "show servers state"))
+        write("servers_state", "conns", ask("stats.sock", "show servers conn scaling_nodes"))
         write("show_proc", "haproxy-2.6", ask("master.sock", "show proc"))
         ask("master.sock", "reload")
         time.sleep(1)
@@ -251,6 +261,13 @@ def bridge_bodies():
 
 def haproxy_configs():
     write("haproxy_config", "demo.cfg", HAPROXY_CFG)
+    # Server lines the runtime planner reads (the fuzz target plans from demo.cfg to the input).
+    write("haproxy_config", "servers.cfg",
+          HAPROXY_CFG + "\nbackend more\n    balance leastconn\n    default-server inter 2s\n"
+          "    server m1 [::1]:8080 check weight 3 backup\n    server m2 ipv4@10.0.0.2:80 disabled\n"
+          "    server-template t 2-4 app.example.com:80 check\n"
+          ".if defined(HAPROXY_LOCALPEER)\n    server m3 10.0.0.3:80 track more/m1\n.endif\n"
+          "    use-server m1 if { src 10.0.0.0/8 }\n    stick-table type ip size 1k\n")
     write("haproxy_config", "service.cfg",
           "global\n    daemon\n    chroot /var/lib/haproxy\n    user haproxy\n    group haproxy\n"
           "    pidfile /run/haproxy.pid\n    stats socket /run/haproxy/admin.sock mode 660 level admin\n"

@@ -84,12 +84,26 @@ Result<ServersState> ParseServersState(std::string_view text) {
     }
     if (line.empty()) continue;
     if (line[0] == '#') {
+      if (!out.header.empty()) {
+        return Status(ErrorCode::kHaproxyUnavailable,
+                      "unexpected answer to 'show servers state' (a second header line)");
+      }
       out.header = std::string(line);
       auto names = SplitSpaces(line.substr(1));
       for (std::size_t i = 0; i < names.size(); ++i) out.columns[names[i]] = i;
+      if (out.columns.size() != names.size()) {
+        return Status(ErrorCode::kHaproxyUnavailable,
+                      "unexpected answer to 'show servers state' (a column named twice)");
+      }
       continue;
     }
     if (out.columns.empty()) continue;
+    // haproxy prints tokens of printable ASCII separated by spaces; a line with anything else
+    // (a control character another reader would split on differently) is not a server's.
+    if (std::any_of(line.begin(), line.end(),
+                    [](char c) { return c != ' ' && (c < 0x21 || c > 0x7e); })) {
+      continue;
+    }
     RunningServer s;
     s.fields = SplitSpaces(line);
     auto field = [&](const char* name) -> std::string {
@@ -182,6 +196,11 @@ StateCarry CarryServerState(const ServersState& running, const DeclaredServers& 
     fields[column("srv_admin_state")] = std::to_string(admin);
     fields[column("srv_uweight")] = std::to_string(uweight);
     fields[column("srv_iweight")] = std::to_string(n->weight);
+    if (n->literal()) {
+      // What the config says, in the form it says it (the file is haproxy's input).
+      fields[column("srv_addr")] = n->ip;
+      fields[column("srv_port")] = std::to_string(n->port);
+    }
     std::string line;
     for (const auto& f : fields) line += (line.empty() ? "" : " ") + f;
     out.file_text += line + "\n";
