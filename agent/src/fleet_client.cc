@@ -1,15 +1,12 @@
 #include "fleet_client.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <iostream>
 #include <vector>
 #include <zmq.hpp>
 
+#include "lb/common/log.h"
 #include "lb/proto/codec.h"
 
 namespace lb::agent {
@@ -41,7 +38,7 @@ int64_t MsSince(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
 }
 
-void Log(const std::string& line) { std::cerr << "lb-agent: fleet" + line + "\n" << std::flush; }
+void Log(const std::string& line) { common::Log(common::LogLevel::kInfo, "fleet" + line); }
 
 // One line, bounded: haproxy's complaints span lines.
 std::string OneLine(const std::string& text, std::size_t max = 300) {
@@ -122,27 +119,6 @@ struct FleetClient::Completion {
   int64_t total_ms = 0;
 };
 
-struct FleetClient::Mailbox {
-  std::mutex mu;
-  std::deque<Completion> queue;
-  int eventfd = -1;
-  ~Mailbox() {
-    if (eventfd >= 0) close(eventfd);
-  }
-  void Wake() {
-    uint64_t one = 1;
-    ssize_t ignored = write(eventfd, &one, sizeof one);
-    (void)ignored;
-  }
-  void Push(Completion done) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      queue.push_back(std::move(done));
-    }
-    Wake();
-  }
-};
-
 FleetClient::FleetClient(zmq::context_t& context, const common::Settings& settings,
                          SubmitReloadFn submit, StatusFn status,
                          std::function<std::string()> live_sha256, FleetState::JitterFn jitter)
@@ -154,9 +130,7 @@ FleetClient::FleetClient(zmq::context_t& context, const common::Settings& settin
       max_message_bytes_(settings.agent.max_config_bytes + kEnvelopeBytes),
       state_(settings.agent.agent_id, settings.fleet.groups, settings.fleet.beacon_timeout,
              std::move(jitter)),
-      mailbox_(std::make_shared<Mailbox>()) {
-  mailbox_->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-}
+      mailbox_(std::make_shared<Mailbox>()) {}
 
 FleetClient::~FleetClient() { Stop(); }
 
@@ -283,7 +257,7 @@ void FleetClient::Run() {
     if (auto due = state_.hello_due()) next = std::min(next, *due);
     long timeout = std::chrono::duration_cast<milliseconds>(next - Clock::now()).count();
     timeout = std::clamp<long>(timeout, 0, 1000);
-    std::vector<zmq::pollitem_t> items = {{nullptr, mailbox_->eventfd, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{nullptr, mailbox_->fd(), ZMQ_POLLIN, 0}};
     if (sockets_) {
       items.push_back({sockets_->sub.handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({sockets_->dealer.handle(), 0, ZMQ_POLLIN, 0});
@@ -296,14 +270,7 @@ void FleetClient::Run() {
       continue;
     }
     if (items[0].revents & ZMQ_POLLIN) {
-      uint64_t count;
-      ssize_t ignored = read(mailbox_->eventfd, &count, sizeof count);
-      (void)ignored;
-      std::deque<Completion> done;
-      {
-        std::lock_guard<std::mutex> lock(mailbox_->mu);
-        done.swap(mailbox_->queue);
-      }
+      std::deque<Completion> done = mailbox_->TakeAll();
       for (auto& d : done) Complete(std::move(d));
     }
     if (stopping_) break;
@@ -327,7 +294,7 @@ void FleetClient::Reconnect(FleetState::TimePoint now) {
   }
   beacons_flowing_ = false;
   sockets_.reset();
-  if (Status s = OpenSockets(); !s.ok()) std::cerr << "lb-agent: " + s.message() + "\n";
+  if (Status s = OpenSockets(); !s.ok()) common::LogError() << s.message();
   state_.OnSocketsCreated(now);
   if (sockets_ && !sockets_->monitor) state_.OnConnected(now);
 }
@@ -549,12 +516,7 @@ void FleetClient::Process(const FleetPush& push, bool via_router) {
     });
     return;
   }
-  auto request = ReloadRequestFromArgs(push.args);
-  if (!request.ok()) {
-    refuse(request.status());
-    return;
-  }
-  submit_(std::move(*request), report);
+  submit_(push.args, report);
 }
 
 void FleetClient::Complete(Completion done) {

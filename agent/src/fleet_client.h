@@ -33,11 +33,12 @@
 #include <thread>
 
 #include "fleet_state.h"
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/mailbox.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
-#include "reload_pipeline.h"
-#include "reload_worker.h"
+#include "reply.h"
+#include "work_pool.h"
 
 namespace zmq {
 class context_t;
@@ -47,8 +48,10 @@ namespace lb::agent {
 
 class FleetClient {
  public:
-  // Queues a reload; `reply` is called exactly once, on any thread.
-  using SubmitReloadFn = std::function<void(ReloadRequest, ReplyFn)>;
+  // Queues a reload with the push's `args` (the `reload` command's arguments, a map, not checked
+  // yet: a bad one is answered bad_request through `reply`). `reply` is called exactly once, on
+  // any thread.
+  using SubmitReloadFn = std::function<void(const nlohmann::json& args, ReplyFn reply)>;
   // The `status` command's result for `args`. May block (bounded by the haproxy socket
   // timeout); never called on the socket thread.
   using StatusFn = std::function<proto::Result<nlohmann::json>(const nlohmann::json& args)>;
@@ -78,8 +81,8 @@ class FleetClient {
 
  private:
   struct Sockets;
-  struct Mailbox;
   struct Completion;
+  using Mailbox = common::Mailbox<Completion>;
   struct Snapshot {
     std::string controller;
     uint64_t applied_version = 0;

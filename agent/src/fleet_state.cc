@@ -1,14 +1,10 @@
 #include "fleet_state.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 
-#include "config_store.h"
+#include "lb/common/file.h"
 #include "lb/proto/codec.h"
 
 namespace lb::agent {
@@ -147,17 +143,11 @@ json FleetAckMessage(const std::string& agent_id, const FleetAck& ack) {
 }
 
 Result<FleetPersisted> LoadFleetState(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec) && !ec) return FleetPersisted{};
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status(ErrorCode::kInternal,
-                  "open " + path + ": " + (errno != 0 ? std::strerror(errno) : "cannot read"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  // {"v", "applied_version", "controller"}: a few dozen bytes.
+  auto text = common::ReadSmallFileIfExists(path, 64 * 1024);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return FleetPersisted{};
+  json doc = json::parse(**text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) {
     return Status(ErrorCode::kInternal, path + ": not a JSON object");
   }
@@ -179,14 +169,11 @@ Status SaveFleetState(const std::string& path, const FleetPersisted& state) {
   if (!parent.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
-    if (ec) {
-      return Status(ErrorCode::kInternal,
-                    "create directory " + parent.string() + ": " + ec.message());
-    }
+    if (ec) return common::OsError("create directory", parent.string(), ec.value());
   }
   json doc = {
       {"v", 1}, {"applied_version", state.applied_version}, {"controller", state.controller}};
-  return WriteFileAtomically(path, doc.dump() + "\n");
+  return common::WriteFileAtomically(path, doc.dump() + "\n");
 }
 
 FleetState::JitterFn FleetState::RandomJitter() {

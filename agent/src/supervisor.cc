@@ -11,10 +11,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 
 #include "haproxy_parsers.h"
 #include "haproxy_socket.h"
+#include "lb/common/log.h"
 #include "process.h"
 
 namespace lb::agent {
@@ -102,9 +102,9 @@ Result<ProcInfo> FindRunningMaster(const common::HaproxySettings& s) {
     if (cmdline == Cmdline::kOther) return proc;
     if (cmdline == Cmdline::kUnknown && Clock::now() >= settle) return proc;
     if (cmdline == Cmdline::kRunsConfig && !announced) {
-      std::cerr << "lb-agent: haproxy master " << pid << " (" << s.pid_file
-                << ") runs but does not answer on " << s.master_socket << " yet ("
-                << proc.status().message() << "); waiting for it" << std::endl;
+      common::LogInfo() << "haproxy master " << pid << " (" << s.pid_file
+                        << ") runs but does not answer on " << s.master_socket << " yet ("
+                        << proc.status().message() << "); waiting for it";
       announced = true;
     }
     if (Clock::now() >= deadline) return proc;
@@ -148,7 +148,7 @@ void Supervisor::ReadLogs(int fd, std::shared_ptr<std::atomic<bool>> done) {
     while ((nl = pending.find('\n')) != std::string::npos) {
       std::string line = pending.substr(0, nl);
       pending.erase(0, nl + 1);
-      std::cerr << "haproxy: " << line << std::endl;
+      common::LogInfo() << "haproxy: " << line;
       std::lock_guard<std::mutex> lock(log_mu_);
       log_.push_back(std::move(line));
       ++log_seq_;
@@ -165,10 +165,10 @@ bool Supervisor::AliveLocked() {
     int status = 0;
     pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
-      std::cerr << "lb-agent: haproxy master " << pid_ << " exited ("
-                << (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
-                                      : "signal " + std::to_string(WTERMSIG(status)))
-                << ")" << std::endl;
+      common::LogInfo() << "haproxy master " << pid_ << " exited ("
+                        << (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                                              : "signal " + std::to_string(WTERMSIG(status)))
+                        << ")";
       pid_ = 0;
       return false;
     }
@@ -235,8 +235,7 @@ Status Supervisor::SpawnLocked() {
   pid_ = pid;
   own_child_ = true;
   starts_++;
-  std::cerr << "lb-agent: started haproxy master " << pid << " with " << settings_.config_file_path
-            << std::endl;
+  common::LogInfo() << "started haproxy master " << pid << " with " << settings_.config_file_path;
   return Status::Ok();
 }
 
@@ -288,8 +287,8 @@ Status Supervisor::Start() {
       pid_ = proc->master.pid;
       own_child_ = false;
       want_running_ = true;
-      std::cerr << "lb-agent: adopted running haproxy master " << pid_ << " on "
-                << settings_.master_socket << std::endl;
+      common::LogInfo() << "adopted running haproxy master " << pid_ << " on "
+                        << settings_.master_socket;
     }
   }
   Status s = Status::Ok();
@@ -312,11 +311,11 @@ void Supervisor::Monitor() {
       }
       if (Clock::now() < next_try) continue;
     }
-    std::cerr << "lb-agent: haproxy is not running; starting it (next retry in " << backoff.count()
-              << " ms if this fails)" << std::endl;
+    common::LogWarning() << "haproxy is not running; starting it (next retry in " << backoff.count()
+                         << " ms if this fails)";
     Status s = EnsureRunning();
     if (!s.ok()) {
-      std::cerr << "lb-agent: restarting haproxy failed: " << s.message() << std::endl;
+      common::LogError() << "restarting haproxy failed: " << s.message();
       next_try = Clock::now() + backoff;
       backoff = std::min(backoff * 2, kMaxBackoff);
     } else {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fleet_protocol.h"
+#include "lb/client/describe.h"
 #include "lb/proto/status.h"
 
 namespace lb::cli {
@@ -114,7 +115,7 @@ bool UseColor(const Options& options, const Environment& env);
 // The text of `lbctl help`: commands, options, exit codes.
 std::string_view UsageText();
 
-// "30 s", "0.5 s": how a duration is shown in messages.
-std::string DescribeSeconds(std::chrono::milliseconds duration);
+// "30 s", "0.5 s": how a duration is shown in messages (lb/client/describe.h).
+using client::DescribeSeconds;
 
 }  // namespace lb::cli

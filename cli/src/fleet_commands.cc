@@ -7,9 +7,9 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "agent_call.h"
 #include "fleet_controller.h"
 #include "fleet_rollout.h"
+#include "lb/client/command_client.h"
 #include "output.h"
 
 namespace lb::cli {
@@ -51,8 +51,16 @@ struct ControllerReply {
 ControllerReply CallController(zmq::context_t& context, const std::string& endpoint,
                                const std::string& cmd, const json& args,
                                std::chrono::milliseconds timeout) {
+  client::CommandClientOptions options;
+  options.endpoint = endpoint;
+  options.timeout = timeout;
+  options.wording.peer = "the controller";
+  options.wording.program = "lb-controller";
+  options.wording.endpoint_setting = "control endpoint";
+  options.wording.own_key.clear();  // the control socket has no CURVE: no key hints
+  client::CommandClient controller(context, options);
   ControllerReply out;
-  auto reply = CallAgent(context, endpoint, cmd, args, timeout);
+  auto reply = controller.Call(cmd, args);
   if (reply.ok() && reply->status.ok()) {
     out.result = std::move(reply->result);
     return out;
@@ -62,31 +70,10 @@ ControllerReply CallController(zmq::context_t& context, const std::string& endpo
     out.status = reply->status;
     return out;
   }
-  // CallAgent's messages speak of an agent; say which peer this is.
-  const Status& failed = reply.status();
-  switch (failed.code()) {
-    case ErrorCode::kBadRequest:
-      out.kind = ControllerReply::Kind::kBadEndpoint;
-      out.status = Status(failed.code(),
-                          "cannot use \"" + endpoint + "\" as the controller's --control endpoint");
-      break;
-    case ErrorCode::kUnavailable:
-      out.kind = ControllerReply::Kind::kUnreachable;
-      out.status = Status(failed.code(), "no answer from " + endpoint + " within " +
-                                             DescribeSeconds(timeout) +
-                                             " (is lbctl fleet serve running? is that its "
-                                             "--control endpoint?)");
-      break;
-    case ErrorCode::kTimeout:
-      out.kind = ControllerReply::Kind::kUnreachable;
-      out.status = Status(failed.code(), "no answer from the controller at " + endpoint + " to `" +
-                                             cmd + "` within " + DescribeSeconds(timeout));
-      break;
-    default:
-      out.kind = ControllerReply::Kind::kUnreachable;
-      out.status = failed;
-      break;
-  }
+  // The client's message names the endpoint and what to check.
+  out.status = reply.status();
+  out.kind = out.status.code() == ErrorCode::kBadRequest ? ControllerReply::Kind::kBadEndpoint
+                                                         : ControllerReply::Kind::kUnreachable;
   return out;
 }
 

@@ -10,6 +10,7 @@
 
 #include "fleet_controller_core.h"
 #include "fleet_state_file.h"
+#include "lb/common/endpoint.h"
 #include "lb/proto/codec.h"
 #include "output.h"
 

@@ -26,7 +26,9 @@
 #include <mutex>
 #include <string>
 
-#include "lb/common/curve.h"
+#include "lb/common/allow_list.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/endpoint.h"
 #include "lb/proto/status.h"
 
 namespace zmq {

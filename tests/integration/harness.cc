@@ -18,6 +18,8 @@
 #include <sstream>
 #include <zmq.hpp>
 
+#include "lb/client/command_client.h"
+
 namespace lb::testing {
 
 using nlohmann::json;
@@ -34,18 +36,6 @@ bool WaitFor(const std::function<bool()>& condition, milliseconds timeout) {
     if (Clock::now() >= deadline) return false;
     std::this_thread::sleep_for(milliseconds(10));
   }
-}
-
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/lbt.XXXXXX";
-  char* p = mkdtemp(tmpl);
-  if (p == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = p;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
 }
 
 std::string ReadFile(const std::string& path) {
@@ -140,26 +130,13 @@ proto::Result<proto::Reply> AgentCall(const std::string& endpoint, const std::st
                                       const json& args, milliseconds timeout,
                                       const common::CurveClientKeys* keys) {
   static zmq::context_t context;
-  try {
-    zmq::socket_t socket(context, zmq::socket_type::req);
-    socket.set(zmq::sockopt::linger, 0);
-    if (keys != nullptr) common::MakeCurveClient(socket, keys->own, keys->server_public_key);
-    socket.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
-    socket.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout.count()));
-    socket.connect(endpoint);
-    proto::Request request{json(cmd + "-1"), cmd, args};
-    std::string frame = proto::EncodeRequest(request);
-    if (!socket.send(zmq::buffer(frame))) {
-      return proto::Status(proto::ErrorCode::kTimeout, "send timed out");
-    }
-    zmq::message_t reply;
-    if (!socket.recv(reply)) return proto::Status(proto::ErrorCode::kTimeout, "no reply");
-    proto::DecodeLimits limits;
-    limits.max_frame_bytes = 64 * 1024 * 1024;
-    return proto::DecodeReply(reply.to_string_view(), limits);
-  } catch (const zmq::error_t& e) {
-    return proto::Status(proto::ErrorCode::kUnavailable, e.what());
-  }
+  client::CommandClientOptions options;
+  options.endpoint = endpoint;
+  options.timeout = timeout;
+  options.max_reply_bytes = 64 * 1024 * 1024;
+  if (keys != nullptr) options.curve = *keys;
+  options.wording.client = "lb-agent-tests";
+  return client::CommandClient(context, options).Call(cmd, args);
 }
 
 std::string AgentRaw(const std::string& endpoint, const std::string& frame, milliseconds timeout) {

@@ -16,8 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
 #include "lb/proto/codec.h"
+#include "temp_dir.h"
 
 namespace httplib {
 class Server;
@@ -34,17 +35,6 @@ std::string HaproxyBinary();
 
 // Polls `condition` every 10 ms until it is true or `timeout` passes. Returns its last value.
 bool WaitFor(const std::function<bool()>& condition, milliseconds timeout);
-
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& text);

@@ -23,6 +23,7 @@
 #include "fleet_state.h"
 #include "lb/common/settings.h"
 #include "lb/proto/codec.h"
+#include "reload_pipeline.h"
 #include "test_util.h"
 
 namespace lb::agent {
@@ -102,7 +103,7 @@ TEST_F(FleetStateTest, IgnoresDuplicateAndStaleVersions) {
 
 TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
   test_util::TempDir dir;
-  const std::string path = dir.Join("sub/dir/fleet-state.json");  // parents created
+  const std::string path = dir.File("sub/dir/fleet-state.json");  // parents created
   ASSERT_TRUE(SaveFleetState(path, {42, "ctl-1"}).ok());
   auto loaded = LoadFleetState(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -120,7 +121,7 @@ TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
 
 TEST_F(FleetStateTest, MissingStateFileIsVersionZeroAndCorruptOneIsAnError) {
   test_util::TempDir dir;
-  auto missing = LoadFleetState(dir.Join("none.json"));
+  auto missing = LoadFleetState(dir.File("none.json"));
   ASSERT_TRUE(missing.ok());
   EXPECT_EQ(missing->applied_version, 0u);
   EXPECT_EQ(missing->controller, "");
@@ -128,7 +129,7 @@ TEST_F(FleetStateTest, MissingStateFileIsVersionZeroAndCorruptOneIsAnError) {
   for (const char* text :
        {"not json", "[1,2]", "{\"applied_version\": -3}", "{\"applied_version\": \"7\"}",
         "{\"controller\": \"c\"}", "{\"applied_version\": 3, \"controller\": 5}", ""}) {
-    const std::string path = dir.Join("corrupt.json");
+    const std::string path = dir.File("corrupt.json");
     test_util::WriteFile(path, text);
     auto loaded = LoadFleetState(path);
     EXPECT_FALSE(loaded.ok()) << "accepted: " << text;
@@ -490,7 +491,7 @@ class FleetClientTest : public ::testing::Test {
     settings_.fleet.controller_pub = controller_.pub_endpoint;
     settings_.fleet.controller_router = controller_.router_endpoint;
     settings_.fleet.groups = {"web"};
-    settings_.fleet.state_file = dir_.Join("state/fleet-state.json");
+    settings_.fleet.state_file = dir_.File("state/fleet-state.json");
     settings_.fleet.beacon_timeout = milliseconds(2000);
   }
   ~FleetClientTest() override {
@@ -499,7 +500,13 @@ class FleetClientTest : public ::testing::Test {
 
   void StartClient() {
     auto calls = calls_;
-    auto submit = [calls](ReloadRequest request, ReplyFn reply) {
+    auto submit = [calls](const json& args, ReplyFn reply) {
+      auto parsed = ReloadRequestFromArgs(args);
+      if (!parsed.ok()) {
+        reply(parsed.status(), nullptr);
+        return;
+      }
+      const ReloadRequest& request = *parsed;
       json result = {{"outcome", request.config == "same\n" ? "unchanged" : "applied"},
                      {"sha256", "new-sha"},
                      {"total_ms", 1}};
@@ -720,7 +727,7 @@ TEST_F(FleetClientTest, RestartKeepsAppliedVersion) {
 }
 
 TEST_F(FleetClientTest, CorruptStateFileStartsFromZero) {
-  std::filesystem::create_directories(dir_.Join("state"));
+  std::filesystem::create_directories(dir_.File("state"));
   test_util::WriteFile(settings_.fleet.state_file, "{garbage");
   StartClient();
   auto hello = controller_.Expect("hello", false);

@@ -34,7 +34,7 @@
 #include "fleet_protocol.h"
 #include "fleet_rollout.h"
 #include "fleet_state_file.h"
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
 #include "lb/proto/codec.h"
 #include "lbctl.h"
 #include "test_util.h"
@@ -316,7 +316,7 @@ TEST(FleetControllerTest, ControlPushValidatesRecordsAndPublishes) {
 
 TEST(FleetStateDirTest, RestartKeepsTheCounterAndThePushes) {
   TempDir tmp;
-  const std::string dir = tmp.Join("state");
+  const std::string dir = tmp.File("state");
   const std::string latin1 = "# caf\xe9\nglobal\n";  // not UTF-8: kept byte for byte
   {
     auto state_dir = StateDir::Open(dir);
@@ -403,7 +403,7 @@ TEST(FleetStateDirTest, AFailedSaveChangesNothing) {
 
 TEST(FleetStateDirTest, ABrokenStateFileIsAnErrorNotAnEmptyState) {
   TempDir tmp;
-  const std::string file = tmp.Join("fleet-controller.json");
+  const std::string file = tmp.File("fleet-controller.json");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{not json", "not JSON"},
       {R"({"format": 2})", "format"},
@@ -1137,28 +1137,28 @@ TEST(FleetServeTest, OpenRefusesUnauthenticatedEndpointsOtherHostsCouldReach) {
   // CURVE needs a usable certificate and allow-list.
   auto cert = common::GenerateCertificate();
   ASSERT_TRUE(cert.ok());
-  ASSERT_TRUE(common::WriteCertificate(tmp.Join("ctl"), *cert, "test").ok());
-  test_util::WriteFile(tmp.Join("clients"), "not a key\n");
+  ASSERT_TRUE(common::WriteCertificate(tmp.File("ctl"), *cert, "test").ok());
+  test_util::WriteFile(tmp.File("clients"), "not a key\n");
   auto [bad_list, log3] = OpenController(tmp.path(), [&](ServeOptions& o) {
-    o.curve_key = tmp.Join("ctl_secret");
-    o.clients = tmp.Join("clients");
+    o.curve_key = tmp.File("ctl_secret");
+    o.clients = tmp.File("clients");
   });
   EXPECT_EQ(bad_list.code(), proto::ErrorCode::kBadRequest);
   EXPECT_EQ(bad_list.message().rfind("--clients: ", 0), 0u) << bad_list.message();
   auto [public_only, log4] = OpenController(tmp.path(), [&](ServeOptions& o) {
-    o.curve_key = tmp.Join("ctl");
-    o.clients = tmp.Join("clients");
+    o.curve_key = tmp.File("ctl");
+    o.clients = tmp.File("clients");
   });
   EXPECT_EQ(public_only.code(), proto::ErrorCode::kBadRequest);
   EXPECT_NE(public_only.message().find("--curve-key: "), std::string::npos);
   auto [half, log5] =
-      OpenController(tmp.path(), [&](ServeOptions& o) { o.curve_key = tmp.Join("ctl_secret"); });
+      OpenController(tmp.path(), [&](ServeOptions& o) { o.curve_key = tmp.File("ctl_secret"); });
   EXPECT_EQ(half.code(), proto::ErrorCode::kBadRequest);
   // With CURVE, any endpoint: the allow-list decides who gets in.
-  test_util::WriteFile(tmp.Join("clients"), "");
+  test_util::WriteFile(tmp.File("clients"), "");
   auto [curve, curve_log] = OpenController(tmp.path(), [&](ServeOptions& o) {
-    o.curve_key = tmp.Join("ctl_secret");
-    o.clients = tmp.Join("clients");
+    o.curve_key = tmp.File("ctl_secret");
+    o.clients = tmp.File("clients");
     o.pub_endpoint = "tcp://0.0.0.0:0";
     o.router_endpoint = "tcp://0.0.0.0:0";
   });
@@ -1172,7 +1172,7 @@ TEST(FleetServeTest, CurveServesOnlyListedAgentsPinnedToThisController) {
   auto make = [&](const std::string& name) {
     auto cert = common::GenerateCertificate();
     EXPECT_TRUE(cert.ok());
-    EXPECT_TRUE(common::WriteCertificate(tmp.Join(name), *cert, "test").ok());
+    EXPECT_TRUE(common::WriteCertificate(tmp.File(name), *cert, "test").ok());
     return *cert;
   };
   const common::CurveCertificate ctl = make("ctl");
@@ -1180,11 +1180,11 @@ TEST(FleetServeTest, CurveServesOnlyListedAgentsPinnedToThisController) {
   const common::CurveCertificate a1_key = make("a1");
   const common::CurveCertificate a2_key = make("a2");
   const common::CurveCertificate stranger_key = make("stranger");
-  test_util::WriteFile(tmp.Join("clients"),
+  test_util::WriteFile(tmp.File("clients"),
                        a1_key.public_key + " a1\n" + a2_key.public_key + " a2\n");
   RunningController controller(tmp.path(), "ctl-1", [&](ServeOptions& o) {
-    o.curve_key = tmp.Join("ctl_secret");
-    o.clients = tmp.Join("clients");
+    o.curve_key = tmp.File("ctl_secret");
+    o.clients = tmp.File("clients");
   });
   const std::string control = controller.options().control_endpoint;
   auto keys = [](const common::CurveCertificate& own, const std::string& server) {

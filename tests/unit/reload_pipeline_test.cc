@@ -96,12 +96,12 @@ class ReloadPipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(tmp_.path().empty());
-    std::filesystem::create_directory(tmp_.Join("etc"));
-    live_ = tmp_.Join("etc/haproxy.cfg");
-    state_ = tmp_.Join("state/servers.state");
-    settings_.path = tmp_.Join("lb-agent.cfg");
+    std::filesystem::create_directory(tmp_.File("etc"));
+    live_ = tmp_.File("etc/haproxy.cfg");
+    state_ = tmp_.File("state/servers.state");
+    settings_.path = tmp_.File("lb-agent.cfg");
     settings_.agent.max_config_bytes = 4096;
-    settings_.agent.history_dir = tmp_.Join("history");
+    settings_.agent.history_dir = tmp_.File("history");
     settings_.agent.history_keep = 5;
     settings_.haproxy.config_file_path = live_;
     settings_.haproxy.default_backend = "app";
@@ -123,7 +123,7 @@ class ReloadPipelineTest : public ::testing::Test {
 
   int TempFiles() const {
     int n = 0;
-    for (const auto& name : ListDir(tmp_.Join("etc"))) {
+    for (const auto& name : ListDir(tmp_.File("etc"))) {
       n += name.rfind(ConfigStore::kTempPrefix, 0) == 0 ? 1 : 0;
     }
     return n;

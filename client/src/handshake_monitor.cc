@@ -1,4 +1,4 @@
-#include "handshake_monitor.h"
+#include "lb/client/handshake_monitor.h"
 
 #include <atomic>
 #include <cerrno>
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <zmq.hpp>
 
-namespace lb::cli {
+namespace lb::client {
 namespace {
 
 constexpr int kEvents = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
@@ -14,7 +14,7 @@ constexpr int kEvents = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHA
 
 std::string NextMonitorEndpoint() {
   static std::atomic<uint64_t> counter{0};
-  return "inproc://lbctl-handshake-monitor-" + std::to_string(counter.fetch_add(1));
+  return "inproc://lb-handshake-monitor-" + std::to_string(counter.fetch_add(1));
 }
 
 }  // namespace
@@ -67,22 +67,25 @@ std::optional<HandshakeFailure> HandshakeMonitor::Drain() {
 }
 
 std::string DescribeHandshakeFailure(const HandshakeFailure& failure,
-                                     const std::string& client_key) {
+                                     const std::string& client_key, const Wording& wording) {
   if (failure.kind == HandshakeFailure::Kind::kRefused) {
-    return "refused lbctl's CURVE key " + client_key + " (ZAP status " +
+    return "refused " + wording.client + "'s CURVE key " + client_key + " (ZAP status " +
            std::to_string(failure.value) +
-           "): add that public key to its curve_clients, or give a key that is there "
-           "(--curve-key)";
+           "): add that public key to its curve_clients, or give a key that is there (" +
+           wording.own_key + ")";
   }
-  const std::string pass_keys =
-      "pass --curve-key (lbctl's secret certificate, whose public key is in its curve_clients) "
-      "and --server-key (its public certificate)";
+  const std::string pass_keys = "pass " + wording.own_key + " (" + wording.client +
+                                "'s secret certificate, whose public key is in its "
+                                "curve_clients) and " +
+                                wording.server_key + " (its public certificate)";
   if (failure.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
       failure.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
-    // Seen when lbctl notices the mismatch before the agent closes the connection.
-    return client_key.empty() ? "uses CURVE and lbctl does not: " + pass_keys
-                              : "does not use CURVE: drop --curve-key/--server-key (and "
-                                "LBCTL_CURVE_KEY/LBCTL_SERVER_KEY), or turn CURVE on there";
+    // Seen when the client notices the mismatch before the server closes the connection.
+    return client_key.empty() ? "uses CURVE and " + wording.client + " does not: " + pass_keys
+                              : "does not use CURVE: drop " + wording.own_key + "/" +
+                                    wording.server_key +
+                                    (wording.keys_unset.empty() ? "" : " (and " + wording.keys_unset + ")") +
+                                    ", or turn CURVE on there";
   }
   std::string what = "failed the connection handshake";
   if (failure.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && failure.value == EPIPE) {
@@ -93,10 +96,8 @@ std::string DescribeHandshakeFailure(const HandshakeFailure& failure,
     what += " (ZeroMQ protocol error 0x" + std::string(hex) + ")";
   }
   if (client_key.empty()) return what + ": it probably uses CURVE; " + pass_keys;
-  return what +
-         ": CURVE on one side only, or --server-key is not its public certificate (lbctl's "
-         "key: " +
-         client_key + ")";
+  return what + ": CURVE on one side only, or " + wording.server_key +
+         " is not its public certificate (" + wording.client + "'s key: " + client_key + ")";
 }
 
-}  // namespace lb::cli
+}  // namespace lb::client

@@ -1,8 +1,8 @@
-// HandshakeMonitor: why a connection to the agent never completes. With CURVE, a refused key, a
-// wrong server key or CURVE on one side only all look alike from a client socket: the
-// connection is made, the handshake fails, libzmq reconnects and fails again, and no message
-// ever goes through. A socket monitor (zmq_socket_monitor on an inproc PAIR) reports those
-// failures, so lbctl can say which one it is instead of "no answer".
+// HandshakeMonitor: why a connection to a CURVE server never completes. A refused key, a wrong
+// server key or CURVE on one side only all look alike from a client socket: the connection is
+// made, the handshake fails, libzmq reconnects and fails again, and no message ever goes
+// through. A socket monitor (zmq_socket_monitor on an inproc PAIR) reports those failures, so a
+// client can say which one it is instead of "no answer".
 //
 // DESIGN: no thread. The owner polls socket() next to its own socket, or calls Drain() when its
 // own wait ended; events pile up in the PAIR socket meanwhile (a few per reconnect interval).
@@ -18,7 +18,7 @@ class context_t;
 class socket_t;
 }  // namespace zmq
 
-namespace lb::cli {
+namespace lb::client {
 
 struct HandshakeFailure {
   enum class Kind {
@@ -56,10 +56,20 @@ class HandshakeMonitor {
   std::optional<HandshakeFailure> last_;
 };
 
-// What a failure means for lbctl talking to the agent, in one clause that completes "the agent
-// ...": e.g. "refused lbctl's CURVE key ...". `client_key` is lbctl's public key (empty:
-// plaintext).
-std::string DescribeHandshakeFailure(const HandshakeFailure& failure,
-                                     const std::string& client_key);
+// How a client names itself, its peer and its settings in the messages a person reads.
+struct Wording {
+  std::string client = "lbctl";                     // "refused lbctl's CURVE key"
+  std::string peer = "the agent";                   // "the agent at ENDPOINT ..."
+  std::string program = "lb-agent";                 // "is lb-agent running?"
+  std::string endpoint_setting = "command_endpoint";  // "is that its command_endpoint?"
+  std::string own_key = "--curve-key";  // where the client's secret key is set ("": no CURVE)
+  std::string server_key = "--server-key";          // where the server's public key is set
+  std::string keys_unset = "LBCTL_CURVE_KEY/LBCTL_SERVER_KEY";  // other places to unset them
+};
 
-}  // namespace lb::cli
+// What a failure means, in one clause that completes "<peer> ...": e.g. "refused lbctl's CURVE
+// key ...". `client_key` is the client's public key (empty: plaintext).
+std::string DescribeHandshakeFailure(const HandshakeFailure& failure,
+                                     const std::string& client_key, const Wording& wording = {});
+
+}  // namespace lb::client
