@@ -84,6 +84,10 @@ std::string_view View(const zmq::message_t& m) {
   return std::string_view(static_cast<const char*>(m.data()), m.size());
 }
 
+proto::FleetError ErrorOf(const Status& status) {
+  return {std::string(proto::ErrorCodeName(status.code())), status.message()};
+}
+
 std::string Groups(const std::vector<std::string>& groups) {
   std::string out;
   for (const auto& g : groups) out += (out.empty() ? "" : ",") + g;
@@ -129,7 +133,7 @@ FleetClient::FleetClient(zmq::context_t& context, const common::Settings& settin
       live_sha256_(std::move(live_sha256)),
       max_message_bytes_(settings.agent.max_config_bytes + kEnvelopeBytes),
       state_(settings.agent.agent_id, settings.fleet.groups, settings.fleet.beacon_timeout,
-             std::move(jitter)),
+             std::move(jitter), settings.fleet.hello_interval),
       mailbox_(std::make_shared<Mailbox>()) {}
 
 FleetClient::~FleetClient() { Stop(); }
@@ -159,8 +163,8 @@ Status FleetClient::OpenSockets() {
     step = "connect the SUB socket to controller_pub";
     sockets->sub.connect(fleet.controller_pub);
 
-    step = "set agent_id as the DEALER's routing id";
-    sockets->dealer.set(zmq::sockopt::routing_id, settings_.agent.agent_id);
+    // No routing id of its own: the controller answers each hello on the connection it came
+    // on, and an id the agent chose could be taken over by another agent posing under it.
     sockets->dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_message_bytes_));
     sockets->dealer.set(zmq::sockopt::sndhwm, kDealerSndHwm);
     // The monitor is connected before the DEALER so that its first connection is not missed.
@@ -251,10 +255,10 @@ void FleetClient::Run() {
   while (!stopping_) {
     auto now = Clock::now();
     if (state_.ConnectionDead(now)) Reconnect(now);
-    if (sockets_ && state_.HelloDue(now)) SendHello();
+    if (sockets_ && state_.HelloDue(now)) SendHello(state_.PeriodicHelloOnly(now));
 
     auto next = state_.DeadAt();
-    if (auto due = state_.hello_due()) next = std::min(next, *due);
+    if (auto due = state_.NextHelloAt(now)) next = std::min(next, *due);
     long timeout = std::chrono::duration_cast<milliseconds>(next - Clock::now()).count();
     timeout = std::clamp<long>(timeout, 0, 1000);
     std::vector<zmq::pollitem_t> items = {{nullptr, mailbox_->fd(), ZMQ_POLLIN, 0}};
@@ -344,8 +348,8 @@ void FleetClient::ReadSub() {
       continue;
     }
     auto body = proto::DecodeMsgpack(View(frames[1]), limits);
-    auto message =
-        body.ok() ? ParseFleetMessage(*body) : proto::Result<FleetMessage>(body.status());
+    auto message = body.ok() ? proto::ParseControllerMessage(*body)
+                             : proto::Result<proto::ControllerMessage>(body.status());
     if (!message.ok()) {
       Log(": dropped a malformed message on topic " + topic + ": " + message.status().message());
       continue;
@@ -399,8 +403,8 @@ void FleetClient::ReadDealer() {
       continue;
     }
     auto body = proto::DecodeMsgpack(View(*frame), limits);
-    auto message =
-        body.ok() ? ParseFleetMessage(*body) : proto::Result<FleetMessage>(body.status());
+    auto message = body.ok() ? proto::ParseControllerMessage(*body)
+                             : proto::Result<proto::ControllerMessage>(body.status());
     if (!message.ok()) {
       Log(": dropped a malformed message from " + settings_.fleet.controller_router + ": " +
           message.status().message());
@@ -409,11 +413,14 @@ void FleetClient::ReadDealer() {
     if (auto* push = std::get_if<FleetPush>(&*message)) {
       HandlePush(*push, /*via_router=*/true);
     } else if (auto* uptodate = std::get_if<FleetUptodate>(&*message)) {
+      const uint64_t synced_before = state_.synced_version();
       auto admission = state_.OnUptodate(*uptodate, Clock::now());
       LogSwitch(admission);
+      const bool quiet = quiet_answer_ && state_.synced_version() == synced_before;
+      quiet_answer_ = false;
       if (!admission.accepted) {
         Log(": uptodate ignored: " + admission.error);
-      } else {
+      } else if (!quiet) {
         Log(": uptodate from " + uptodate->controller + ": latest v" +
             std::to_string(uptodate->latest) + ", applied v" +
             std::to_string(state_.applied_version()));
@@ -435,7 +442,7 @@ void FleetClient::LogSwitch(const FleetState::Admission& admission) {
 void FleetClient::HandlePush(const FleetPush& push, bool via_router) {
   auto verdict = state_.OnPush(push, via_router, Clock::now());
   const std::string what = " push v" + std::to_string(push.version) + " from " + push.controller +
-                           " target " + push.target.ToString();
+                           " target " + proto::TargetKey(push.target);
   const std::string via = via_router ? " (hello answer)" : "";
   switch (verdict.action) {
     case FleetState::PushAction::kNotForUs:
@@ -450,7 +457,7 @@ void FleetClient::HandlePush(const FleetPush& push, bool via_router) {
     case FleetState::PushAction::kIgnore: {
       Log(what + ": ignored (at or below applied v" + std::to_string(state_.applied_version()) +
           ")" + via);
-      FleetAck ack;
+      proto::FleetAck ack;
       ack.version = push.version;
       ack.outcome = "ignored";
       ack.sha256 = live_sha256_();
@@ -468,7 +475,7 @@ void FleetClient::Process(const FleetPush& push, bool via_router) {
   Completion envelope;
   envelope.controller = push.controller;
   envelope.version = push.version;
-  envelope.target = push.target.ToString();
+  envelope.target = proto::TargetKey(push.target);
   envelope.cmd = push.cmd;
   envelope.via_router = via_router;
   const auto start = Clock::now();
@@ -520,7 +527,7 @@ void FleetClient::Process(const FleetPush& push, bool via_router) {
 }
 
 void FleetClient::Complete(Completion done) {
-  FleetAck ack;
+  proto::FleetAck ack;
   ack.version = done.version;
   ack.sha256 = done.sha256;
   ack.total_ms = done.total_ms;
@@ -535,7 +542,7 @@ void FleetClient::Complete(Completion done) {
     outcome_text = ack.outcome;
   } else {
     ack.outcome = "refused";
-    ack.error = done.status;
+    ack.error = ErrorOf(done.status);
     outcome_text = "refused (" + std::string(proto::ErrorCodeName(done.status.code())) + ": " +
                    OneLine(done.status.message()) + ")";
   }
@@ -551,12 +558,19 @@ void FleetClient::Complete(Completion done) {
       (notes.empty() ? "" : " (" + notes + ")"));
 }
 
-void FleetClient::SendHello() {
+void FleetClient::SendHello(bool periodic) {
   const std::string sha256 = live_sha256_();
-  json hello = FleetHello(settings_.agent.agent_id, settings_.fleet.groups, sha256,
-                          state_.applied_version(), state_.synced_version());
+  proto::FleetHello hello;
+  hello.agent = settings_.agent.agent_id;
+  hello.groups = settings_.fleet.groups;
+  hello.sha256 = sha256;
+  hello.applied_version = state_.applied_version();
+  hello.synced_version = state_.synced_version();
+  hello.completed_version = state_.completed_version();
+  hello.hello_interval_ms = settings_.fleet.hello_interval.count();
   state_.HelloSent(Clock::now());
-  std::string payload = proto::EncodeMsgpack(hello);
+  quiet_answer_ = periodic;
+  std::string payload = proto::EncodeMsgpack(proto::EncodeHello(hello));
   try {
     if (!sockets_->dealer.send(zmq::buffer(payload), zmq::send_flags::dontwait)) {
       Log(": hello dropped: the queue to " + settings_.fleet.controller_router + " is full");
@@ -566,17 +580,19 @@ void FleetClient::SendHello() {
     Log(": hello not sent: " + std::string(e.what()));
     return;
   }
+  if (periodic) return;  // the liveness signal: no line every hello_interval
   Log(": hello to " + settings_.fleet.controller_router + ": applied v" +
       std::to_string(state_.applied_version()) + ", synced v" +
       std::to_string(state_.synced_version()));
 }
 
-void FleetClient::SendAck(const FleetAck& ack) {
+void FleetClient::SendAck(proto::FleetAck ack) {
   if (!sockets_) {
     Log(": ack v" + std::to_string(ack.version) + " dropped: no connection");
     return;
   }
-  std::string payload = proto::EncodeMsgpack(FleetAckMessage(settings_.agent.agent_id, ack));
+  ack.agent = settings_.agent.agent_id;
+  std::string payload = proto::EncodeMsgpack(proto::EncodeAck(ack));
   try {
     if (!sockets_->dealer.send(zmq::buffer(payload), zmq::send_flags::dontwait)) {
       Log(": ack v" + std::to_string(ack.version) + " dropped: the queue to " +
@@ -588,10 +604,10 @@ void FleetClient::SendAck(const FleetAck& ack) {
 }
 
 void FleetClient::SendConflictAck(uint64_t version, const std::string& error) {
-  FleetAck ack;
+  proto::FleetAck ack;
   ack.version = version;
   ack.outcome = "refused";
-  ack.error = Status(ErrorCode::kConflict, error);
+  ack.error = ErrorOf(Status(ErrorCode::kConflict, error));
   ack.sha256 = live_sha256_();
   SendAck(ack);
 }

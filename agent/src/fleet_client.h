@@ -1,7 +1,8 @@
 // FleetClient: the agent's side of a fleet controller (proto/PROTOCOL.md, "Fleet").
 //
 // DESIGN: one thread owns a SUB socket connected to the controller's PUB (pushes, beacons), a
-// DEALER connected to its ROUTER (routing id = agent_id; hello and acks out, hello answers in),
+// DEALER connected to its ROUTER (hello and acks out, hello answers in; its routing id is
+// ZeroMQ's, not the agent id, so that no other agent can take its connection over),
 // a PAIR that receives the DEALER's monitor events (each established connection, first or
 // reconnected, is followed by a hello) and an eventfd. The decisions are FleetState's
 // (fleet_state.h); this file moves bytes and runs commands.
@@ -65,8 +66,7 @@ class FleetClient {
 
   // Loads the state file (missing: version 0; corrupt: a log line and version 0), creates and
   // connects the sockets and starts the thread. Fails, with nothing started, when a socket
-  // cannot be set up (an endpoint ZeroMQ does not accept, an agent_id too long to be a
-  // routing id).
+  // cannot be set up (an endpoint ZeroMQ does not accept).
   proto::Status Start();
   // CURVE client options for both sockets (this agent's key pair and the controller's public
   // key), applied at every (re)connection. Call before Start().
@@ -99,8 +99,9 @@ class FleetClient {
   void HandlePush(const FleetPush& push, bool via_router);
   void Process(const FleetPush& push, bool via_router);
   void Complete(Completion done);
-  void SendHello();
-  void SendAck(const FleetAck& ack);
+  // `periodic`: the liveness hello, logged neither itself nor its unremarkable answer.
+  void SendHello(bool periodic);
+  void SendAck(proto::FleetAck ack);  // fills in the agent id
   void SendConflictAck(uint64_t version, const std::string& error);
   void SaveState();
   void LogSwitch(const FleetState::Admission& admission);
@@ -119,6 +120,7 @@ class FleetClient {
   std::unique_ptr<Sockets> sockets_;
   bool beacons_flowing_ = false;         // a beacon since the sockets were created
   bool outage_logged_ = false;           // the current outage was logged
+  bool quiet_answer_ = false;            // the outstanding hello is a periodic one
   std::optional<FleetPersisted> saved_;  // what the state file holds
   std::shared_ptr<Mailbox> mailbox_;     // shared with the reply callbacks, which may outlive us
   std::unique_ptr<WorkPool> status_pool_;

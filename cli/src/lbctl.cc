@@ -277,8 +277,7 @@ int Keygen(const Options& options, std::ostream& out, std::ostream& err) {
 }  // namespace
 
 int Run(const std::vector<std::string>& args, const Environment& env, std::istream& in,
-        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested,
-        const std::function<bool()>& signalled) {
+        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested) {
   try {
     auto options = ParseCommandLine(args, env);
     if (!options.ok()) {
@@ -296,8 +295,6 @@ int Run(const std::vector<std::string>& args, const Environment& env, std::istre
         return Watch(*options, out, err, stop_requested);
       case Command::kKeygen:
         return Keygen(*options, out, err);
-      case Command::kFleetServe:
-        return RunFleetServe(*options, err, signalled ? signalled : stop_requested);
       case Command::kFleetPush: {
         auto config = ReadInput(options->file, in);
         if (!config.ok()) {

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "lb/common/ini_schema.h"
+#include "lb/proto/fleet.h"
 
 namespace lb::common {
 namespace {
@@ -23,6 +24,9 @@ using proto::Result;
 using proto::Status;
 
 using Setter = IniSetter<Settings>;
+
+// proto::IsValidFleetName, in words.
+constexpr std::string_view kNameRule = "1 to 255 bytes, no '/', no control characters";
 
 // A program: a bare name is looked up in PATH now, so that a missing binary is reported at
 // start-up; a name with a '/' is relative to the settings file's directory.
@@ -100,15 +104,19 @@ IniSchema<Settings> KnownKeys(const std::string& base_dir) {
     std::string current;
     for (char c : v + ",") {
       if (c == ',' || c == ' ' || c == '\t') {
-        if (!current.empty()) s->fleet.groups.push_back(current);
+        if (current.empty()) continue;
+        if (!proto::IsValidFleetName(current)) {
+          return "group \"" + current + "\" is not a name: " + std::string(kNameRule);
+        }
+        s->fleet.groups.push_back(current);
         current.clear();
         continue;
       }
-      if (c == '/') return std::string("group names cannot contain '/'");
       current += c;
     }
     return std::string();
   };
+  f["hello_interval"] = SecondsKey<Settings>([](Settings* s) { return &s->fleet.hello_interval; });
 
   auto& sec = keys["security"];
   sec["curve_secret_key"] = OptionalPathKey<Settings>(
@@ -246,8 +254,10 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
     return Status(ErrorCode::kBadRequest,
                   origin + ": [fleet] needs both controller_pub and controller_router");
   }
-  if (settings.agent.agent_id.find('/') != std::string::npos) {
-    return Status(ErrorCode::kBadRequest, origin + ": [lb-agent] agent_id cannot contain '/'");
+  if (!proto::IsValidFleetName(settings.agent.agent_id)) {
+    return Status(ErrorCode::kBadRequest, origin + ": [lb-agent] agent_id \"" +
+                                              settings.agent.agent_id +
+                                              "\" is not a name: " + std::string(kNameRule));
   }
   auto& security = settings.security;
   auto security_problem = [&](const std::string& what) {

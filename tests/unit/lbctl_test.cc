@@ -286,8 +286,7 @@ TEST(LbctlTest, CurveKeysComeFromFlagsOrEnvironmentBothOrNeither) {
       {{"ping", "--curve-key", "", "--server-key", "a.pub"}, {}, "--curve-key must not be empty"},
       {{"fleet", "push", "f", "--all", "--control", "ipc:///c", "--curve-key", "k"},
        {},
-       "--curve-key is an option of the commands that talk to the agent only (and of fleet "
-       "serve)"},
+       "--curve-key is an option of the commands that talk to the agent only"},
       {{"keygen", "k", "--server-key", "a.pub"},
        {},
        "--server-key is an option of the commands that talk to the agent only"},

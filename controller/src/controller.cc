@@ -1,27 +1,28 @@
-#include "fleet_controller.h"
+#include "controller.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <ostream>
 #include <vector>
 #include <zmq.hpp>
 
-#include "fleet_controller_core.h"
-#include "fleet_state_file.h"
+#include "controller_core.h"
+#include "lb/common/allow_list.h"
 #include "lb/common/endpoint.h"
+#include "lb/common/log.h"
 #include "lb/proto/codec.h"
-#include "output.h"
+#include "state_dir.h"
 
-namespace lb::cli {
+namespace lb::controller {
 namespace {
 
 using proto::ErrorCode;
+using proto::Result;
 using proto::Status;
 using SteadyClock = std::chrono::steady_clock;
 
-// The longest the loop waits before looking at stop_requested again.
+// The longest the loop waits before looking at the stop flag again.
 constexpr std::chrono::milliseconds kMaxWait{100};
 // Messages handled per socket per wake-up, so that beacons stay on time under a flood.
 constexpr int kMaxMessagesPerWake = 200;
@@ -60,78 +61,101 @@ Status BindError(const std::string& what, const std::string& endpoint, const zmq
 
 }  // namespace
 
-std::string DefaultControllerId() {
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "lb-controller";
-  return host;
-}
-
-FleetController::FleetController(zmq::context_t& context, ServeOptions options, std::ostream& log)
-    : context_(context), options_(std::move(options)), log_(log) {}
-
-FleetController::~FleetController() = default;
-
-void FleetController::Log(const std::string& line) {
-  std::lock_guard lock(log_mutex_);
-  log_ << FormatTimestamp(NowMs()) << " " << line << std::endl;
-}
-
-Status FleetController::CheckEndpoints() {
-  if (!common::IsLocalEndpoint(options_.control_endpoint)) {
+Result<std::vector<std::string>> CheckSettings(const ControllerSettings& settings) {
+  std::vector<std::string> warnings;
+  if (!common::IsLocalEndpoint(settings.control_endpoint)) {
     return Status(ErrorCode::kBadRequest,
-                  "refusing to bind the control socket on \"" + options_.control_endpoint +
+                  "refusing to bind the control socket on \"" + settings.control_endpoint +
                       "\": it has no authentication, and whoever reaches it can push a config to "
                       "every agent. Bind it to ipc://PATH or tcp://127.0.0.1:PORT and run lbctl "
                       "fleet push/agents on this host (through ssh from elsewhere)");
   }
-  if (options_.curve_key.empty() != options_.clients.empty()) {
-    return Status(ErrorCode::kBadRequest,
-                  "CURVE needs both the controller's certificate (--curve-key) and the agents' "
-                  "keys (--clients)");
+  if (settings.curve()) {
+    auto own = common::ReadCertificate(settings.curve_secret_key, /*need_secret=*/true);
+    if (!own.ok()) {
+      return Status(ErrorCode::kBadRequest,
+                    "[security] curve_secret_key: " + own.status().message());
+    }
+    auto clients = common::ReadAllowList(settings.curve_clients);
+    if (!clients.ok()) {
+      return Status(ErrorCode::kBadRequest,
+                    "[security] curve_clients: " + clients.status().message());
+    }
+    if (!settings.agent_keys.empty()) {
+      auto keys = ReadAgentKeys(settings.agent_keys);
+      if (!keys.ok()) {
+        return Status(ErrorCode::kBadRequest, "[security] agent_keys: " + keys.status().message());
+      }
+    }
+    return warnings;
   }
-  if (!options_.curve_key.empty()) return Status::Ok();
   for (const auto& [what, endpoint] :
-       {std::pair<std::string, std::string>{"pub", options_.pub_endpoint},
-        std::pair<std::string, std::string>{"router", options_.router_endpoint}}) {
+       {std::pair<std::string, std::string>{"pub", settings.pub_endpoint},
+        std::pair<std::string, std::string>{"router", settings.router_endpoint}}) {
     if (common::IsLocalEndpoint(endpoint)) continue;
     const std::string risk = what == "pub" ? "read every config pushed"
                                            : "pose as an agent (and read its desired config)";
-    if (!options_.allow_insecure) {
+    if (!settings.allow_insecure) {
       return Status(ErrorCode::kBadRequest,
                     "refusing to bind the " + what + " socket on \"" + endpoint +
                         "\" without CURVE: anyone who reaches it could " + risk +
-                        ". Give --curve-key and --clients (SECURITY.md), bind to 127.0.0.1 or "
-                        "ipc://, or pass --allow-insecure");
+                        ". Set [security] curve_secret_key and curve_clients (SECURITY.md), bind "
+                        "to 127.0.0.1 or ipc://, or set [security] allow_insecure = yes");
     }
-    Log("WARNING: the " + what + " socket " + endpoint +
-        " is reachable from other hosts WITHOUT authentication (--allow-insecure): anyone who "
-        "reaches it can " +
-        risk);
+    warnings.push_back("WARNING: the " + what + " socket " + endpoint +
+                       " is reachable from other hosts WITHOUT authentication (allow_insecure = "
+                       "yes): anyone who reaches it can " +
+                       risk);
   }
-  return Status::Ok();
+  return warnings;
 }
 
-Status FleetController::Open() {
-  if (Status s = CheckEndpoints(); !s.ok()) return s;
-  if (!options_.curve_key.empty()) {
-    auto own = common::ReadCertificate(options_.curve_key, /*need_secret=*/true);
-    if (!own.ok()) return Status(ErrorCode::kBadRequest, "--curve-key: " + own.status().message());
+Controller::Controller(zmq::context_t& context, const ControllerSettings& settings)
+    : context_(context), settings_(settings) {}
+
+Controller::~Controller() = default;
+
+Status Controller::Open(std::unique_ptr<StateStore> store) {
+  auto warnings = CheckSettings(settings_);
+  if (!warnings.ok()) return warnings.status();
+  for (const auto& warning : *warnings) common::LogWarning() << warning;
+  std::map<std::string, std::string> agent_keys;
+  if (settings_.curve()) {
+    auto own = common::ReadCertificate(settings_.curve_secret_key, /*need_secret=*/true);
+    if (!own.ok()) {
+      return Status(ErrorCode::kBadRequest,
+                    "[security] curve_secret_key: " + own.status().message());
+    }
     own_ = *own;
+    if (!settings_.agent_keys.empty()) {
+      auto keys = ReadAgentKeys(settings_.agent_keys);
+      if (!keys.ok()) {
+        return Status(ErrorCode::kBadRequest, "[security] agent_keys: " + keys.status().message());
+      }
+      agent_keys = std::move(*keys);
+    }
     // Before any server socket binds: a handshake without a ZAP handler fails.
-    auto zap = common::ZapHandler::Start(context_, options_.clients,
-                                         [this](const std::string& line) { Log(line); });
-    if (!zap.ok()) return Status(ErrorCode::kBadRequest, "--clients: " + zap.status().message());
+    auto zap =
+        common::ZapHandler::Start(context_, settings_.curve_clients,
+                                  [](const std::string& line) { common::LogInfo() << line; });
+    if (!zap.ok()) {
+      return Status(ErrorCode::kBadRequest, "[security] curve_clients: " + zap.status().message());
+    }
     zap_ = std::move(*zap);
   }
-  auto dir = StateDir::Open(options_.state_dir);
-  if (!dir.ok()) return dir.status();
-  auto state = (*dir)->Load();
+  if (store == nullptr) {
+    auto dir = StateDir::Open(settings_.state_dir);
+    if (!dir.ok()) return dir.status();
+    store = std::move(*dir);
+  }
+  auto state = store->Load();
   if (!state.ok()) return state.status();
-  state_dir_ = std::move(*dir);
+  store_ = std::move(store);
   const std::string previous_id = state->controller_id;
-  const size_t pushes = state->pushes.size();
+  const size_t targets = state->targets.size();
   const uint64_t latest = state->latest;
-  core_ = std::make_unique<ControllerCore>(options_.id, std::move(*state), state_dir_.get());
+  core_ = std::make_unique<ControllerCore>(settings_.id, std::move(*state), store_.get(),
+                                           std::move(agent_keys), NowMs());
 
   auto bind = [&](zmq::socket_type type, const std::string& what, const std::string& endpoint,
                   std::unique_ptr<zmq::socket_t>* socket, std::string* bound) -> Status {
@@ -159,50 +183,52 @@ Status FleetController::Open() {
       return BindError(what, endpoint, e);
     }
   };
-  if (Status s = bind(zmq::socket_type::pub, "pub", options_.pub_endpoint, &pub_, &pub_bound_);
+  if (Status s = bind(zmq::socket_type::pub, "pub", settings_.pub_endpoint, &pub_, &pub_bound_);
       !s.ok()) {
     return s;
   }
-  if (Status s = bind(zmq::socket_type::router, "router", options_.router_endpoint, &router_,
+  if (Status s = bind(zmq::socket_type::router, "router", settings_.router_endpoint, &router_,
                       &router_bound_);
       !s.ok()) {
     return s;
   }
-  if (Status s = bind(zmq::socket_type::router, "control", options_.control_endpoint, &control_,
+  if (Status s = bind(zmq::socket_type::router, "control", settings_.control_endpoint, &control_,
                       &control_bound_);
       !s.ok()) {
     return s;
   }
-  if (!previous_id.empty() && previous_id != options_.id) {
-    Log("note: the state in " + state_dir_->state_file() + " was saved by controller \"" +
-        PrintableId(previous_id) + "\", not \"" + PrintableId(options_.id) +
-        "\": agents that follow the other one refuse this one's pushes while it is alive");
+  if (!previous_id.empty() && previous_id != settings_.id) {
+    common::LogWarning() << "note: the state in " << store_->Describe()
+                         << " was saved by controller \"" << PrintableId(previous_id)
+                         << "\", not \"" << PrintableId(settings_.id)
+                         << "\": agents that follow the other one refuse this one's pushes "
+                            "while it is alive";
   }
-  Log("controller " + PrintableId(options_.id) + " serving: pub " + pub_bound_ + ", router " +
-      router_bound_ + ", control " + control_bound_ +
-      (zap_ ? "; CURVE on (public key " + own_.public_key + ", agents' keys in " +
-                  options_.clients + ")"
-            : "; CURVE off") +
-      "; state " + state_dir_->state_file() + ": latest version " + std::to_string(latest) + ", " +
-      std::to_string(pushes) + " target" + (pushes == 1 ? "" : "s") + " with a desired state");
+  common::LogInfo() << "controller " << PrintableId(settings_.id) << " serving: pub " << pub_bound_
+                    << ", router " << router_bound_ << ", control " << control_bound_
+                    << (zap_ ? "; CURVE on (public key " + own_.public_key + ", agents' keys in " +
+                                   settings_.curve_clients + ")"
+                             : std::string("; CURVE off"))
+                    << "; " << store_->Describe() << ": latest version " << latest << ", "
+                    << targets << " target" << (targets == 1 ? "" : "s");
   return Status::Ok();
 }
 
-void FleetController::Publish(const std::string& topic, const std::string& body) {
+void Controller::Publish(const std::string& topic, const std::string& body) {
   // PUB never blocks: above the high-water mark libzmq drops, and agents recover by hello.
   pub_->send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
   pub_->send(zmq::buffer(body), zmq::send_flags::dontwait);
 }
 
-void FleetController::ServeAgents(int64_t now_ms) {
+void Controller::ServeAgents(int64_t now_ms) {
   for (int i = 0; i < kMaxMessagesPerWake; ++i) {
     size_t count = 0;
     std::vector<zmq::message_t> frames = ReceiveMessage(*router_, &count);
     if (count == 0) return;
     const std::string routing_id = frames[0].to_string();
     if (count != 2) {
-      Log("ignored a message of " + std::to_string(count) + " frames from routing id " +
-          PrintableId(routing_id) + " (an agent sends one msgpack frame)");
+      common::LogWarning() << "ignored a message of " << count << " frames from routing id "
+                           << PrintableId(routing_id) << " (an agent sends one msgpack frame)";
       continue;
     }
     // With CURVE, the ZAP handler set the connection's user id to the client's Z85 key.
@@ -213,23 +239,24 @@ void FleetController::ServeAgents(int64_t now_ms) {
     }
     ControllerCore::AgentAnswer answer =
         core_->OnAgentFrame(routing_id, frames[1].to_string_view(), now_ms, curve_key);
-    if (!answer.log.empty()) Log(answer.log);
+    if (!answer.log.empty()) common::LogInfo() << answer.log;
     if (!answer.reply) continue;
     const std::string body = proto::EncodeMsgpack(*answer.reply);
     try {
       if (!router_->send(zmq::buffer(routing_id),
                          zmq::send_flags::sndmore | zmq::send_flags::dontwait) ||
           !router_->send(zmq::buffer(body), zmq::send_flags::dontwait)) {
-        Log("could not answer " + PrintableId(routing_id) +
-            ": its queue is full; it will say hello again");
+        common::LogWarning() << "could not answer " << PrintableId(routing_id)
+                             << ": its queue is full; it will say hello again";
       }
     } catch (const zmq::error_t& e) {
-      Log("could not answer " + PrintableId(routing_id) + ": " + e.what() + " (it disconnected)");
+      common::LogWarning() << "could not answer " << PrintableId(routing_id) << ": " << e.what()
+                           << " (it disconnected)";
     }
   }
 }
 
-void FleetController::ServeControl(int64_t now_ms) {
+void Controller::ServeControl(int64_t now_ms) {
   for (int i = 0; i < kMaxMessagesPerWake; ++i) {
     size_t count = 0;
     std::vector<zmq::message_t> frames = ReceiveMessage(*control_, &count);
@@ -237,7 +264,7 @@ void FleetController::ServeControl(int64_t now_ms) {
     // REQ clients send [id, "", request]; DEALER clients may leave the delimiter out.
     const bool delimited = count == 3 && frames[1].size() == 0;
     if (count != 2 && !delimited) {
-      Log("ignored a control message of " + std::to_string(count) + " frames");
+      common::LogWarning() << "ignored a control message of " << count << " frames";
       continue;
     }
     const zmq::message_t& frame = frames[delimited ? 2 : 1];
@@ -245,11 +272,11 @@ void FleetController::ServeControl(int64_t now_ms) {
         proto::DecodeRequest(frame.to_string_view(), ControllerCore::ControlLimits());
     std::string reply;
     if (!decoded.status.ok()) {
-      Log("refused an unreadable control request: " + decoded.status.message());
+      common::LogWarning() << "refused an unreadable control request: " << decoded.status.message();
       reply = proto::EncodeErrorReply(decoded.request.id, decoded.status);
     } else {
       ControllerCore::ControlAnswer answer = core_->OnControlRequest(decoded.request, now_ms);
-      if (!answer.log.empty()) Log(answer.log);
+      if (!answer.log.empty()) common::LogInfo() << answer.log;
       if (answer.publish) {
         Publish(answer.publish->topic, proto::EncodeMsgpack(answer.publish->body));
       }
@@ -263,27 +290,28 @@ void FleetController::ServeControl(int64_t now_ms) {
       }
       control_->send(zmq::buffer(reply), zmq::send_flags::dontwait);
     } catch (const zmq::error_t& e) {
-      Log(std::string("could not answer a control client: ") + e.what());
+      common::LogWarning() << "could not answer a control client: " << e.what();
     }
   }
 }
 
-Status FleetController::Run(const std::function<bool()>& stop_requested) {
+Status Controller::Run(const std::atomic<bool>& stop) {
   if (!core_ || !pub_ || !router_ || !control_) {
-    return Status(ErrorCode::kInternal, "FleetController::Run before a successful Open");
+    return Status(ErrorCode::kInternal, "Controller::Run before a successful Open");
   }
   SteadyClock::time_point next_beacon = SteadyClock::now();
-  while (!stop_requested()) {
+  while (!stop) {
     const SteadyClock::time_point now = SteadyClock::now();
     if (now >= next_beacon) {
       try {
+        for (const auto& line : core_->Tick(NowMs())) common::LogInfo() << line;
         Publication beacon = core_->Beacon(NowMs());
         Publish(beacon.topic, proto::EncodeMsgpack(beacon.body));
       } catch (const zmq::error_t& e) {
-        Log(std::string("could not publish a beacon: ") + e.what());
+        common::LogWarning() << "could not publish a beacon: " << e.what();
       }
-      next_beacon += options_.beacon_interval;
-      if (next_beacon <= now) next_beacon = now + options_.beacon_interval;
+      next_beacon += settings_.beacon_interval;
+      if (next_beacon <= now) next_beacon = now + settings_.beacon_interval;
     }
     const auto wait = std::clamp(
         std::chrono::duration_cast<std::chrono::milliseconds>(next_beacon - SteadyClock::now()),
@@ -293,7 +321,7 @@ Status FleetController::Run(const std::function<bool()>& stop_requested) {
     try {
       zmq::poll(items, 2, wait);
     } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) continue;  // a signal: look at stop_requested
+      if (e.num() == EINTR) continue;
       return Status(ErrorCode::kInternal,
                     std::string("polling the controller's sockets: ") + e.what());
     }
@@ -302,11 +330,11 @@ Status FleetController::Run(const std::function<bool()>& stop_requested) {
       if (items[1].revents & ZMQ_POLLIN) ServeControl(NowMs());
     } catch (const std::exception& e) {
       // A bug or a ZeroMQ failure on one message must not take the fleet's controller down.
-      Log(std::string("error while serving: ") + e.what());
+      common::LogError() << "error while serving: " << e.what();
     }
   }
-  Log("controller " + PrintableId(options_.id) + " stopping");
+  common::LogInfo() << "controller " << PrintableId(settings_.id) << " stopping";
   return Status::Ok();
 }
 
-}  // namespace lb::cli
+}  // namespace lb::controller

@@ -1,4 +1,4 @@
-#include "fleet_state_file.h"
+#include "state_dir.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -7,25 +7,24 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <vector>
 
+#include "lb/common/file.h"
 #include "lb/proto/codec.h"
 
-namespace lb::cli {
+namespace lb::controller {
 namespace {
 
 using nlohmann::json;
 using proto::ErrorCode;
+using proto::FleetTarget;
 using proto::Result;
 using proto::Status;
 
-constexpr int kFormat = 1;
+constexpr int kFormat = 2;
 // The state file holds whole configs; far above any sane number of them.
 constexpr size_t kMaxStateBytes = 1024 * 1024 * 1024;
-
-Status OsError(const std::string& what) {
-  return Status(ErrorCode::kInternal, what + ": " + std::strerror(errno));
-}
 
 constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -102,70 +101,54 @@ Result<json> DecodeArgs(const json& entry) {
                 "an args entry is neither {\"json\"} nor {\"msgpack_base64\"}");
 }
 
-Result<std::string> ReadWholeFile(const std::string& path, bool* missing) {
-  *missing = false;
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      *missing = true;
-      return std::string();
-    }
-    return OsError("open " + path);
+// Writes the args of every push once, and each push as {"version", "target", "cmd", "args":
+// index, "ts_ms"}.
+class PushWriter {
+ public:
+  json Push(const StoredPush& push) {
+    static const json* const empty = new json(json::object());
+    const json* a = push.args ? push.args.get() : empty;
+    auto [it, inserted] = index_.emplace(a, args_.size());
+    if (inserted) args_.push_back(EncodeArgs(*a));
+    return {{"version", push.version},
+            {"target", proto::EncodeTarget(push.target)},
+            {"cmd", push.cmd},
+            {"args", it->second},
+            {"ts_ms", push.ts_ms}};
   }
-  std::string text;
-  char buffer[65536];
-  while (true) {
-    const ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      Status s = OsError("read " + path);
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > kMaxStateBytes) {
-      close(fd);
-      return Status(ErrorCode::kInternal, path + ": larger than 1 GiB");
-    }
-  }
-  close(fd);
-  return text;
-}
+  json TakeArgs() { return std::move(args_); }
 
-Status WriteAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    const ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return OsError("write " + path);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return Status::Ok();
-}
+ private:
+  json args_ = json::array();
+  std::map<const json*, size_t> index_;  // shared args are written once
+};
 
 }  // namespace
 
+std::string_view DesiredBecauseName(DesiredBecause because) {
+  return because == DesiredBecause::kOperator ? "operator" : "applied";
+}
+
 std::string EncodeState(const PersistentState& state) {
-  json args = json::array();
-  json pushes = json::array();
-  std::map<const json*, size_t> index;  // shared args are written once
-  for (const auto& [key, push] : state.pushes) {
-    const json* a = push.args ? push.args.get() : nullptr;
-    static const json* empty = new json(json::object());
-    if (a == nullptr) a = empty;
-    auto [it, inserted] = index.emplace(a, args.size());
-    if (inserted) args.push_back(EncodeArgs(*a));
-    pushes.push_back({{"version", push.version},
-                      {"target", TargetToJson(push.target)},
-                      {"cmd", push.cmd},
-                      {"args", it->second},
-                      {"ts_ms", push.ts_ms}});
+  PushWriter writer;
+  json targets = json::array();
+  for (const auto& [key, target] : state.targets) {
+    json entry = {{"key", key},
+                  {"desired", nullptr},
+                  {"because", DesiredBecauseName(target.because)},
+                  {"pending", nullptr},
+                  {"awaiting", target.awaiting},
+                  {"rejected_version", target.rejected_version}};
+    if (target.desired) entry["desired"] = writer.Push(*target.desired);
+    if (target.pending) entry["pending"] = writer.Push(*target.pending);
+    targets.push_back(std::move(entry));
   }
   json file = {{"format", kFormat},
                {"controller", state.controller_id},
                {"latest", state.latest},
-               {"args", std::move(args)},
-               {"pushes", std::move(pushes)}};
+               {"targets", std::move(targets)},
+               {"agent_keys", state.agent_keys}};
+  file["args"] = writer.TakeArgs();
   return file.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
@@ -183,7 +166,9 @@ Result<PersistentState> DecodeState(std::string_view text, const std::string& or
     return bad(std::string("not JSON: ") + e.what());
   }
   if (!file.is_object()) return bad("not a JSON object");
-  if (file.value("format", json()) != json(kFormat)) return bad("unknown \"format\", expected 1");
+  const json format = file.value("format", json());
+  if (format != json(1) && format != json(kFormat))
+    return bad("unknown \"format\", expected 1 or 2");
   PersistentState state;
   if (!file.contains("latest") || !file["latest"].is_number_unsigned()) {
     return bad("\"latest\" is not a whole number");
@@ -196,42 +181,97 @@ Result<PersistentState> DecodeState(std::string_view text, const std::string& or
   if (!file.contains("args") || !file["args"].is_array()) return bad("\"args\" is not a list");
   for (const auto& entry : file["args"]) {
     auto decoded = DecodeArgs(entry);
-    if (!decoded.ok())
+    if (!decoded.ok()) {
       return bad("args entry " + std::to_string(args.size()) + ": " + decoded.status().message());
+    }
     args.push_back(std::make_shared<const json>(std::move(*decoded)));
   }
-  if (!file.contains("pushes") || !file["pushes"].is_array())
-    return bad("\"pushes\" is not a list");
-  for (const auto& entry : file["pushes"]) {
+  auto read_push = [&](const json& entry) -> Result<StoredPush> {
     if (!entry.is_object()) return bad("a push is not an object");
     StoredPush push;
     if (!entry.contains("version") || !entry["version"].is_number_unsigned()) {
       return bad("a push has no whole-number \"version\"");
     }
     push.version = entry["version"].get<uint64_t>();
+    const std::string which = "push " + std::to_string(push.version);
     if (push.version == 0 || push.version > state.latest) {
-      return bad("push version " + std::to_string(push.version) + " is not in 1.." +
-                 std::to_string(state.latest) + " (\"latest\")");
+      return bad(which + " is not in 1.." + std::to_string(state.latest) + " (\"latest\")");
     }
-    auto target = TargetFromJson(entry.value("target", json()));
-    if (!target.ok())
-      return bad("push " + std::to_string(push.version) + ": " + target.status().message());
+    auto target = proto::ParseTarget(entry.value("target", json()));
+    if (!target.ok()) return bad(which + ": " + target.status().message());
     push.target = *target;
-    if (!entry.contains("cmd") || !entry["cmd"].is_string()) {
-      return bad("push " + std::to_string(push.version) + " has no \"cmd\"");
-    }
+    if (!entry.contains("cmd") || !entry["cmd"].is_string()) return bad(which + " has no \"cmd\"");
     push.cmd = entry["cmd"].get<std::string>();
     if (!entry.contains("args") || !entry["args"].is_number_unsigned() ||
         entry["args"].get<uint64_t>() >= args.size()) {
-      return bad("push " + std::to_string(push.version) + " names no stored args");
+      return bad(which + " names no stored args");
     }
     push.args = args[entry["args"].get<uint64_t>()];
     if (entry.contains("ts_ms") && entry["ts_ms"].is_number_integer()) {
       push.ts_ms = entry["ts_ms"].get<int64_t>();
     }
-    const std::string key = TargetKey(push.target);
-    if (!state.pushes.emplace(key, std::move(push)).second) {
-      return bad("two pushes for target " + key);
+    return push;
+  };
+  // A push belongs under its own target's key.
+  auto check_key = [&](const StoredPush& push, const std::string& key) -> Status {
+    if (proto::TargetKey(push.target) != key) {
+      return bad("push " + std::to_string(push.version) + " for " + proto::TargetKey(push.target) +
+                 " is stored under target " + key);
+    }
+    return Status::Ok();
+  };
+  if (format == json(1)) {
+    // Format 1: one push per target, each its desired state.
+    if (!file.contains("pushes") || !file["pushes"].is_array())
+      return bad("\"pushes\" is not a list");
+    for (const auto& entry : file["pushes"]) {
+      auto push = read_push(entry);
+      if (!push.ok()) return push.status();
+      const std::string key = proto::TargetKey(push->target);
+      TargetState& target = state.targets[key];
+      if (target.desired) return bad("two pushes for target " + key);
+      target.desired = std::move(*push);
+    }
+    return state;
+  }
+  if (!file.contains("targets") || !file["targets"].is_array()) {
+    return bad("\"targets\" is not a list");
+  }
+  for (const auto& entry : file["targets"]) {
+    if (!entry.is_object() || !entry.contains("key") || !entry["key"].is_string()) {
+      return bad("a target has no \"key\"");
+    }
+    const std::string key = entry["key"].get<std::string>();
+    if (!proto::TargetFromKey(key)) return bad("target key \"" + key + "\" names no target");
+    if (state.targets.count(key) != 0) return bad("target " + key + " is stored twice");
+    TargetState& target = state.targets[key];
+    for (const char* which : {"desired", "pending"}) {
+      if (!entry.contains(which) || entry[which].is_null()) continue;
+      auto push = read_push(entry[which]);
+      if (!push.ok()) return push.status();
+      if (Status s = check_key(*push, key); !s.ok()) return s;
+      (std::string_view(which) == "desired" ? target.desired : target.pending) = std::move(*push);
+    }
+    const std::string because = entry.value("because", std::string("applied"));
+    if (because != "applied" && because != "operator") {
+      return bad("target " + key + ": \"because\" is neither applied nor operator");
+    }
+    target.because = because == "operator" ? DesiredBecause::kOperator : DesiredBecause::kApplied;
+    if (entry.contains("awaiting") && entry["awaiting"].is_array()) {
+      for (const auto& id : entry["awaiting"]) {
+        if (!id.is_string()) return bad("target " + key + ": \"awaiting\" holds a non-string");
+        target.awaiting.insert(id.get<std::string>());
+      }
+    }
+    if (entry.contains("rejected_version") && entry["rejected_version"].is_number_unsigned()) {
+      target.rejected_version = entry["rejected_version"].get<uint64_t>();
+    }
+  }
+  if (file.contains("agent_keys")) {
+    if (!file["agent_keys"].is_object()) return bad("\"agent_keys\" is not an object");
+    for (const auto& [id, key] : file["agent_keys"].items()) {
+      if (!key.is_string()) return bad("the pinned key of agent " + id + " is not a string");
+      state.agent_keys[id] = key.get<std::string>();
     }
   }
   return state;
@@ -249,10 +289,10 @@ StateDir::~StateDir() {
 Result<std::unique_ptr<StateDir>> StateDir::Open(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return Status(ErrorCode::kInternal, "mkdir " + dir + ": " + ec.message());
+  if (ec) return common::OsError("mkdir", dir, ec.value());
   const std::string lock_path = (std::filesystem::path(dir) / kLockFileName).string();
   const int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return OsError("open " + lock_path);
+  if (fd < 0) return common::OsError("open", lock_path, errno);
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
     std::string holder;
@@ -262,12 +302,11 @@ Result<std::unique_ptr<StateDir>> StateDir::Open(const std::string& dir) {
     close(fd);
     if (error == EWOULDBLOCK) {
       return Status(ErrorCode::kInternal,
-                    "state dir " + dir + " is in use by another lbctl fleet serve" +
+                    "state dir " + dir + " is in use by another lb-controller" +
                         (holder.empty() ? std::string() : " (pid " + holder + ")") +
                         "; one state dir serves one live controller");
     }
-    errno = error;
-    return OsError("flock " + lock_path);
+    return common::OsError("flock", lock_path, error);
   }
   // The holder's pid, for the message above; informative only.
   const std::string pid = std::to_string(getpid()) + "\n";
@@ -277,37 +316,17 @@ Result<std::unique_ptr<StateDir>> StateDir::Open(const std::string& dir) {
   return std::unique_ptr<StateDir>(new StateDir(dir, fd));
 }
 
-Result<PersistentState> StateDir::Load() const {
-  bool missing = false;
-  auto text = ReadWholeFile(state_file_, &missing);
+Result<PersistentState> StateDir::Load() {
+  auto text = common::ReadSmallFileIfExists(state_file_, kMaxStateBytes);
   if (!text.ok()) return text.status();
-  if (missing) return PersistentState();
-  return DecodeState(*text, state_file_);
+  if (!text->has_value()) return PersistentState();
+  return DecodeState(**text, state_file_);
 }
 
 Status StateDir::Save(const PersistentState& state) {
-  const std::string text = EncodeState(state);
-  const std::string temp = state_file_ + ".tmp";
-  const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return OsError("open " + temp);
-  Status written = WriteAll(fd, text, temp);
-  if (written.ok() && fsync(fd) != 0) written = OsError("fsync " + temp);
-  if (close(fd) != 0 && written.ok()) written = OsError("close " + temp);
-  if (!written.ok()) {
-    unlink(temp.c_str());
-    return written;
-  }
-  if (rename(temp.c_str(), state_file_.c_str()) != 0) {
-    Status s = OsError("rename " + temp + " to " + state_file_);
-    unlink(temp.c_str());
-    return s;
-  }
-  const int dir_fd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return OsError("open " + dir_);
-  const bool synced = fsync(dir_fd) == 0;
-  Status s = synced ? Status::Ok() : OsError("fsync " + dir_);
-  close(dir_fd);
-  return s;
+  common::AtomicWriteOptions options;
+  options.new_file_mode = 0600;  // it holds whole configs
+  return common::WriteFileAtomically(state_file_, EncodeState(state), options);
 }
 
-}  // namespace lb::cli
+}  // namespace lb::controller
