@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 
 #include "haproxy_parsers.h"
 #include "haproxy_socket.h"
+#include "lb/common/file.h"
 #include "lb/common/log.h"
 #include "process.h"
 
@@ -40,10 +42,10 @@ Result<ProcInfo> ShowProc(const common::HaproxySettings& s) {
 
 // The pid in `pid_file`, 0 when there is none.
 pid_t PidFromFile(const std::string& pid_file) {
-  std::ifstream in(pid_file);
-  long pid = 0;
-  if (!(in >> pid) || pid <= 1) return 0;
-  return static_cast<pid_t>(pid);
+  auto text = common::ReadSmallFile(pid_file, 4096);
+  if (!text.ok()) return 0;
+  const long pid = std::strtol(text->c_str(), nullptr, 10);
+  return pid <= 1 || pid > INT32_MAX ? 0 : static_cast<pid_t>(pid);
 }
 
 // What /proc says of `pid`'s command line: kOther for a process that is not a haproxy of this
@@ -51,12 +53,13 @@ pid_t PidFromFile(const std::string& pid_file) {
 // reload: for an instant its command line is gone).
 enum class Cmdline { kRunsConfig, kUnknown, kOther };
 Cmdline CmdlineOf(pid_t pid, const std::string& config) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  if (!in) return Cmdline::kOther;
+  auto text = common::ReadSmallFile("/proc/" + std::to_string(pid) + "/cmdline", 1024 * 1024);
+  if (!text.ok()) return Cmdline::kOther;
+  std::istringstream args(*text);
   std::string arg;
   bool after_f = false;
   bool any = false;
-  while (std::getline(in, arg, '\0')) {
+  while (std::getline(args, arg, '\0')) {
     any = true;
     if (after_f && arg == config) return Cmdline::kRunsConfig;
     after_f = arg == "-f";
@@ -67,9 +70,9 @@ Cmdline CmdlineOf(pid_t pid, const std::string& config) {
 // True while `pid` exists and is not a zombie (an adopted master is not our child: nobody here
 // reaps it).
 bool AliveNotZombie(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(in, stat);
+  auto text = common::ReadSmallFile("/proc/" + std::to_string(pid) + "/stat", 64 * 1024);
+  if (!text.ok()) return false;
+  const std::string stat = text->substr(0, text->find('\n'));
   const std::size_t close = stat.rfind(')');
   if (close == std::string::npos || close + 2 >= stat.size()) return false;
   const char state = stat[close + 2];

@@ -196,6 +196,15 @@ class Rollout {
     return false;
   }
 
+  // A result lbctl cannot read (another version of the controller?): the rollout stops.
+  bool Unreadable(ControllerReply reply, const std::string& what, const Status& why) {
+    reply.kind = ControllerReply::Kind::kUnreachable;
+    reply.status =
+        Status(ErrorCode::kInternal,
+               "the controller's " + what + " result is not what lbctl expects: " + why.message());
+    return Failed(reply);
+  }
+
   // Pushes the config to `target`; its result, or nullopt after Failed(). `final`: the push to
   // the rollout's own target (the one that may become its desired state at once).
   std::optional<proto::FleetPushResult> Push(const FleetTarget& target, bool final) {
@@ -215,12 +224,8 @@ class Rollout {
     }
     auto result = proto::ParsePushResult(reply.result);
     if (!result.ok() || result->version == 0) {
-      reply.kind = ControllerReply::Kind::kUnreachable;
-      reply.status =
-          Status(ErrorCode::kInternal,
-                 "the controller's push result is not what lbctl expects: " +
-                     (result.ok() ? std::string("no version") : result.status().message()));
-      Failed(reply);
+      Unreadable(reply, "push",
+                 result.ok() ? Status(ErrorCode::kInternal, "no version") : result.status());
       return std::nullopt;
     }
     report_.versions.push_back(result->version);
@@ -249,14 +254,7 @@ class Rollout {
       } else {
         last_failure.reset();
         auto acks = proto::ParseAcksResult(reply.result);
-        if (!acks.ok()) {
-          reply.kind = ControllerReply::Kind::kUnreachable;
-          reply.status = Status(ErrorCode::kInternal,
-                                "the controller's acks result is not what "
-                                "lbctl expects: " +
-                                    acks.status().message());
-          return Failed(reply);
-        }
+        if (!acks.ok()) return Unreadable(reply, "acks", acks.status());
         for (const auto& record : acks->acks) progress_.Observe(record.ack, NowMs());
       }
       progress_.Settle(NowMs());
@@ -312,12 +310,7 @@ class Rollout {
       }
       auto known = proto::ParseAgentsResult(reply.result);
       if (!known.ok()) {
-        reply.kind = ControllerReply::Kind::kUnreachable;
-        reply.status = Status(ErrorCode::kInternal,
-                              "the controller's agents result is not what "
-                              "lbctl expects: " +
-                                  known.status().message());
-        Failed(reply);
+        Unreadable(reply, "agents", known.status());
         return std::nullopt;
       }
       std::vector<std::string> agents;

@@ -129,6 +129,14 @@ Result<std::string> ControllerField(const json& message) {
   return controller;
 }
 
+// `parse(message)` as the alternative of a message variant.
+template <typename Variant, typename Parse>
+Result<Variant> ParseAs(Parse parse, const json& message) {
+  auto parsed = parse(message);
+  if (!parsed.ok()) return parsed.status();
+  return Variant(std::move(*parsed));
+}
+
 json Message(std::string_view type) { return {{"v", kProtocolVersion}, {"type", type}}; }
 
 json Names(const std::vector<std::string>& names) { return names; }
@@ -295,21 +303,9 @@ Result<FleetUptodate> ParseUptodate(const json& message) {
 Result<ControllerMessage> ParseControllerMessage(const json& message) {
   auto type = MessageType(message);
   if (!type.ok()) return type.status();
-  if (*type == "push") {
-    auto push = ParsePush(message);
-    if (!push.ok()) return push.status();
-    return ControllerMessage(std::move(*push));
-  }
-  if (*type == "beacon") {
-    auto beacon = ParseBeacon(message);
-    if (!beacon.ok()) return beacon.status();
-    return ControllerMessage(*beacon);
-  }
-  if (*type == "uptodate") {
-    auto uptodate = ParseUptodate(message);
-    if (!uptodate.ok()) return uptodate.status();
-    return ControllerMessage(*uptodate);
-  }
+  if (*type == "push") return ParseAs<ControllerMessage>(ParsePush, message);
+  if (*type == "beacon") return ParseAs<ControllerMessage>(ParseBeacon, message);
+  if (*type == "uptodate") return ParseAs<ControllerMessage>(ParseUptodate, message);
   return Bad("unknown message type " + Quote(*type) +
              "; a controller sends push, beacon, uptodate");
 }
@@ -397,16 +393,8 @@ Result<FleetAck> ParseAck(const json& message) {
 Result<AgentMessage> ParseAgentMessage(const json& message) {
   auto type = MessageType(message);
   if (!type.ok()) return type.status();
-  if (*type == "hello") {
-    auto hello = ParseHello(message);
-    if (!hello.ok()) return hello.status();
-    return AgentMessage(std::move(*hello));
-  }
-  if (*type == "ack") {
-    auto ack = ParseAck(message);
-    if (!ack.ok()) return ack.status();
-    return AgentMessage(std::move(*ack));
-  }
+  if (*type == "hello") return ParseAs<AgentMessage>(ParseHello, message);
+  if (*type == "ack") return ParseAs<AgentMessage>(ParseAck, message);
   return Bad("unknown message type " + Quote(*type) + "; an agent sends hello, ack");
 }
 

@@ -41,6 +41,31 @@ struct FleetAgent {
   std::string initial_config;
 };
 
+// An agent of the fleet with its own key pair `key` (written by Keygen), CURVE on its command
+// socket (the test's client key in files.clients), following `controller`, pinning the key
+// `pins`, with its own haproxy config. Not started.
+FleetAgent CurveAgent(const std::string& id, const std::string& key, const CurveFiles& files,
+                      const FleetController& controller, const std::string& pins, Keys fleet,
+                      const HttpBackend& backend) {
+  FleetAgent agent;
+  agent.id = id;
+  fleet["controller_pub"] = controller.pub();
+  fleet["controller_router"] = controller.router();
+  fleet["state_file"] = "fleet-state.json";
+  fleet["beacon_timeout"] = "1";
+  fleet["controller_public_key"] = pins;
+  agent.fixture =
+      std::make_unique<AgentFixture>(Keys{}, Keys{{"agent_id", id}, {"poll_interval", "1"}}, fleet);
+  agent.fixture->SetSecurityKeys(
+      {{"curve_secret_key", key + "_secret"}, {"curve_clients", files.clients}});
+  auto client = common::LoadClientKeys({files.client_secret, key});
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  if (client.ok()) agent.fixture->SetClientKeys(*client);
+  agent.initial_config = HaproxyConfig(FreePort(), {{"web", backend.port(), ""}});
+  WriteFile(agent.fixture->config_path(), agent.initial_config);
+  return agent;
+}
+
 TEST(FleetCurveTest, PushesReachOnlyAllowListedAgentsThatPinThisController) {
   TempDir dir;
   HttpBackend backend("web");
@@ -76,29 +101,12 @@ TEST(FleetCurveTest, PushesReachOnlyAllowListedAgentsThatPinThisController) {
                                    {"pinned-elsewhere", true, impostor_key}};
   std::vector<FleetAgent> agents;
   for (const Plan& plan : plans) {
-    FleetAgent agent;
-    agent.id = plan.id;
     const std::string key = dir.File("agent-" + plan.id);
-    agent.public_key = Keygen(key);
-    if (plan.listed) {
-      std::filesystem::copy_file(key, allowed_dir + "/" + plan.id);
-    }
-    agent.fixture =
-        std::make_unique<AgentFixture>(Keys{}, Keys{{"agent_id", plan.id}, {"poll_interval", "1"}},
-                                       Keys{{"controller_pub", controller.pub()},
-                                            {"controller_router", controller.router()},
-                                            {"groups", "web"},
-                                            {"state_file", "fleet-state.json"},
-                                            {"beacon_timeout", "1"},
-                                            {"controller_public_key", plan.pins}});
-    agent.fixture->SetSecurityKeys(
-        {{"curve_secret_key", key + "_secret"}, {"curve_clients", files.clients}});
-    auto client = common::LoadClientKeys({files.client_secret, key});
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    agent.fixture->SetClientKeys(*client);
-    agent.initial_config = HaproxyConfig(FreePort(), {{"web", backend.port(), ""}});
-    WriteFile(agent.fixture->config_path(), agent.initial_config);
-    agents.push_back(std::move(agent));
+    const std::string public_key = Keygen(key);
+    if (plan.listed) std::filesystem::copy_file(key, allowed_dir + "/" + plan.id);
+    agents.push_back(
+        CurveAgent(plan.id, key, files, controller, plan.pins, Keys{{"groups", "web"}}, backend));
+    agents.back().public_key = public_key;
   }
   controller.Start();
   ASSERT_FALSE(HasFailure());
@@ -194,28 +202,13 @@ TEST(FleetCurveTest, AnAgentIdIsPinnedToTheKeyOfItsFirstHello) {
   // Both listed; the second one's agent_id is the first one's.
   std::vector<FleetAgent> agents;
   for (const std::string name : {"real", "posing"}) {
-    FleetAgent agent;
-    agent.id = "c0";
     const std::string key = dir.File("agent-" + name);
-    agent.public_key = Keygen(key);
+    const std::string public_key = Keygen(key);
     std::filesystem::copy_file(key, allowed_dir + "/" + name);
-    agent.fixture =
-        std::make_unique<AgentFixture>(Keys{}, Keys{{"agent_id", "c0"}, {"poll_interval", "1"}},
-                                       Keys{{"controller_pub", controller.pub()},
-                                            {"controller_router", controller.router()},
-                                            {"groups", name == "real" ? "web" : "db"},
-                                            {"state_file", "fleet-state.json"},
-                                            {"beacon_timeout", "1"},
-                                            {"hello_interval", "0.5"},
-                                            {"controller_public_key", controller_key}});
-    agent.fixture->SetSecurityKeys(
-        {{"curve_secret_key", key + "_secret"}, {"curve_clients", files.clients}});
-    auto client = common::LoadClientKeys({files.client_secret, key});
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    agent.fixture->SetClientKeys(*client);
-    agent.initial_config = HaproxyConfig(FreePort(), {{"web", backend.port(), ""}});
-    WriteFile(agent.fixture->config_path(), agent.initial_config);
-    agents.push_back(std::move(agent));
+    agents.push_back(CurveAgent(
+        "c0", key, files, controller, controller_key,
+        Keys{{"groups", name == "real" ? "web" : "db"}, {"hello_interval", "0.5"}}, backend));
+    agents.back().public_key = public_key;
   }
   controller.Start();
   ASSERT_FALSE(HasFailure());

@@ -37,12 +37,16 @@
 #include "lb/proto/codec.h"
 #include "lb/proto/fleet.h"
 #include "lbctl.h"
+#include "lbctl_run.h"
 #include "settings.h"
 #include "state_dir.h"
 #include "test_util.h"
 
 namespace lb::controller {
 namespace {
+
+using cli::RunLbctl;
+using cli::RunOutput;
 
 using nlohmann::json;
 using proto::FleetTarget;
@@ -727,22 +731,6 @@ TEST(ControllerSettingsTest, AgentKeysFile) {
 }
 
 // ---- the real controller, fake agents ----
-
-struct RunOutput {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-RunOutput RunLbctl(const std::vector<std::string>& args, const std::string& stdin_text = "") {
-  std::istringstream in(stdin_text);
-  std::ostringstream out, err;
-  RunOutput result;
-  result.code = cli::Run(args, {}, in, out, err, [] { return false; });
-  result.out = out.str();
-  result.err = err.str();
-  return result;
-}
 
 ControllerSettings TestSettings(const std::string& dir, const std::string& id = "ctl-1") {
   ControllerSettings settings;

@@ -12,6 +12,7 @@
 
 #include "command_line.h"
 #include "lbctl.h"
+#include "lbctl_run.h"
 
 namespace lb::cli {
 namespace {
@@ -19,22 +20,6 @@ namespace {
 using nlohmann::json;
 
 constexpr int64_t kNow = 1795516262123;
-
-struct RunOutput {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-RunOutput RunLbctl(const std::vector<std::string>& args, const std::string& stdin_text = "") {
-  std::istringstream in(stdin_text);
-  std::ostringstream out, err;
-  RunOutput result;
-  result.code = Run(args, {}, in, out, err, [] { return false; });
-  result.out = out.str();
-  result.err = err.str();
-  return result;
-}
 
 // ---- rollout planning and counting ----
 

@@ -27,6 +27,7 @@
 #include "fake_agent.h"
 #include "lb/common/curve_socket.h"
 #include "lb/proto/codec.h"
+#include "lbctl_run.h"
 #include "output.h"
 #include "test_util.h"
 
@@ -38,24 +39,6 @@ using std::chrono::milliseconds;
 
 // 2026-11-24T10:31:02.123Z
 constexpr int64_t kTs = 1795516262123;
-
-struct RunOutput {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-RunOutput RunLbctl(const std::vector<std::string>& args, const Environment& env = {},
-                   const std::string& stdin_text = "") {
-  std::istringstream in(stdin_text);
-  std::ostringstream out;
-  std::ostringstream err;
-  RunOutput result;
-  result.code = Run(args, env, in, out, err, [] { return false; });
-  result.out = out.str();
-  result.err = err.str();
-  return result;
-}
 
 Options Parse(const std::vector<std::string>& args, const Environment& env = {}) {
   auto parsed = ParseCommandLine(args, env);
