@@ -113,6 +113,14 @@ proto::Status Agent::StartTransport() {
   reload_worker_ =
       std::make_unique<ReloadWorker>([this](const ReloadRequest& r) { return pipeline_->Apply(r); },
                                      [this] { return pipeline_->LiveSha256(); });
+  if (settings_.fleet.enabled()) {
+    fleet_ = std::make_unique<FleetClient>(
+        *context_, settings_,
+        [this](const json& args, ReplyFn reply) { SubmitFleetReload(args, std::move(reply)); },
+        [this](const json& args) { return StatusCommand(args); },
+        [this] { return pipeline_->LiveSha256(); });
+    fleet_->SetSocketSetup(security_->FleetClient());
+  }
   pool_ = std::make_unique<WorkPool>(settings_.agent.query_threads);
 
   proto::DecodeLimits limits;
@@ -122,13 +130,7 @@ proto::Status Agent::StartTransport() {
       std::make_unique<CommandServer>(*context_, settings_.agent.command_endpoint, limits, *this);
   if (proto::Status s = server_->Bind(security_->Server("lb-agent-commands")); !s.ok()) return s;
   events_->Start();
-  if (settings_.fleet.enabled()) {
-    fleet_ = std::make_unique<FleetClient>(
-        *context_, settings_,
-        [this](const json& args, ReplyFn reply) { SubmitFleetReload(args, std::move(reply)); },
-        [this](const json& args) { return StatusCommand(args); },
-        [this] { return pipeline_->LiveSha256(); });
-    fleet_->SetSocketSetup(security_->FleetClient());
+  if (fleet_) {
     if (proto::Status s = fleet_->Start(); !s.ok()) return s;
   }
   return proto::Status::Ok();

@@ -7,10 +7,11 @@
 // DESIGN: the constructor builds the HAProxy side; Run() builds the transport into members and
 // serves. Members are declared in dependency order (each may use those above it), so that their
 // destruction, in the reverse order, is the shutdown: the command socket closes first (no new
-// request), then the fleet client (no new push), the query pool (runs what is queued), the
-// reload worker (finishes the running reload and answers the queued ones, whose events still go
-// out), the event loop, the CURVE handler, the ZeroMQ context, and last the HAProxy side (the
-// Supervisor stops haproxy in managed mode when stop_haproxy_on_exit).
+// request), then the query pool (runs what is queued, which may read the fleet client's info),
+// the fleet client (no new push), the reload worker (finishes the running reload and answers
+// the queued ones, whose events still go out), the event loop, the CURVE handler, the ZeroMQ
+// context, and last the HAProxy side (the Supervisor stops haproxy in managed mode when
+// stop_haproxy_on_exit).
 #pragma once
 
 #include <atomic>
@@ -74,8 +75,8 @@ class Agent : public CommandHandler {
   std::unique_ptr<SocketSecurity> security_;  // its ZAP handler answers before a socket binds
   std::unique_ptr<EventLoop> events_;
   std::unique_ptr<ReloadWorker> reload_worker_;  // publishes each outcome on events_
-  std::unique_ptr<WorkPool> pool_;               // info reads reload_worker_'s counters
-  std::unique_ptr<FleetClient> fleet_;           // null when [fleet] is off
+  std::unique_ptr<FleetClient> fleet_;  // null when [fleet] is off; submits to reload_worker_
+  std::unique_ptr<WorkPool> pool_;      // info reads reload_worker_'s counters and fleet_
   std::unique_ptr<CommandServer> server_;
 };
 
