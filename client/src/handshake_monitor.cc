@@ -66,8 +66,8 @@ std::optional<HandshakeFailure> HandshakeMonitor::Drain() {
   return last_;
 }
 
-std::string DescribeHandshakeFailure(const HandshakeFailure& failure,
-                                     const std::string& client_key, const Wording& wording) {
+std::string DescribeHandshakeFailure(const HandshakeFailure& failure, const std::string& client_key,
+                                     const Wording& wording) {
   if (failure.kind == HandshakeFailure::Kind::kRefused) {
     return "refused " + wording.client + "'s CURVE key " + client_key + " (ZAP status " +
            std::to_string(failure.value) +
@@ -81,11 +81,11 @@ std::string DescribeHandshakeFailure(const HandshakeFailure& failure,
   if (failure.event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
       failure.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
     // Seen when the client notices the mismatch before the server closes the connection.
-    return client_key.empty() ? "uses CURVE and " + wording.client + " does not: " + pass_keys
-                              : "does not use CURVE: drop " + wording.own_key + "/" +
-                                    wording.server_key +
-                                    (wording.keys_unset.empty() ? "" : " (and " + wording.keys_unset + ")") +
-                                    ", or turn CURVE on there";
+    return client_key.empty()
+               ? "uses CURVE and " + wording.client + " does not: " + pass_keys
+               : "does not use CURVE: drop " + wording.own_key + "/" + wording.server_key +
+                     (wording.keys_unset.empty() ? "" : " (and " + wording.keys_unset + ")") +
+                     ", or turn CURVE on there";
   }
   std::string what = "failed the connection handshake";
   if (failure.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && failure.value == EPIPE) {

@@ -58,18 +58,18 @@ class HandshakeMonitor {
 
 // How a client names itself, its peer and its settings in the messages a person reads.
 struct Wording {
-  std::string client = "lbctl";                     // "refused lbctl's CURVE key"
-  std::string peer = "the agent";                   // "the agent at ENDPOINT ..."
-  std::string program = "lb-agent";                 // "is lb-agent running?"
+  std::string client = "lbctl";                       // "refused lbctl's CURVE key"
+  std::string peer = "the agent";                     // "the agent at ENDPOINT ..."
+  std::string program = "lb-agent";                   // "is lb-agent running?"
   std::string endpoint_setting = "command_endpoint";  // "is that its command_endpoint?"
-  std::string own_key = "--curve-key";  // where the client's secret key is set ("": no CURVE)
-  std::string server_key = "--server-key";          // where the server's public key is set
+  std::string own_key = "--curve-key";      // where the client's secret key is set ("": no CURVE)
+  std::string server_key = "--server-key";  // where the server's public key is set
   std::string keys_unset = "LBCTL_CURVE_KEY/LBCTL_SERVER_KEY";  // other places to unset them
 };
 
 // What a failure means, in one clause that completes "<peer> ...": e.g. "refused lbctl's CURVE
 // key ...". `client_key` is the client's public key (empty: plaintext).
-std::string DescribeHandshakeFailure(const HandshakeFailure& failure,
-                                     const std::string& client_key, const Wording& wording = {});
+std::string DescribeHandshakeFailure(const HandshakeFailure& failure, const std::string& client_key,
+                                     const Wording& wording = {});
 
 }  // namespace lb::client
