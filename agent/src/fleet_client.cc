@@ -60,6 +60,12 @@ std::string Printable(std::string_view bytes, std::size_t max = 64) {
   return bytes.size() > max ? out + "..." : out;
 }
 
+proto::DecodeLimits FrameLimits(std::size_t max_frame_bytes) {
+  proto::DecodeLimits limits;
+  limits.max_frame_bytes = max_frame_bytes;
+  return limits;
+}
+
 // Receives one whole message (all its frames); false when none is waiting.
 bool RecvMessage(zmq::socket_t& socket, std::vector<zmq::message_t>* frames,
                  std::size_t* frame_count) {
@@ -132,6 +138,7 @@ FleetClient::FleetClient(zmq::context_t& context, const common::Settings& settin
       status_(std::move(status)),
       live_sha256_(std::move(live_sha256)),
       max_message_bytes_(settings.agent.max_config_bytes + kEnvelopeBytes),
+      decode_limits_(FrameLimits(max_message_bytes_)),
       state_(settings.agent.agent_id, settings.fleet.groups, settings.fleet.beacon_timeout,
              std::move(jitter), settings.fleet.hello_interval),
       mailbox_(std::make_shared<Mailbox>()) {}
@@ -324,18 +331,21 @@ void FleetClient::ReadMonitor() {
   }
 }
 
+bool FleetClient::Receive(zmq::socket_t& socket, const std::string& endpoint,
+                          std::vector<zmq::message_t>* frames, std::size_t* count) {
+  try {
+    return RecvMessage(socket, frames, count);
+  } catch (const zmq::error_t& e) {
+    Log(": receive on " + endpoint + " failed: " + e.what());
+    return false;
+  }
+}
+
 void FleetClient::ReadSub() {
-  proto::DecodeLimits limits;
-  limits.max_frame_bytes = max_message_bytes_;
   for (int i = 0; i < kBurst && sockets_; ++i) {
     std::vector<zmq::message_t> frames;
     std::size_t count = 0;
-    try {
-      if (!RecvMessage(sockets_->sub, &frames, &count)) return;
-    } catch (const zmq::error_t& e) {
-      Log(": receive on " + settings_.fleet.controller_pub + " failed: " + e.what());
-      return;
-    }
+    if (!Receive(sockets_->sub, settings_.fleet.controller_pub, &frames, &count)) return;
     const std::string topic = Printable(View(frames[0]));
     if (count != 2) {
       Log(": dropped a message on topic " + topic + ": " + std::to_string(count) +
@@ -347,7 +357,7 @@ void FleetClient::ReadSub() {
           ": above max_config_bytes + 1 MiB (" + std::to_string(max_message_bytes_) + ")");
       continue;
     }
-    auto body = proto::DecodeMsgpack(View(frames[1]), limits);
+    auto body = proto::DecodeMsgpack(View(frames[1]), decode_limits_);
     auto message = body.ok() ? proto::ParseControllerMessage(*body)
                              : proto::Result<proto::ControllerMessage>(body.status());
     if (!message.ok()) {
@@ -380,17 +390,10 @@ void FleetClient::ReadSub() {
 }
 
 void FleetClient::ReadDealer() {
-  proto::DecodeLimits limits;
-  limits.max_frame_bytes = max_message_bytes_;
   for (int i = 0; i < kBurst && sockets_; ++i) {
     std::vector<zmq::message_t> frames;
     std::size_t count = 0;
-    try {
-      if (!RecvMessage(sockets_->dealer, &frames, &count)) return;
-    } catch (const zmq::error_t& e) {
-      Log(": receive on " + settings_.fleet.controller_router + " failed: " + e.what());
-      return;
-    }
+    if (!Receive(sockets_->dealer, settings_.fleet.controller_router, &frames, &count)) return;
     // One frame; tolerate a REQ-style empty delimiter in front of it.
     const zmq::message_t* frame = nullptr;
     if (count == 1) {
@@ -402,7 +405,7 @@ void FleetClient::ReadDealer() {
           settings_.fleet.controller_router + ": expected one frame");
       continue;
     }
-    auto body = proto::DecodeMsgpack(View(*frame), limits);
+    auto body = proto::DecodeMsgpack(View(*frame), decode_limits_);
     auto message = body.ok() ? proto::ParseControllerMessage(*body)
                              : proto::Result<proto::ControllerMessage>(body.status());
     if (!message.ok()) {

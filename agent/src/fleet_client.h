@@ -32,18 +32,22 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "fleet_state.h"
 #include "lb/common/curve_socket.h"
 #include "lb/common/mailbox.h"
 #include "lb/common/settings.h"
+#include "lb/proto/codec.h"
 #include "lb/proto/status.h"
 #include "reply.h"
 #include "work_pool.h"
 
 namespace zmq {
 class context_t;
-}
+class message_t;
+class socket_t;
+}  // namespace zmq
 
 namespace lb::agent {
 
@@ -93,6 +97,10 @@ class FleetClient {
   proto::Status OpenSockets();
   void Run();
   void Reconnect(FleetState::TimePoint now);
+  // One whole message from `socket` (see RecvMessage); false when none is waiting or the receive
+  // failed (logged with `endpoint`).
+  bool Receive(zmq::socket_t& socket, const std::string& endpoint,
+               std::vector<zmq::message_t>* frames, std::size_t* count);
   void ReadSub();
   void ReadDealer();
   void ReadMonitor();
@@ -113,6 +121,7 @@ class FleetClient {
   StatusFn status_;
   std::function<std::string()> live_sha256_;
   const std::size_t max_message_bytes_;
+  const proto::DecodeLimits decode_limits_;  // max_frame_bytes: max_message_bytes_
   common::SocketSetup secure_;
 
   // Socket thread only (after Start).
