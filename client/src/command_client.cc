@@ -138,7 +138,10 @@ Result<proto::Reply> CommandClient::CallOn(Connection& connection, const std::st
     const std::string within =
         "no answer from " + options_.endpoint + " within " +
         DescribeSeconds(std::chrono::duration_cast<milliseconds>(connect_deadline - start));
-    if (std::optional<HandshakeFailure> failure = monitor.Drain()) {
+    // A peer without CURVE (no key setting to name, e.g. the controller's control socket) fails
+    // a handshake only while it goes away: the plain hint below fits that better.
+    std::optional<HandshakeFailure> failure = monitor.Drain();
+    if (failure && !w.own_key.empty()) {
       return Status(ErrorCode::kUnavailable, within + ": " + w.peer + " " +
                                                  DescribeHandshakeFailure(*failure, client_key, w));
     }

@@ -1120,12 +1120,13 @@ TEST(ControllerTest, NoMatchLostAgentsRefusalsAndAnAbsentControllerHaveTheirExit
     FakeFleetAgent gone(controller.settings(), "gone", {"web"}, periodic);
     ASSERT_TRUE(gone.WaitFor([](const auto& s) { return s.uptodates > 1; }));
   }
-  FakeFleetAgent::Options periodic;
-  periodic.hello_interval = milliseconds(100);
-  FakeFleetAgent here(controller.settings(), "here", {"web"}, periodic);
+  // Lost after 3 s of silence: alive throughout, however loaded the machine.
+  FakeFleetAgent::Options slower;
+  slower.hello_interval = milliseconds(1000);
+  FakeFleetAgent here(controller.settings(), "here", {"web"}, slower);
   ASSERT_TRUE(here.WaitFor(Greeted));
   // A push waits for `here` only; `gone` is reported lost at once.
-  std::this_thread::sleep_for(milliseconds(400));  // the lost threshold: 3 x 100 ms
+  std::this_thread::sleep_for(milliseconds(400));  // gone's lost threshold: 3 x 100 ms
   RunOutput push =
       RunLbctl({"fleet", "push", "-", "--all", "--control", control, "--timeout", "10"}, "x\n");
   EXPECT_EQ(push.code, cli::kExitRolloutTimeout) << push.err << push.out;
