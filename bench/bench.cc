@@ -44,7 +44,8 @@
 
 #include "haproxy_parsers.h"
 #include "haproxy_socket.h"
-#include "lb/common/curve.h"
+#include "lb/client/command_client.h"
+#include "lb/common/curve_socket.h"
 #include "lb/proto/codec.h"
 #include "process.h"
 
@@ -124,24 +125,16 @@ class Agent {
       execl(binary.c_str(), binary.c_str(), "--config", (dir + "/lb-agent.cfg").c_str(), nullptr);
       _exit(127);
     }
-    socket_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::req);
-    Secure(*socket_);
-    socket_->set(zmq::sockopt::rcvtimeo, 30000);
-    socket_->set(zmq::sockopt::linger, 0);
-    socket_->connect(endpoint_);
+    // `status` and `reload` are measured on one kept connection (requests, not connects);
+    // ConnectAndPing measures a new connection.
+    lb::client::CommandClientOptions options = ClientOptions(milliseconds(30000));
+    options.keep_connection = true;
+    client_ = std::make_unique<lb::client::CommandClient>(ctx_, options);
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (true) {
-      zmq::socket_t probe(ctx_, zmq::socket_type::req);
-      Secure(probe);
-      probe.set(zmq::sockopt::rcvtimeo, 200);
-      probe.set(zmq::sockopt::linger, 0);
-      probe.connect(endpoint_);
-      probe.send(zmq::buffer(lb::proto::EncodeRequest({json(0), "info", json::object()})));
-      zmq::message_t m;
-      if (probe.recv(m)) {
-        auto r = lb::proto::DecodeReply(m.to_string_view(), {});
-        if (r.ok() && r->status.ok() && r->result["haproxy"].value("running", false)) break;
-      }
+      lb::client::CommandClient probe(ctx_, ClientOptions(milliseconds(200)));
+      auto r = probe.Call("info", json::object());
+      if (r.ok() && r->status.ok() && r->result["haproxy"].value("running", false)) break;
       if (Clock::now() > deadline) Die("lb-agent did not start; see " + dir + "/agent.log");
     }
   }
@@ -150,10 +143,7 @@ class Agent {
     waitpid(pid_, nullptr, 0);
   }
   json Call(const std::string& cmd, const json& args) {
-    socket_->send(zmq::buffer(lb::proto::EncodeRequest({json(1), cmd, args})));
-    zmq::message_t m;
-    if (!socket_->recv(m)) Die(cmd + ": no answer");
-    auto r = lb::proto::DecodeReply(m.to_string_view(), {});
+    auto r = client_->Call(cmd, args);
     if (!r.ok() || !r->status.ok()) {
       Die(cmd + ": " + (r.ok() ? r->status.ToString() : r.status().ToString()));
     }
@@ -161,14 +151,8 @@ class Agent {
   }
   // A new connection and one `ping`, as one lbctl run does.
   void ConnectAndPing() {
-    zmq::socket_t s(ctx_, zmq::socket_type::req);
-    Secure(s);
-    s.set(zmq::sockopt::rcvtimeo, 10000);
-    s.set(zmq::sockopt::linger, 0);
-    s.connect(endpoint_);
-    s.send(zmq::buffer(lb::proto::EncodeRequest({json(2), "ping", json::object()})));
-    zmq::message_t m;
-    if (!s.recv(m)) Die("ping: no answer");
+    auto r = lb::client::CommandClient(ctx_, ClientOptions(milliseconds(10000))).Call("ping", {});
+    if (!r.ok()) Die("ping: " + r.status().ToString());
   }
   std::string master() const { return dir_ + "/master.sock"; }
   std::string events() const { return "ipc://" + dir_ + "/events.sock"; }
@@ -177,16 +161,19 @@ class Agent {
  private:
   std::string dir_;
   std::string endpoint_;
-  void Secure(zmq::socket_t& s) {
-    if (!keys_.own.public_key.empty()) {
-      lb::common::MakeCurveClient(s, keys_.own, keys_.server_public_key);
-    }
+  lb::client::CommandClientOptions ClientOptions(milliseconds timeout) const {
+    lb::client::CommandClientOptions options;
+    options.endpoint = endpoint_;
+    options.timeout = timeout;
+    options.wording.client = "lb-bench";
+    if (!keys_.own.public_key.empty()) options.curve = keys_;
+    return options;
   }
 
   pid_t pid_;
   lb::common::CurveClientKeys keys_;
   zmq::context_t ctx_;
-  std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<lb::client::CommandClient> client_;
 };
 
 // The floor of a reload: what any tool must make haproxy do, with the least client code.
@@ -392,7 +379,8 @@ void RuntimeBenchmarks(const std::string& agent_bin, const std::string& haproxy,
       for (int i = 0; i < sc.delta; ++i) {
         const std::string id = "app/x" + std::to_string(i);
         forward.push_back("add server " + id + " 127.0.0.1:" + std::to_string(20000 + i) +
-                          " weight 1 enabled");
+                          " weight 1");
+        forward.push_back("enable server " + id);
         backward.push_back("set server " + id + " state maint");
         backward.push_back("del server " + id);
       }

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """fleet_bench: what a fleet push costs, next to doing the same reloads one host at a time.
 
-For each fleet size (default 10, 50, 100) it starts one controller (`lbctl fleet serve`) and that
+For each fleet size (default 10, 50, 100) it starts one controller (lb-controller) and that
 many real lb-agents in managed mode, each with its own real haproxy, in temp dirs on ipc://
 endpoints. Then, each measured --repeat times (the median is printed):
 
@@ -28,8 +28,8 @@ for acks every 20 ms and exits at the next poll. Every agent's live sha256 is ch
 Every pushed config is the same text for every agent, so its frontend binds one shared port
 (haproxy uses SO_REUSEPORT); servers have no health checks.
 
-Usage: /usr/bin/python3 bench/fleet_bench.py [--agent PATH] [--lbctl PATH] [--haproxy PATH]
-                        [--sizes 10,50,100] [--repeat 3] [--cores N] [--keep]
+Usage: /usr/bin/python3 bench/fleet_bench.py [--agent PATH] [--lbctl PATH] [--controller PATH]
+                        [--haproxy PATH] [--sizes 10,50,100] [--repeat 3] [--cores N] [--keep]
 """
 
 import argparse
@@ -168,10 +168,13 @@ class Controller:
         self.router = "ipc://" + os.path.join(root, "router.sock")
         self.control = "ipc://" + os.path.join(root, "control.sock")
         self.log = open(os.path.join(root, "controller.log"), "ab")
+        cfg = os.path.join(root, "lb-controller.cfg")
+        with open(cfg, "w") as f:
+            f.write("[controller]\nid = bench\npub = %s\nrouter = %s\ncontrol = %s\n"
+                    "state_dir = %s\nbeacon_interval = 0.5\n"
+                    % (self.pub, self.router, self.control, os.path.join(root, "state")))
         self.proc = subprocess.Popen(
-            [args.lbctl, "fleet", "serve", "--pub", self.pub, "--router", self.router,
-             "--control", self.control, "--state-dir", os.path.join(root, "state"),
-             "--id", "bench", "--beacon-interval", "0.5"],
+            [args.controller, "--config", cfg],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
 
     def lbctl(self, *words, timeout=300):
@@ -363,13 +366,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--agent", default=os.path.join(REPO, "build", "agent", "lb-agent"))
     p.add_argument("--lbctl", default=os.path.join(REPO, "build", "cli", "lbctl"))
+    p.add_argument("--controller",
+                   default=os.path.join(REPO, "build", "controller", "lb-controller"))
     p.add_argument("--haproxy", default="/usr/sbin/haproxy")
     p.add_argument("--sizes", default="10,50,100")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cores", type=int, default=os.cpu_count())
     p.add_argument("--keep", action="store_true", help="keep the temp dirs")
     args = p.parse_args()
-    for path in (args.agent, args.lbctl, args.haproxy):
+    for path in (args.agent, args.lbctl, args.controller, args.haproxy):
         if not os.access(path, os.X_OK):
             sys.exit("not executable: %s" % path)
     ctx = zmq.Context()

@@ -5,7 +5,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "lb/common/curve.h"
+#include "lb/common/allow_list.h"
+#include "lb/common/curve_socket.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

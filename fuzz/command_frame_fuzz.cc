@@ -4,9 +4,11 @@
 // and the work: DecodeRequest with the agent's limits, the error or ok reply encoded with the
 // caller's id, and the argument parsing of every command (ReloadRequestFromArgs for reload and
 // validate, StringArg for status). Also DecodeReply (what the bridge and lbctl do with the
-// agent's answer), the fleet client's reading of a controller message (DecodeMsgpack then
-// ParseFleetMessage, and a push's args as a reload) and a round-trip property: whatever decodes
-// re-encodes to a frame that decodes to the same value.
+// agent's answer), every fleet message through proto/fleet.h as each end reads it (the agent: a
+// controller message, and a push's args as a reload; lb-controller: an agent message and the
+// args of each control command; lbctl: the control results), and two round-trip properties:
+// whatever decodes re-encodes to a frame that decodes to the same value, and whatever a fleet
+// parser accepts re-encodes to a message it accepts again, unchanged.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -14,9 +16,9 @@
 #include <string_view>
 #include <variant>
 
-#include "fleet_state.h"
 #include "lb/common/settings.h"
 #include "lb/proto/codec.h"
+#include "lb/proto/fleet.h"
 #include "reload_pipeline.h"
 
 namespace {
@@ -26,6 +28,41 @@ lb::proto::DecodeLimits AgentLimits() {
   // As Agent::Run: room for the largest config plus the envelope of the message.
   limits.max_frame_bytes = lb::common::Settings().agent.max_config_bytes + 64 * 1024;
   return limits;
+}
+
+// What `parse` accepts, `encode` writes back as a message `parse` accepts again, unchanged.
+template <typename Parse, typename Encode>
+void ExpectStable(const nlohmann::json& message, Parse parse, Encode encode) {
+  auto parsed = parse(message);
+  if (!parsed.ok()) return;
+  const nlohmann::json encoded = encode(*parsed);
+  auto again = parse(encoded);
+  if (!again.ok() || encode(*again) != encoded) std::abort();
+}
+
+void ReadFleetMessages(const nlohmann::json& message) {
+  namespace proto = lb::proto;
+  // The agent's fleet client.
+  auto controller = proto::ParseControllerMessage(message);
+  if (controller.ok()) {
+    if (auto* push = std::get_if<proto::FleetPush>(&*controller)) {
+      (void)proto::TargetKey(push->target);
+      if (push->args.is_object()) (void)lb::agent::ReloadRequestFromArgs(push->args);
+    }
+  }
+  ExpectStable(message, proto::ParsePush, proto::EncodePush);
+  ExpectStable(message, proto::ParseBeacon, proto::EncodeBeacon);
+  // lb-controller: what agents and control clients send.
+  (void)proto::ParseAgentMessage(message);
+  ExpectStable(message, proto::ParseHello, proto::EncodeHello);
+  ExpectStable(message, proto::ParseAck, proto::EncodeAck);
+  ExpectStable(message, proto::ParsePushRequest, proto::EncodePushRequest);
+  ExpectStable(message, proto::ParseAgentsRequest, proto::EncodeAgentsRequest);
+  ExpectStable(message, proto::ParseAcksRequest, proto::EncodeAcksRequest);
+  // lbctl: the control results.
+  ExpectStable(message, proto::ParsePushResult, proto::EncodePushResult);
+  ExpectStable(message, proto::ParseAgentsResult, proto::EncodeAgentsResult);
+  ExpectStable(message, proto::ParseAcksResult, proto::EncodeAcksResult);
 }
 
 }  // namespace
@@ -57,13 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto value = lb::proto::DecodeMsgpack(frame, limits);
   if (value.ok()) {
-    auto message = lb::agent::ParseFleetMessage(*value);
-    if (message.ok()) {
-      if (auto* push = std::get_if<lb::agent::FleetPush>(&*message)) {
-        (void)push->target.ToString();
-        if (push->args.is_object()) (void)lb::agent::ReloadRequestFromArgs(push->args);
-      }
-    }
+    ReadFleetMessages(*value);
     // Compared as encodings, not as JSON values: NaN != NaN.
     const std::string encoded = lb::proto::EncodeMsgpack(*value);
     auto again = lb::proto::DecodeMsgpack(encoded, limits);

@@ -62,6 +62,45 @@ def command_frames():
           msgpack.packb({"v": 1, "id": -2**63, "cmd": "status", "args": {"n": 2**64 - 1}}))
 
 
+def fleet_frames():
+    """Every fleet message (proto/fleet.h), as the agent, lb-controller and lbctl read them."""
+    web = {"kind": "group", "name": "web"}
+    ack = {"agent": "lb-1", "version": 7, "outcome": "refused",
+           "error": {"code": "invalid_config", "message": "[ALERT] line 3"},
+           "sha256": "ab" * 32, "total_ms": 88}
+    seeds = {
+        "fleet_push": {"v": 1, "type": "push", "controller": "ctl-1", "version": 7,
+                       "target": web, "cmd": "reload",
+                       "args": {"config": HAPROXY_CFG, "force": True}},
+        "fleet_beacon": {"v": 1, "type": "beacon", "controller": "ctl-1", "latest": 7,
+                         "ts_ms": 1700000000000},
+        "fleet_uptodate": {"v": 1, "type": "uptodate", "controller": "ctl-1", "latest": 6},
+        "fleet_hello": {"v": 1, "type": "hello", "agent": "lb-1", "groups": ["web", "eu"],
+                        "sha256": "cd" * 32, "applied_version": 6, "synced_version": 6,
+                        "completed_version": 6, "hello_interval_ms": 5000},
+        "fleet_ack": dict({"v": 1, "type": "ack"}, **ack),
+        "fleet_push_request": {"target": web, "cmd": "reload", "args": {"config": HAPROXY_CFG},
+                               "desired": "always", "allow_no_match": True},
+        "fleet_agents_result": {"controller": "ctl-1", "latest": 7, "now_ms": 1700000000500,
+                                "agents": [{"agent": "lb-1", "groups": ["web"],
+                                            "sha256": "cd" * 32, "applied_version": 7,
+                                            "synced_version": 7, "desired_version": 6,
+                                            "first_seen_ms": 1, "last_seen_ms": 2,
+                                            "last_hello_ms": 2, "liveness": "alive",
+                                            "hello_interval_ms": 5000,
+                                            "last_ack": dict(ack, received_ms=3),
+                                            "curve_key": "", "refused_messages": 0,
+                                            "refused_key": ""}],
+                                "targets": [{"target": web, "key": "group/web",
+                                             "desired_version": 6,
+                                             "desired_because": "applied",
+                                             "pending_version": 0, "rejected_version": 7}]},
+        "fleet_acks_result": {"latest": 7, "acks": [dict(ack, received_ms=3)]},
+    }
+    for name, message in seeds.items():
+        write("command_frame", name, msgpack.packb(message))
+
+
 def haproxy_answers():
     d = tempfile.mkdtemp(prefix="lb-fuzz-seeds.")
     cfg = f"""global
@@ -328,6 +367,7 @@ def allow_lists():
 
 if __name__ == "__main__":
     command_frames()
+    fleet_frames()
     haproxy_answers()
     quoted_show_stat()
     settings_files()

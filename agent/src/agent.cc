@@ -2,26 +2,39 @@
 
 #include <unistd.h>
 
-#include <iostream>
 #include <thread>
 #include <zmq.hpp>
 
 #include "haproxy_parsers.h"
+#include "lb/common/log.h"
+#include "lb/common/version.h"
 #include "sha256.h"
-
-#ifndef LB_VERSION
-#define LB_VERSION "dev"
-#endif
 
 namespace lb::agent {
 namespace {
 
+using common::LogError;
+using common::LogInfo;
+using common::LogWarning;
 using nlohmann::json;
 using proto::ErrorCode;
 using proto::Result;
 using Clock = std::chrono::steady_clock;
 
 const char* const kCommands = "ping, info, status, validate, reload, get_config";
+
+// The event loop's view of haproxy: `show stat` from a worker and the worker's pid.
+class ControlStats : public StatsSource {
+ public:
+  explicit ControlStats(HaproxyControl& control) : control_(control) {}
+  Result<std::string> ShowStat(const std::string& args) override {
+    return control_.WorkerCommand("show stat " + args);
+  }
+  int64_t WorkerPid() override { return control_.Describe().value("pid", int64_t{0}); }
+
+ private:
+  HaproxyControl& control_;
+};
 
 }  // namespace
 
@@ -47,124 +60,107 @@ Agent::Agent(const common::Settings& settings)
   }
   pipeline_ =
       std::make_unique<ReloadPipeline>(settings, store_, validator_, *control_, geteuid() == 0);
-  pool_ = std::make_unique<WorkPool>(settings.agent.query_threads);
-  reload_worker_ =
-      std::make_unique<ReloadWorker>([this](const ReloadRequest& r) { return pipeline_->Apply(r); },
-                                     [this] { return pipeline_->LiveSha256(); });
+  stats_ = std::make_unique<ControlStats>(*control_);
 }
 
-Agent::~Agent() {
-  reload_worker_.reset();  // answers what is still queued (Run() already did if it ran)
-  pool_.reset();
-  if (supervisor_) supervisor_->Stop();
-}
+// The members go in the reverse order of their declaration: that is the shutdown (agent.h).
+Agent::~Agent() = default;
 
 int Agent::Run(const std::atomic<bool>& stop) {
   int removed = store_.RemoveStaleTemps();
   if (removed > 0) {
-    std::cerr << "lb-agent: removed " << removed << " temp file(s) left by an earlier run next to "
-              << store_.live_path() << std::endl;
+    LogInfo() << "removed " << removed << " temp file(s) left by an earlier run next to "
+              << store_.live_path();
   }
   if (supervisor_) {
     proto::Status s = supervisor_->Start();
-    if (!s.ok()) std::cerr << "lb-agent: haproxy not started: " << s.message() << std::endl;
+    if (!s.ok()) LogError() << "haproxy not started: " << s.message();
   }
   if (store_.ReloadInterrupted()) {
-    std::cerr << "lb-agent: the previous run stopped during a reload; reloading haproxy with "
-              << store_.live_path() << std::endl;
+    LogWarning() << "the previous run stopped during a reload; reloading haproxy with "
+                 << store_.live_path();
     proto::Status s = pipeline_->FinishInterruptedReload();
-    if (!s.ok()) std::cerr << "lb-agent: that reload failed: " << s.message() << std::endl;
+    if (!s.ok()) LogError() << "that reload failed: " << s.message();
   }
-  zmq::context_t context;
-  // Before any socket binds: the ZAP handler must be answering when the first client arrives.
-  auto security = SocketSecurity::SetUp(context, settings_, [](const std::string& line) {
-    std::cerr << "lb-agent: " << line << std::endl;
-  });
-  if (!security.ok()) {
-    std::cerr << "lb-agent: " << security.status().message() << std::endl;
+  if (proto::Status s = StartTransport(); !s.ok()) {
+    LogError() << s.message();
     return 1;
   }
-  for (const auto& warning : (*security)->warnings()) {
-    std::cerr << "lb-agent: " << warning << std::endl;
+  LogInfo() << common::Version() << ": listening on " << server_->bound_endpoint() << ", events on "
+            << events_->bound_endpoint() << (security_->curve() ? " (CURVE)" : " (no CURVE)")
+            << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
+            << ", config " << settings_.haproxy.config_file_path << ")";
+  server_->Run(stop);
+  LogInfo() << "stopping";
+  // Acks of reloads still queued are dropped when the fleet client stops (the controller hears
+  // the outcome at the next hello); the rest of the shutdown is ~Agent.
+  return 0;
+}
+
+proto::Status Agent::StartTransport() {
+  context_ = std::make_unique<zmq::context_t>();
+  // Before any socket binds: the ZAP handler must be answering when the first client arrives.
+  auto security = SocketSecurity::SetUp(*context_, settings_, [](const std::string& line) {
+    common::Log(common::LogLevel::kInfo, line);
+  });
+  if (!security.ok()) return security.status();
+  security_ = std::move(*security);
+  for (const auto& warning : security_->warnings()) LogWarning() << warning;
+
+  events_ = std::make_unique<EventLoop>(*context_, settings_, *stats_,
+                                        [this] { return pipeline_->LiveSha256(); });
+  if (proto::Status s = events_->Bind(security_->Server("lb-agent-events")); !s.ok()) return s;
+  reload_worker_ =
+      std::make_unique<ReloadWorker>([this](const ReloadRequest& r) { return pipeline_->Apply(r); },
+                                     [this] { return pipeline_->LiveSha256(); });
+  if (settings_.fleet.enabled()) {
+    fleet_ = std::make_unique<FleetClient>(
+        *context_, settings_,
+        [this](const json& args, ReplyFn reply) { SubmitFleetReload(args, std::move(reply)); },
+        [this](const json& args) { return StatusCommand(args); },
+        [this] { return pipeline_->LiveSha256(); });
+    fleet_->SetSocketSetup(security_->FleetClient());
   }
-  security_ = security->get();
-  struct ClearOnReturn {
-    const SocketSecurity*& pointer;
-    ~ClearOnReturn() { pointer = nullptr; }
-  } clear_security{security_};
+  pool_ = std::make_unique<WorkPool>(settings_.agent.query_threads);
+
   proto::DecodeLimits limits;
   // Room for the largest config plus the envelope of the message.
   limits.max_frame_bytes = settings_.agent.max_config_bytes + 64 * 1024;
-  EventLoop events(context, settings_, *control_, [this] { return pipeline_->LiveSha256(); });
-  if (proto::Status s = events.Bind(security_->Server("lb-agent-events")); !s.ok()) {
-    std::cerr << "lb-agent: " << s.message() << std::endl;
-    return 1;
+  server_ =
+      std::make_unique<CommandServer>(*context_, settings_.agent.command_endpoint, limits, *this);
+  if (proto::Status s = server_->Bind(security_->Server("lb-agent-commands")); !s.ok()) return s;
+  events_->Start();
+  if (fleet_) {
+    if (proto::Status s = fleet_->Start(); !s.ok()) return s;
   }
-  CommandServer server(context, settings_.agent.command_endpoint, limits, *this);
-  proto::Status bound = server.Bind(security_->Server("lb-agent-commands"));
-  if (!bound.ok()) {
-    std::cerr << "lb-agent: " << bound.message() << std::endl;
-    return 1;
+  return proto::Status::Ok();
+}
+
+void Agent::SubmitFleetReload(const json& args, ReplyFn reply) {
+  auto request = ReloadRequestFromArgs(args);
+  if (!request.ok()) {
+    reply(request.status(), nullptr);
+    return;
   }
-  events_ = &events;
-  events.Start();
-  std::unique_ptr<FleetClient> fleet;
-  if (settings_.fleet.enabled()) {
-    // A push's reload takes the command's path (same worker, coalescing, events) with its
-    // events marked source "fleet".
-    auto submit = [this, events = &events](ReloadRequest request, ReplyFn reply) {
-      events->ReloadStarted();
-      reload_worker_->Submit(
-          std::move(request),
-          [events, reply = std::move(reply)](const proto::Status& status, const json& result) {
-            events->ReloadFinished(status, result, "fleet");
-            reply(status, result);
-          });
-    };
-    fleet = std::make_unique<FleetClient>(
-        context, settings_, std::move(submit),
-        [this](const json& args) { return StatusCommand(args); },
-        [this] { return pipeline_->LiveSha256(); });
-    fleet->SetSocketSetup(security_->FleetClient());
-    if (proto::Status s = fleet->Start(); !s.ok()) {
-      std::cerr << "lb-agent: " << s.message() << std::endl;
-      events.Stop();
-      events_ = nullptr;
-      return 1;
-    }
-    fleet_ = fleet.get();
-  }
-  std::cerr << "lb-agent " << LB_VERSION << ": listening on " << server.bound_endpoint()
-            << ", events on " << events.bound_endpoint()
-            << (security_->curve() ? " (CURVE)" : " (no CURVE)")
-            << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
-            << ", config " << settings_.haproxy.config_file_path << ")" << std::endl;
-  server.Run(stop);
-  std::cerr << "lb-agent: stopping" << std::endl;
-  // No new pushes; acks of reloads still queued are dropped (the controller hears the outcome
-  // at the next hello). The client object stays until the query pool, which reads its Info(),
-  // is gone.
-  if (fleet) fleet->Stop();
-  // Answer what is queued while the event loop still runs, then stop it.
-  reload_worker_.reset();
-  pool_.reset();
-  events.Stop();
-  events_ = nullptr;
-  fleet_ = nullptr;
-  return 0;
+  events_->ReloadStarted();
+  reload_worker_->Submit(std::move(*request), [events = events_.get(), reply = std::move(reply)](
+                                                  const proto::Status& status, const json& result) {
+    events->ReloadFinished(status, result, "fleet");
+    reply(status, result);
+  });
 }
 
 void Agent::Handle(proto::Request request, ReplyFn reply) {
   const std::string& cmd = request.cmd;
   if (cmd == "ping") {
-    reply(proto::Status::Ok(), json{{"pong", true}, {"version", LB_VERSION}});
+    reply(proto::Status::Ok(), json{{"pong", true}, {"version", common::Version()}});
     return;
   }
   if (cmd == "reload") {
     // Every reload outcome is also an event.
     events_->ReloadStarted();
-    ReplyFn publish_and_reply = [events = events_, reply](const proto::Status& status,
-                                                          const json& result) {
+    ReplyFn publish_and_reply = [events = events_.get(), reply](const proto::Status& status,
+                                                                const json& result) {
       events->ReloadFinished(status, result);
       reply(status, result);
     };
@@ -238,7 +234,7 @@ json Agent::Info() {
   auto applies = pipeline_->counters();
   return json{
       {"agent",
-       {{"version", LB_VERSION},
+       {{"version", common::Version()},
         {"pid", getpid()},
         {"uptime_s", uptime},
         {"reload_method", common::ReloadMethodName(settings_.haproxy.reload_method)},
@@ -258,7 +254,7 @@ json Agent::Info() {
         {"epoch", events_->epoch_ms()},
         {"log_listener", settings_.agent.log_listener}}},
       {"fleet", fleet_ != nullptr ? fleet_->Info() : json{{"enabled", false}}},
-      {"security", security_ != nullptr ? security_->Info() : json{{"curve", false}}},
+      {"security", security_->Info()},
   };
 }
 

@@ -2,7 +2,16 @@
 // the transport (command socket, event publisher, fleet client), and routes each command to the
 // thread that may run it: `ping` and malformed requests on the socket's thread, `reload` on the
 // reload worker (a fleet push's reload too), everything that may block on haproxy on the query
-// pool.
+// pool. This is the one place where transport and HAProxy control meet.
+//
+// DESIGN: the constructor builds the HAProxy side; Run() builds the transport into members and
+// serves. Members are declared in dependency order (each may use those above it), so that their
+// destruction, in the reverse order, is the shutdown: the command socket closes first (no new
+// request), then the query pool (runs what is queued, which may read the fleet client's info),
+// the fleet client (no new push), the reload worker (finishes the running reload and answers
+// the queued ones, whose events still go out), the event loop, the CURVE handler, the ZeroMQ
+// context, and last the HAProxy side (the Supervisor stops haproxy in managed mode when
+// stop_haproxy_on_exit).
 #pragma once
 
 #include <atomic>
@@ -18,7 +27,13 @@
 #include "reload_pipeline.h"
 #include "reload_worker.h"
 #include "socket_security.h"
+#include "stats_source.h"
 #include "supervisor.h"
+#include "work_pool.h"
+
+namespace zmq {
+class context_t;
+}
 
 namespace lb::agent {
 
@@ -28,29 +43,41 @@ class Agent : public CommandHandler {
   explicit Agent(const common::Settings& settings);
   ~Agent() override;
 
-  // Starts haproxy (managed mode), binds the command socket and serves until `stop` is set.
-  // Returns the process exit code.
+  // Cleans up after a killed predecessor, starts haproxy (managed mode), binds the sockets and
+  // serves until `stop` is set. Returns the process exit code: 0 after `stop`, 1 when a socket
+  // could not be set up (the reason is logged). Call once.
   int Run(const std::atomic<bool>& stop);
 
   void Handle(proto::Request request, ReplyFn reply) override;
 
  private:
+  // Builds the transport (context, security, events, workers, fleet client, command socket).
+  proto::Status StartTransport();
+  // A fleet push's reload: the command's path (same worker, coalescing, events) with its events
+  // marked source "fleet".
+  void SubmitFleetReload(const nlohmann::json& args, ReplyFn reply);
   proto::Result<nlohmann::json> StatusCommand(const nlohmann::json& args);
   nlohmann::json Info();
   proto::Result<nlohmann::json> GetConfig();
 
+  // The HAProxy side, built by the constructor.
   const common::Settings& settings_;
   const std::chrono::steady_clock::time_point started_;
   ConfigStore store_;
   HaproxyValidator validator_;
-  std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<Supervisor> supervisor_;  // managed mode only
   std::unique_ptr<HaproxyControl> control_;
   std::unique_ptr<ReloadPipeline> pipeline_;
-  std::unique_ptr<ReloadWorker> reload_worker_;
-  std::unique_ptr<WorkPool> pool_;
-  EventLoop* events_ = nullptr;               // lives in Run(), for as long as requests are handled
-  FleetClient* fleet_ = nullptr;              // likewise; null when [fleet] is off
-  const SocketSecurity* security_ = nullptr;  // likewise
+  std::unique_ptr<StatsSource> stats_;  // control_, as the event loop reads it
+
+  // The transport and the workers, built by Run() in this order (see the DESIGN above).
+  std::unique_ptr<zmq::context_t> context_;
+  std::unique_ptr<SocketSecurity> security_;  // its ZAP handler answers before a socket binds
+  std::unique_ptr<EventLoop> events_;
+  std::unique_ptr<ReloadWorker> reload_worker_;  // publishes each outcome on events_
+  std::unique_ptr<FleetClient> fleet_;  // null when [fleet] is off; submits to reload_worker_
+  std::unique_ptr<WorkPool> pool_;      // info reads reload_worker_'s counters and fleet_
+  std::unique_ptr<CommandServer> server_;
 };
 
 }  // namespace lb::agent

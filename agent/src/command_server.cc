@@ -1,13 +1,10 @@
 #include "command_server.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <chrono>
-#include <iomanip>
-#include <iostream>
-#include <sstream>
+#include <cstdio>
 #include <zmq.hpp>
+
+#include "lb/common/log.h"
 
 namespace lb::agent {
 namespace {
@@ -27,32 +24,16 @@ std::string ShortId(const json& id) {
 }
 
 void LogRequest(const std::string& cmd, const json& id, const Status& status, double ms) {
-  std::ostringstream line;
-  line << "lb-agent: cmd=" << (cmd.empty() ? "-" : cmd) << " id=" << ShortId(id)
-       << " outcome=" << (status.ok() ? "ok" : std::string(proto::ErrorCodeName(status.code())))
-       << " ms=" << std::fixed << std::setprecision(1) << ms << "\n";
-  std::cerr << line.str() << std::flush;
+  char elapsed[32];
+  std::snprintf(elapsed, sizeof elapsed, "%.1f", ms);
+  common::LogInfo()
+      .Field("cmd", cmd.empty() ? "-" : cmd)
+      .Field("id", ShortId(id))
+      .Field("outcome", status.ok() ? "ok" : std::string(proto::ErrorCodeName(status.code())))
+      .Field("ms", elapsed);
 }
 
 }  // namespace
-
-struct CommandServer::Mailbox {
-  std::mutex mu;
-  std::deque<Outgoing> queue;
-  int eventfd = -1;
-  ~Mailbox() {
-    if (eventfd >= 0) close(eventfd);
-  }
-  void Push(Outgoing out) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      queue.push_back(std::move(out));
-    }
-    uint64_t one = 1;
-    ssize_t ignored = write(eventfd, &one, sizeof one);
-    (void)ignored;
-  }
-};
 
 struct CommandServer::Impl {
   explicit Impl(zmq::context_t& ctx) : router(ctx, zmq::socket_type::router) {}
@@ -65,9 +46,7 @@ CommandServer::CommandServer(zmq::context_t& context, std::string endpoint,
       endpoint_(std::move(endpoint)),
       limits_(limits),
       handler_(handler),
-      mailbox_(std::make_shared<Mailbox>()) {
-  mailbox_->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-}
+      mailbox_(std::make_shared<Mailbox>()) {}
 
 CommandServer::~CommandServer() = default;
 
@@ -112,23 +91,16 @@ void CommandServer::Run(const std::atomic<bool>& stop) {
   zmq::socket_t& router = impl_->router;
   while (!stop) {
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, mailbox_->eventfd, ZMQ_POLLIN, 0}};
+                               {nullptr, mailbox_->fd(), ZMQ_POLLIN, 0}};
     try {
       zmq::poll(items, 2, std::chrono::milliseconds(200));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
-      std::cerr << "lb-agent: command socket poll failed: " << e.what() << std::endl;
+      common::LogError() << "command socket poll failed: " << e.what();
       return;
     }
     if (items[1].revents & ZMQ_POLLIN) {
-      uint64_t count;
-      ssize_t ignored = read(mailbox_->eventfd, &count, sizeof count);
-      (void)ignored;
-      std::deque<Outgoing> out;
-      {
-        std::lock_guard<std::mutex> lock(mailbox_->mu);
-        out.swap(mailbox_->queue);
-      }
+      std::deque<Outgoing> out = mailbox_->TakeAll();
       for (auto& msg : out) {
         try {
           for (auto& frame : msg.envelope) {
@@ -136,7 +108,7 @@ void CommandServer::Run(const std::atomic<bool>& stop) {
           }
           router.send(zmq::buffer(msg.payload), zmq::send_flags::dontwait);
         } catch (const zmq::error_t& e) {
-          std::cerr << "lb-agent: reply dropped: " << e.what() << std::endl;
+          common::LogWarning() << "reply dropped: " << e.what();
         }
       }
     }
@@ -154,7 +126,7 @@ void CommandServer::Run(const std::atomic<bool>& stop) {
           frames.push_back(std::move(next));
         }
       } catch (const zmq::error_t& e) {
-        std::cerr << "lb-agent: command socket receive failed: " << e.what() << std::endl;
+        common::LogError() << "command socket receive failed: " << e.what();
         break;
       }
       if (frames.size() < 2 || frames.size() > kMaxEnvelopeFrames + 1) continue;

@@ -17,9 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/mailbox.h"
 #include "lb/proto/codec.h"
-#include "reload_worker.h"
+#include "reply.h"
 
 namespace zmq {
 class context_t;
@@ -65,7 +66,7 @@ class CommandServer {
   std::unique_ptr<Impl> impl_;
 
   // Shared with the ReplyFns, which may outlive a request but not the server.
-  struct Mailbox;
+  using Mailbox = common::Mailbox<Outgoing>;
   std::shared_ptr<Mailbox> mailbox_;
 };
 

@@ -403,7 +403,7 @@ LintResult LintConfig(const ConfigFacts& facts, const LintOptions& options) {
 
 std::string RunningAsRootWarning(uid_t euid) {
   if (euid != 0) return "";
-  return "lb-agent: warning: running as root: whoever can send this agent a config (command "
+  return "warning: running as root: whoever can send this agent a config (command "
          "socket, bridge, fleet controller) gets a root process to write files and start "
          "haproxy, and any flaw in the agent is a root compromise; run it as its own user with "
          "write access to the config directory only (SECURITY.md, etc/systemd/lb-agent.service)";

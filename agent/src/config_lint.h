@@ -102,7 +102,7 @@ LintResult CheckCodeDirectives(const ConfigFacts& facts, bool allow_programs);
 // backend, then managed-mode privileges), with the warnings of an accepted one.
 LintResult LintConfig(const ConfigFacts& facts, const LintOptions& options);
 
-// The line lb-agent prints on stderr at every start when it runs with effective uid 0, saying
+// The warning lb-agent logs at every start when it runs with effective uid 0, saying
 // why that is a risk and where the non-root set-up is described; "" for any other uid.
 std::string RunningAsRootWarning(uid_t euid);
 

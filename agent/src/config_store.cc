@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <vector>
 
@@ -19,86 +18,28 @@ using proto::ErrorCode;
 using proto::Result;
 using proto::Status;
 
-Status OsError(const std::string& what, const std::string& path, int err) {
-  return Status(ErrorCode::kInternal, what + " " + path + ": " + std::strerror(err));
-}
+using common::DirOf;
+using common::FsyncDir;
+using common::OsError;
 
-Status WriteAll(int fd, std::string_view text, const std::string& path) {
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return OsError("write", path, errno);
-    done += static_cast<std::size_t>(n);
-  }
-  if (fsync(fd) != 0) return OsError("fsync", path, errno);
-  return Status::Ok();
-}
-
-Status FsyncDir(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return OsError("open", dir, errno);
-  int rc = fsync(fd);
-  int err = errno;
-  close(fd);
-  if (rc != 0) return OsError("fsync", dir, err);
-  return Status::Ok();
-}
-
-std::string DirOf(const std::string& path) {
-  fs::path parent = fs::path(path).parent_path();
-  return parent.empty() ? "." : parent.string();
-}
-
-// Creates a temp file next to `path`; returns its path and an open fd.
-Result<std::pair<std::string, int>> CreateTemp(const std::string& path) {
-  fs::path p(path);
-  std::string tmpl = (fs::path(DirOf(path)) /
-                      (std::string(ConfigStore::kTempPrefix) + p.filename().string() + ".XXXXXX"))
-                         .string();
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  int fd = mkostemp(buf.data(), O_CLOEXEC);
-  if (fd < 0) return OsError("create a temp file in", DirOf(path), errno);
-  // The new file keeps the mode and owner of the one it replaces (a config may hold stats
-  // passwords and be 0640 root:haproxy); a first file is 0644.
-  struct stat st {};
-  if (stat(path.c_str(), &st) == 0) {
-    fchmod(fd, st.st_mode & 07777);
-    if (geteuid() == 0) {
-      int ignored = fchown(fd, st.st_uid, st.st_gid);
-      (void)ignored;
-    }
-  } else {
-    fchmod(fd, 0644);
-  }
-  return std::make_pair(std::string(buf.data()), fd);
-}
-
+// Candidates and atomic writes of the agent: temp files that RemoveStaleTemps recognises.
 Result<std::string> WriteTemp(const std::string& path, std::string_view text) {
-  auto temp = CreateTemp(path);
-  if (!temp.ok()) return temp.status();
-  auto [temp_path, fd] = *temp;
-  Status s = WriteAll(fd, text, temp_path);
-  close(fd);
-  if (!s.ok()) {
-    unlink(temp_path.c_str());
-    return s;
-  }
-  return temp_path;
+  return common::WriteTempNextTo(path, text, AgentWriteOptions());
 }
+
+// A live config above this is not a config (max_config_bytes is at most 1 GiB).
+constexpr std::size_t kMaxLiveBytes = std::size_t{2} << 30;
 
 }  // namespace
 
+common::AtomicWriteOptions AgentWriteOptions() {
+  common::AtomicWriteOptions options;
+  options.temp_prefix = std::string(ConfigStore::kTempPrefix);
+  return options;
+}
+
 Status WriteFileAtomically(const std::string& path, std::string_view text) {
-  auto temp = WriteTemp(path, text);
-  if (!temp.ok()) return temp.status();
-  if (rename(temp->c_str(), path.c_str()) != 0) {
-    Status s = OsError("rename over", path, errno);
-    unlink(temp->c_str());
-    return s;
-  }
-  return FsyncDir(DirOf(path));
+  return common::WriteFileAtomically(path, text, AgentWriteOptions());
 }
 
 ConfigStore::ConfigStore(std::string live_path, std::string history_dir, int history_keep)
@@ -124,26 +65,10 @@ int ConfigStore::RemoveStaleTemps() {
 }
 
 Result<ConfigStore::Live> ConfigStore::ReadLive() const {
-  int fd = open(live_path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Live{};
-    return OsError("open", live_path_, errno);
-  }
-  Live live{true, {}};
-  char buf[65536];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      Status s = OsError("read", live_path_, errno);
-      close(fd);
-      return s;
-    }
-    if (n == 0) break;
-    live.text.append(buf, static_cast<std::size_t>(n));
-  }
-  close(fd);
-  return live;
+  auto text = common::ReadSmallFileIfExists(live_path_, kMaxLiveBytes);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return Live{};
+  return Live{true, std::move(**text)};
 }
 
 Result<std::string> ConfigStore::WriteCandidate(std::string_view text) {

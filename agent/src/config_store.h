@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 
+#include "lb/common/file.h"
 #include "lb/proto/status.h"
 
 namespace lb::agent {
@@ -78,8 +79,11 @@ class ConfigStore {
   int history_keep_;
 };
 
-// Writes `text` to `path` atomically (temp file in the same directory, fsync, rename, fsync the
-// directory). Used for the server-state file as well.
+// How the agent writes a file atomically (common/file.h): temp files start with
+// ConfigStore::kTempPrefix, so that RemoveStaleTemps finds what a killed agent left behind.
+common::AtomicWriteOptions AgentWriteOptions();
+// common::WriteFileAtomically with AgentWriteOptions(): the server-state file and the fleet state
+// file are written this way too.
 proto::Status WriteFileAtomically(const std::string& path, std::string_view text);
 
 }  // namespace lb::agent

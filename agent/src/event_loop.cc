@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -10,10 +9,10 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <iostream>
 #include <zmq.hpp>
 
 #include "haproxy_parsers.h"
+#include "lb/common/log.h"
 #include "lb/proto/codec.h"
 
 namespace lb::agent {
@@ -89,19 +88,17 @@ Result<int> OpenLogListener(const std::string& spec) {
 struct EventLoop::Sockets {
   explicit Sockets(zmq::context_t& ctx) : pub(ctx, zmq::socket_type::pub) {}
   ~Sockets() {
-    if (wake >= 0) close(wake);
     if (log >= 0) close(log);
   }
   zmq::socket_t pub;
-  int wake = -1;
   int log = -1;
 };
 
-EventLoop::EventLoop(zmq::context_t& context, const common::Settings& settings,
-                     HaproxyControl& control, std::function<std::string()> live_sha256)
+EventLoop::EventLoop(zmq::context_t& context, const common::Settings& settings, StatsSource& stats,
+                     std::function<std::string()> live_sha256)
     : context_(context),
       settings_(settings),
-      control_(control),
+      stats_(stats),
       live_sha256_(std::move(live_sha256)),
       epoch_ms_(NowMs()) {}
 
@@ -119,7 +116,6 @@ Status EventLoop::Bind(const common::SocketSetup& secure) {
     return Status(ErrorCode::kInternal,
                   "cannot bind event socket " + settings_.agent.event_endpoint + ": " + e.what());
   }
-  sockets_->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (!settings_.agent.log_listener.empty()) {
     auto fd = OpenLogListener(settings_.agent.log_listener);
     if (!fd.ok()) return fd.status();
@@ -132,11 +128,7 @@ void EventLoop::Start() { thread_ = std::thread(&EventLoop::Run, this); }
 
 void EventLoop::Stop() {
   if (stopping_.exchange(true)) return;
-  if (sockets_ && sockets_->wake >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(sockets_->wake, &one, sizeof one);
-    (void)ignored;
-  }
+  answers_.Wake();
   if (thread_.joinable()) thread_.join();
   if (!settings_.agent.log_listener.empty() && settings_.agent.log_listener[0] == '/') {
     unlink(settings_.agent.log_listener.c_str());
@@ -145,10 +137,7 @@ void EventLoop::Stop() {
 
 void EventLoop::ReloadStarted() { reloads_running_++; }
 
-bool EventLoop::ReloadAnswerPending() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return poll_now_;
-}
+bool EventLoop::ReloadAnswerPending() { return applied_pending_.load() > 0; }
 
 void EventLoop::ReloadFinished(const Status& status, const json& result,
                                const std::string& source) {
@@ -167,21 +156,15 @@ void EventLoop::ReloadFinished(const Status& status, const json& result,
     // The live config afterwards: unchanged by every failure but a failed rollback.
     event["sha256"] = live_sha256_();
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queued_.push_back(std::move(event));
-    if (status.ok() && result.value("outcome", "") == "applied") {
-      poll_now_ = true;
-      apply_why_ = result.value("applied_via", "reload") == "runtime" ? "runtime" : "reload";
-    }
-  }
+  // Counted before the reload stops counting as running: a poll in between still knows.
+  const bool applied = status.ok() && result.value("outcome", "") == "applied";
+  if (applied) ++applied_pending_;
   last_reload_end_ms_ = NowMs();
   if (reloads_running_ > 0) reloads_running_--;
-  if (sockets_ && sockets_->wake >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(sockets_->wake, &one, sizeof one);
-    (void)ignored;
-  }
+  const std::string why = result.is_object() && result.value("applied_via", "") == "runtime"
+                              ? "runtime"
+                              : "reload";
+  answers_.Push(ReloadAnswer{std::move(event), applied, why});
 }
 
 void EventLoop::Publish(const std::string& topic, const std::string& type, json body,
@@ -199,7 +182,7 @@ void EventLoop::Publish(const std::string& topic, const std::string& type, json 
     sockets_->pub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     sockets_->pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
   } catch (const zmq::error_t& e) {
-    std::cerr << "lb-agent: event not published: " << e.what() << std::endl;
+    common::LogWarning() << "event not published: " << e.what();
   }
 }
 
@@ -223,7 +206,7 @@ void EventLoop::PublishServer(const ServerChange& c, const std::string& why,
 }
 
 void EventLoop::Poll(bool after_reload) {
-  auto csv = control_.WorkerCommand("show stat -1 4 -1");
+  auto csv = stats_.ShowStat("-1 4 -1");
   auto rows =
       csv.ok() ? ParseCompleteShowStat(*csv) : proto::Result<std::vector<StatRow>>(csv.status());
   if (!rows.ok()) {
@@ -240,23 +223,17 @@ void EventLoop::Poll(bool after_reload) {
   failed_polls_ = 0;
   if (!haproxy_up_) {
     haproxy_up_ = true;
-    json info = control_.Describe();
-    haproxy_pid_ = info.value("pid", 0);
+    haproxy_pid_ = stats_.WorkerPid();
     Publish("haproxy", "haproxy",
             {{"state", "up"}, {"pid", haproxy_pid_}, {"message", "haproxy answers again"}});
   } else if (haproxy_pid_ == 0 || after_reload) {
-    haproxy_pid_ = control_.Describe().value("pid", 0);
+    haproxy_pid_ = stats_.WorkerPid();
   }
   // While an apply runs, its changes wait for the poll that its answer triggers, which knows
   // what caused them (why "reload" or "runtime").
   if (!after_reload && have_baseline_ && (reloads_running_ > 0 || ReloadAnswerPending())) return;
   ServerMap now = ServersFromStats(*rows);
   if (have_baseline_) {
-    std::string apply_why;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      apply_why = apply_why_;
-    }
     for (const auto& change : DiffServers(servers_, now)) {
       // What an apply changes: servers added or removed, their address, weight, maintenance
       // (health changes are the checks' doing, with their own reason).
@@ -265,7 +242,7 @@ void EventLoop::Poll(bool after_reload) {
       };
       const bool applied =
           change.change != "status" || maint(change.previous) || maint(change.current);
-      PublishServer(change, applied && after_reload ? apply_why : "", "poll");
+      PublishServer(change, applied && after_reload ? apply_why_ : "", "poll");
     }
   }
   servers_ = std::move(now);
@@ -321,28 +298,26 @@ void EventLoop::Run() {
     }
     auto wait = std::min(next_poll, next_heartbeat) - Clock::now();
     long timeout = std::max<long>(0, std::chrono::duration_cast<milliseconds>(wait).count());
-    zmq::pollitem_t items[2] = {{nullptr, sockets_->wake, ZMQ_POLLIN, 0},
+    zmq::pollitem_t items[2] = {{nullptr, answers_.fd(), ZMQ_POLLIN, 0},
                                 {nullptr, sockets_->log, ZMQ_POLLIN, 0}};
     try {
       zmq::poll(items, sockets_->log >= 0 ? 2 : 1, milliseconds(timeout));
     } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) std::cerr << "lb-agent: event loop poll: " << e.what() << std::endl;
+      if (e.num() != EINTR) common::LogError() << "event loop poll: " << e.what();
       continue;
     }
     if (sockets_->log >= 0 && (items[1].revents & ZMQ_POLLIN)) ReadLog();
     if (items[0].revents & ZMQ_POLLIN) {
-      uint64_t count;
-      ssize_t ignored = read(sockets_->wake, &count, sizeof count);
-      (void)ignored;
-      std::deque<json> events;
-      bool poll_now;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        events.swap(queued_);
-        poll_now = poll_now_;
-        poll_now_ = false;
+      std::deque<ReloadAnswer> answers = answers_.TakeAll();
+      bool poll_now = false;
+      for (auto& answer : answers) {
+        Publish("reload", "reload", std::move(answer.event));
+        if (answer.applied) {
+          poll_now = true;
+          apply_why_ = answer.why;
+          --applied_pending_;
+        }
       }
-      for (auto& e : events) Publish("reload", "reload", std::move(e));
       if (poll_now) {
         Poll(true);
         next_poll = Clock::now() + settings_.agent.poll_interval;

@@ -14,20 +14,19 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
-#include "haproxy_control.h"
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/mailbox.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
 #include "server_diff.h"
+#include "stats_source.h"
 
 namespace zmq {
 class context_t;
@@ -37,9 +36,9 @@ namespace lb::agent {
 
 class EventLoop {
  public:
-  // `context`, `settings` and `control` must outlive the loop. `live_sha256` names the live
+  // `context`, `settings` and `stats` must outlive the loop. `live_sha256` names the live
   // config in heartbeats.
-  EventLoop(zmq::context_t& context, const common::Settings& settings, HaproxyControl& control,
+  EventLoop(zmq::context_t& context, const common::Settings& settings, StatsSource& stats,
             std::function<std::string()> live_sha256);
   ~EventLoop();
 
@@ -76,7 +75,7 @@ class EventLoop {
 
   zmq::context_t& context_;
   const common::Settings& settings_;
-  HaproxyControl& control_;
+  StatsSource& stats_;
   std::function<std::string()> live_sha256_;
   std::string bound_;
   const int64_t epoch_ms_;
@@ -89,13 +88,19 @@ class EventLoop {
   std::atomic<int> reloads_running_{0};
   std::atomic<int64_t> last_reload_end_ms_{0};
 
-  std::mutex mu_;
-  std::deque<nlohmann::json> queued_;  // reload events from other threads
-  bool poll_now_ = false;
-  // Why the changes of the running apply happen: "reload" or "runtime" (its applied_via).
-  std::string apply_why_ = "reload";
+  // Reload outcomes from other threads, and how many of those queued are applied reloads (each
+  // triggers an immediate poll once published).
+  struct ReloadAnswer {
+    nlohmann::json event;
+    bool applied = false;
+    std::string why;  // an applied one's applied_via: "reload" or "runtime"
+  };
+  common::Mailbox<ReloadAnswer> answers_;
+  std::atomic<int> applied_pending_{0};
 
   // Loop-thread state.
+  // Why the changes the poll after an applied answer sees happened ("reload" or "runtime").
+  std::string apply_why_ = "reload";
   ServerMap servers_;
   bool have_baseline_ = false;
   bool haproxy_up_ = true;

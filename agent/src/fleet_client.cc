@@ -1,15 +1,12 @@
 #include "fleet_client.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <iostream>
 #include <vector>
 #include <zmq.hpp>
 
+#include "lb/common/log.h"
 #include "lb/proto/codec.h"
 
 namespace lb::agent {
@@ -41,7 +38,7 @@ int64_t MsSince(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
 }
 
-void Log(const std::string& line) { std::cerr << "lb-agent: fleet" + line + "\n" << std::flush; }
+void Log(const std::string& line) { common::Log(common::LogLevel::kInfo, "fleet" + line); }
 
 // One line, bounded: haproxy's complaints span lines.
 std::string OneLine(const std::string& text, std::size_t max = 300) {
@@ -61,6 +58,12 @@ std::string Printable(std::string_view bytes, std::size_t max = 64) {
   std::string out;
   for (char c : bytes.substr(0, max)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
   return bytes.size() > max ? out + "..." : out;
+}
+
+proto::DecodeLimits FrameLimits(std::size_t max_frame_bytes) {
+  proto::DecodeLimits limits;
+  limits.max_frame_bytes = max_frame_bytes;
+  return limits;
 }
 
 // Receives one whole message (all its frames); false when none is waiting.
@@ -85,6 +88,10 @@ bool RecvMessage(zmq::socket_t& socket, std::vector<zmq::message_t>* frames,
 
 std::string_view View(const zmq::message_t& m) {
   return std::string_view(static_cast<const char*>(m.data()), m.size());
+}
+
+proto::FleetError ErrorOf(const Status& status) {
+  return {std::string(proto::ErrorCodeName(status.code())), status.message()};
 }
 
 std::string Groups(const std::vector<std::string>& groups) {
@@ -122,27 +129,6 @@ struct FleetClient::Completion {
   int64_t total_ms = 0;
 };
 
-struct FleetClient::Mailbox {
-  std::mutex mu;
-  std::deque<Completion> queue;
-  int eventfd = -1;
-  ~Mailbox() {
-    if (eventfd >= 0) close(eventfd);
-  }
-  void Wake() {
-    uint64_t one = 1;
-    ssize_t ignored = write(eventfd, &one, sizeof one);
-    (void)ignored;
-  }
-  void Push(Completion done) {
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      queue.push_back(std::move(done));
-    }
-    Wake();
-  }
-};
-
 FleetClient::FleetClient(zmq::context_t& context, const common::Settings& settings,
                          SubmitReloadFn submit, StatusFn status,
                          std::function<std::string()> live_sha256, FleetState::JitterFn jitter)
@@ -152,11 +138,10 @@ FleetClient::FleetClient(zmq::context_t& context, const common::Settings& settin
       status_(std::move(status)),
       live_sha256_(std::move(live_sha256)),
       max_message_bytes_(settings.agent.max_config_bytes + kEnvelopeBytes),
+      decode_limits_(FrameLimits(max_message_bytes_)),
       state_(settings.agent.agent_id, settings.fleet.groups, settings.fleet.beacon_timeout,
-             std::move(jitter)),
-      mailbox_(std::make_shared<Mailbox>()) {
-  mailbox_->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-}
+             std::move(jitter), settings.fleet.hello_interval),
+      mailbox_(std::make_shared<Mailbox>()) {}
 
 FleetClient::~FleetClient() { Stop(); }
 
@@ -185,8 +170,8 @@ Status FleetClient::OpenSockets() {
     step = "connect the SUB socket to controller_pub";
     sockets->sub.connect(fleet.controller_pub);
 
-    step = "set agent_id as the DEALER's routing id";
-    sockets->dealer.set(zmq::sockopt::routing_id, settings_.agent.agent_id);
+    // No routing id of its own: the controller answers each hello on the connection it came
+    // on, and an id the agent chose could be taken over by another agent posing under it.
     sockets->dealer.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(max_message_bytes_));
     sockets->dealer.set(zmq::sockopt::sndhwm, kDealerSndHwm);
     // The monitor is connected before the DEALER so that its first connection is not missed.
@@ -277,13 +262,13 @@ void FleetClient::Run() {
   while (!stopping_) {
     auto now = Clock::now();
     if (state_.ConnectionDead(now)) Reconnect(now);
-    if (sockets_ && state_.HelloDue(now)) SendHello();
+    if (sockets_ && state_.HelloDue(now)) SendHello(state_.PeriodicHelloOnly(now));
 
     auto next = state_.DeadAt();
-    if (auto due = state_.hello_due()) next = std::min(next, *due);
+    if (auto due = state_.NextHelloAt(now)) next = std::min(next, *due);
     long timeout = std::chrono::duration_cast<milliseconds>(next - Clock::now()).count();
     timeout = std::clamp<long>(timeout, 0, 1000);
-    std::vector<zmq::pollitem_t> items = {{nullptr, mailbox_->eventfd, ZMQ_POLLIN, 0}};
+    std::vector<zmq::pollitem_t> items = {{nullptr, mailbox_->fd(), ZMQ_POLLIN, 0}};
     if (sockets_) {
       items.push_back({sockets_->sub.handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({sockets_->dealer.handle(), 0, ZMQ_POLLIN, 0});
@@ -296,14 +281,7 @@ void FleetClient::Run() {
       continue;
     }
     if (items[0].revents & ZMQ_POLLIN) {
-      uint64_t count;
-      ssize_t ignored = read(mailbox_->eventfd, &count, sizeof count);
-      (void)ignored;
-      std::deque<Completion> done;
-      {
-        std::lock_guard<std::mutex> lock(mailbox_->mu);
-        done.swap(mailbox_->queue);
-      }
+      std::deque<Completion> done = mailbox_->TakeAll();
       for (auto& d : done) Complete(std::move(d));
     }
     if (stopping_) break;
@@ -327,7 +305,7 @@ void FleetClient::Reconnect(FleetState::TimePoint now) {
   }
   beacons_flowing_ = false;
   sockets_.reset();
-  if (Status s = OpenSockets(); !s.ok()) std::cerr << "lb-agent: " + s.message() + "\n";
+  if (Status s = OpenSockets(); !s.ok()) common::LogError() << s.message();
   state_.OnSocketsCreated(now);
   if (sockets_ && !sockets_->monitor) state_.OnConnected(now);
 }
@@ -353,18 +331,21 @@ void FleetClient::ReadMonitor() {
   }
 }
 
+bool FleetClient::Receive(zmq::socket_t& socket, const std::string& endpoint,
+                          std::vector<zmq::message_t>* frames, std::size_t* count) {
+  try {
+    return RecvMessage(socket, frames, count);
+  } catch (const zmq::error_t& e) {
+    Log(": receive on " + endpoint + " failed: " + e.what());
+    return false;
+  }
+}
+
 void FleetClient::ReadSub() {
-  proto::DecodeLimits limits;
-  limits.max_frame_bytes = max_message_bytes_;
   for (int i = 0; i < kBurst && sockets_; ++i) {
     std::vector<zmq::message_t> frames;
     std::size_t count = 0;
-    try {
-      if (!RecvMessage(sockets_->sub, &frames, &count)) return;
-    } catch (const zmq::error_t& e) {
-      Log(": receive on " + settings_.fleet.controller_pub + " failed: " + e.what());
-      return;
-    }
+    if (!Receive(sockets_->sub, settings_.fleet.controller_pub, &frames, &count)) return;
     const std::string topic = Printable(View(frames[0]));
     if (count != 2) {
       Log(": dropped a message on topic " + topic + ": " + std::to_string(count) +
@@ -376,9 +357,9 @@ void FleetClient::ReadSub() {
           ": above max_config_bytes + 1 MiB (" + std::to_string(max_message_bytes_) + ")");
       continue;
     }
-    auto body = proto::DecodeMsgpack(View(frames[1]), limits);
-    auto message =
-        body.ok() ? ParseFleetMessage(*body) : proto::Result<FleetMessage>(body.status());
+    auto body = proto::DecodeMsgpack(View(frames[1]), decode_limits_);
+    auto message = body.ok() ? proto::ParseControllerMessage(*body)
+                             : proto::Result<proto::ControllerMessage>(body.status());
     if (!message.ok()) {
       Log(": dropped a malformed message on topic " + topic + ": " + message.status().message());
       continue;
@@ -409,17 +390,10 @@ void FleetClient::ReadSub() {
 }
 
 void FleetClient::ReadDealer() {
-  proto::DecodeLimits limits;
-  limits.max_frame_bytes = max_message_bytes_;
   for (int i = 0; i < kBurst && sockets_; ++i) {
     std::vector<zmq::message_t> frames;
     std::size_t count = 0;
-    try {
-      if (!RecvMessage(sockets_->dealer, &frames, &count)) return;
-    } catch (const zmq::error_t& e) {
-      Log(": receive on " + settings_.fleet.controller_router + " failed: " + e.what());
-      return;
-    }
+    if (!Receive(sockets_->dealer, settings_.fleet.controller_router, &frames, &count)) return;
     // One frame; tolerate a REQ-style empty delimiter in front of it.
     const zmq::message_t* frame = nullptr;
     if (count == 1) {
@@ -431,9 +405,9 @@ void FleetClient::ReadDealer() {
           settings_.fleet.controller_router + ": expected one frame");
       continue;
     }
-    auto body = proto::DecodeMsgpack(View(*frame), limits);
-    auto message =
-        body.ok() ? ParseFleetMessage(*body) : proto::Result<FleetMessage>(body.status());
+    auto body = proto::DecodeMsgpack(View(*frame), decode_limits_);
+    auto message = body.ok() ? proto::ParseControllerMessage(*body)
+                             : proto::Result<proto::ControllerMessage>(body.status());
     if (!message.ok()) {
       Log(": dropped a malformed message from " + settings_.fleet.controller_router + ": " +
           message.status().message());
@@ -442,11 +416,14 @@ void FleetClient::ReadDealer() {
     if (auto* push = std::get_if<FleetPush>(&*message)) {
       HandlePush(*push, /*via_router=*/true);
     } else if (auto* uptodate = std::get_if<FleetUptodate>(&*message)) {
+      const uint64_t synced_before = state_.synced_version();
       auto admission = state_.OnUptodate(*uptodate, Clock::now());
       LogSwitch(admission);
+      const bool quiet = quiet_answer_ && state_.synced_version() == synced_before;
+      quiet_answer_ = false;
       if (!admission.accepted) {
         Log(": uptodate ignored: " + admission.error);
-      } else {
+      } else if (!quiet) {
         Log(": uptodate from " + uptodate->controller + ": latest v" +
             std::to_string(uptodate->latest) + ", applied v" +
             std::to_string(state_.applied_version()));
@@ -468,7 +445,7 @@ void FleetClient::LogSwitch(const FleetState::Admission& admission) {
 void FleetClient::HandlePush(const FleetPush& push, bool via_router) {
   auto verdict = state_.OnPush(push, via_router, Clock::now());
   const std::string what = " push v" + std::to_string(push.version) + " from " + push.controller +
-                           " target " + push.target.ToString();
+                           " target " + proto::TargetKey(push.target);
   const std::string via = via_router ? " (hello answer)" : "";
   switch (verdict.action) {
     case FleetState::PushAction::kNotForUs:
@@ -483,7 +460,7 @@ void FleetClient::HandlePush(const FleetPush& push, bool via_router) {
     case FleetState::PushAction::kIgnore: {
       Log(what + ": ignored (at or below applied v" + std::to_string(state_.applied_version()) +
           ")" + via);
-      FleetAck ack;
+      proto::FleetAck ack;
       ack.version = push.version;
       ack.outcome = "ignored";
       ack.sha256 = live_sha256_();
@@ -501,7 +478,7 @@ void FleetClient::Process(const FleetPush& push, bool via_router) {
   Completion envelope;
   envelope.controller = push.controller;
   envelope.version = push.version;
-  envelope.target = push.target.ToString();
+  envelope.target = proto::TargetKey(push.target);
   envelope.cmd = push.cmd;
   envelope.via_router = via_router;
   const auto start = Clock::now();
@@ -549,16 +526,11 @@ void FleetClient::Process(const FleetPush& push, bool via_router) {
     });
     return;
   }
-  auto request = ReloadRequestFromArgs(push.args);
-  if (!request.ok()) {
-    refuse(request.status());
-    return;
-  }
-  submit_(std::move(*request), report);
+  submit_(push.args, report);
 }
 
 void FleetClient::Complete(Completion done) {
-  FleetAck ack;
+  proto::FleetAck ack;
   ack.version = done.version;
   ack.sha256 = done.sha256;
   ack.total_ms = done.total_ms;
@@ -573,7 +545,7 @@ void FleetClient::Complete(Completion done) {
     outcome_text = ack.outcome;
   } else {
     ack.outcome = "refused";
-    ack.error = done.status;
+    ack.error = ErrorOf(done.status);
     outcome_text = "refused (" + std::string(proto::ErrorCodeName(done.status.code())) + ": " +
                    OneLine(done.status.message()) + ")";
   }
@@ -589,12 +561,19 @@ void FleetClient::Complete(Completion done) {
       (notes.empty() ? "" : " (" + notes + ")"));
 }
 
-void FleetClient::SendHello() {
+void FleetClient::SendHello(bool periodic) {
   const std::string sha256 = live_sha256_();
-  json hello = FleetHello(settings_.agent.agent_id, settings_.fleet.groups, sha256,
-                          state_.applied_version(), state_.synced_version());
+  proto::FleetHello hello;
+  hello.agent = settings_.agent.agent_id;
+  hello.groups = settings_.fleet.groups;
+  hello.sha256 = sha256;
+  hello.applied_version = state_.applied_version();
+  hello.synced_version = state_.synced_version();
+  hello.completed_version = state_.completed_version();
+  hello.hello_interval_ms = settings_.fleet.hello_interval.count();
   state_.HelloSent(Clock::now());
-  std::string payload = proto::EncodeMsgpack(hello);
+  quiet_answer_ = periodic;
+  std::string payload = proto::EncodeMsgpack(proto::EncodeHello(hello));
   try {
     if (!sockets_->dealer.send(zmq::buffer(payload), zmq::send_flags::dontwait)) {
       Log(": hello dropped: the queue to " + settings_.fleet.controller_router + " is full");
@@ -604,17 +583,19 @@ void FleetClient::SendHello() {
     Log(": hello not sent: " + std::string(e.what()));
     return;
   }
+  if (periodic) return;  // the liveness signal: no line every hello_interval
   Log(": hello to " + settings_.fleet.controller_router + ": applied v" +
       std::to_string(state_.applied_version()) + ", synced v" +
       std::to_string(state_.synced_version()));
 }
 
-void FleetClient::SendAck(const FleetAck& ack) {
+void FleetClient::SendAck(proto::FleetAck ack) {
   if (!sockets_) {
     Log(": ack v" + std::to_string(ack.version) + " dropped: no connection");
     return;
   }
-  std::string payload = proto::EncodeMsgpack(FleetAckMessage(settings_.agent.agent_id, ack));
+  ack.agent = settings_.agent.agent_id;
+  std::string payload = proto::EncodeMsgpack(proto::EncodeAck(ack));
   try {
     if (!sockets_->dealer.send(zmq::buffer(payload), zmq::send_flags::dontwait)) {
       Log(": ack v" + std::to_string(ack.version) + " dropped: the queue to " +
@@ -626,10 +607,10 @@ void FleetClient::SendAck(const FleetAck& ack) {
 }
 
 void FleetClient::SendConflictAck(uint64_t version, const std::string& error) {
-  FleetAck ack;
+  proto::FleetAck ack;
   ack.version = version;
   ack.outcome = "refused";
-  ack.error = Status(ErrorCode::kConflict, error);
+  ack.error = ErrorOf(Status(ErrorCode::kConflict, error));
   ack.sha256 = live_sha256_();
   SendAck(ack);
 }

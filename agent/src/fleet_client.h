@@ -1,7 +1,8 @@
 // FleetClient: the agent's side of a fleet controller (proto/PROTOCOL.md, "Fleet").
 //
 // DESIGN: one thread owns a SUB socket connected to the controller's PUB (pushes, beacons), a
-// DEALER connected to its ROUTER (routing id = agent_id; hello and acks out, hello answers in),
+// DEALER connected to its ROUTER (hello and acks out, hello answers in; its routing id is
+// ZeroMQ's, not the agent id, so that no other agent can take its connection over),
 // a PAIR that receives the DEALER's monitor events (each established connection, first or
 // reconnected, is followed by a hello) and an eventfd. The decisions are FleetState's
 // (fleet_state.h); this file moves bytes and runs commands.
@@ -31,24 +32,31 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "fleet_state.h"
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/mailbox.h"
 #include "lb/common/settings.h"
+#include "lb/proto/codec.h"
 #include "lb/proto/status.h"
-#include "reload_pipeline.h"
-#include "reload_worker.h"
+#include "reply.h"
+#include "work_pool.h"
 
 namespace zmq {
 class context_t;
-}
+class message_t;
+class socket_t;
+}  // namespace zmq
 
 namespace lb::agent {
 
 class FleetClient {
  public:
-  // Queues a reload; `reply` is called exactly once, on any thread.
-  using SubmitReloadFn = std::function<void(ReloadRequest, ReplyFn)>;
+  // Queues a reload with the push's `args` (the `reload` command's arguments, a map, not checked
+  // yet: a bad one is answered bad_request through `reply`). `reply` is called exactly once, on
+  // any thread.
+  using SubmitReloadFn = std::function<void(const nlohmann::json& args, ReplyFn reply)>;
   // The `status` command's result for `args`. May block (bounded by the haproxy socket
   // timeout); never called on the socket thread.
   using StatusFn = std::function<proto::Result<nlohmann::json>(const nlohmann::json& args)>;
@@ -62,8 +70,7 @@ class FleetClient {
 
   // Loads the state file (missing: version 0; corrupt: a log line and version 0), creates and
   // connects the sockets and starts the thread. Fails, with nothing started, when a socket
-  // cannot be set up (an endpoint ZeroMQ does not accept, an agent_id too long to be a
-  // routing id).
+  // cannot be set up (an endpoint ZeroMQ does not accept).
   proto::Status Start();
   // CURVE client options for both sockets (this agent's key pair and the controller's public
   // key), applied at every (re)connection. Call before Start().
@@ -78,8 +85,8 @@ class FleetClient {
 
  private:
   struct Sockets;
-  struct Mailbox;
   struct Completion;
+  using Mailbox = common::Mailbox<Completion>;
   struct Snapshot {
     std::string controller;
     uint64_t applied_version = 0;
@@ -90,14 +97,19 @@ class FleetClient {
   proto::Status OpenSockets();
   void Run();
   void Reconnect(FleetState::TimePoint now);
+  // One whole message from `socket` (see RecvMessage); false when none is waiting or the receive
+  // failed (logged with `endpoint`).
+  bool Receive(zmq::socket_t& socket, const std::string& endpoint,
+               std::vector<zmq::message_t>* frames, std::size_t* count);
   void ReadSub();
   void ReadDealer();
   void ReadMonitor();
   void HandlePush(const FleetPush& push, bool via_router);
   void Process(const FleetPush& push, bool via_router);
   void Complete(Completion done);
-  void SendHello();
-  void SendAck(const FleetAck& ack);
+  // `periodic`: the liveness hello, logged neither itself nor its unremarkable answer.
+  void SendHello(bool periodic);
+  void SendAck(proto::FleetAck ack);  // fills in the agent id
   void SendConflictAck(uint64_t version, const std::string& error);
   void SaveState();
   void LogSwitch(const FleetState::Admission& admission);
@@ -109,6 +121,7 @@ class FleetClient {
   StatusFn status_;
   std::function<std::string()> live_sha256_;
   const std::size_t max_message_bytes_;
+  const proto::DecodeLimits decode_limits_;  // max_frame_bytes: max_message_bytes_
   common::SocketSetup secure_;
 
   // Socket thread only (after Start).
@@ -116,6 +129,7 @@ class FleetClient {
   std::unique_ptr<Sockets> sockets_;
   bool beacons_flowing_ = false;         // a beacon since the sockets were created
   bool outage_logged_ = false;           // the current outage was logged
+  bool quiet_answer_ = false;            // the outstanding hello is a periodic one
   std::optional<FleetPersisted> saved_;  // what the state file holds
   std::shared_ptr<Mailbox> mailbox_;     // shared with the reply callbacks, which may outlive us
   std::unique_ptr<WorkPool> status_pool_;

@@ -1,14 +1,10 @@
 #include "fleet_state.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 
-#include "config_store.h"
+#include "lb/common/file.h"
 #include "lb/proto/codec.h"
 
 namespace lb::agent {
@@ -20,144 +16,23 @@ using proto::Result;
 using proto::Status;
 using std::chrono::milliseconds;
 
-Status BadMessage(const std::string& why) { return Status(ErrorCode::kBadRequest, why); }
-
-// A non-negative integer field (msgpack positive integers decode as unsigned; JSON built in
-// code may hold them as signed).
+// A non-negative integer field of the state file.
 Result<uint64_t> UnsignedField(const json& body, const char* key) {
   auto it = body.find(key);
-  if (it == body.end()) return BadMessage(std::string("no \"") + key + "\"");
-  if (it->is_number_unsigned()) return it->get<uint64_t>();
-  if (it->is_number_integer() && it->get<int64_t>() >= 0) {
-    return static_cast<uint64_t>(it->get<int64_t>());
-  }
-  return BadMessage(std::string("\"") + key + "\" must be an unsigned integer, got " +
-                    it->type_name());
-}
-
-Result<std::string> ControllerField(const json& body) {
-  auto it = body.find("controller");
-  if (it == body.end() || !it->is_string() || it->get<std::string>().empty()) {
-    return BadMessage("\"controller\" must be a non-empty string");
-  }
-  return it->get<std::string>();
-}
-
-Result<FleetTarget> ParseTarget(const json& body) {
-  auto it = body.find("target");
-  if (it == body.end() || !it->is_object()) return BadMessage("\"target\" must be a map");
-  auto kind = it->find("kind");
-  if (kind == it->end() || !kind->is_string()) {
-    return BadMessage("\"target.kind\" must be a string");
-  }
-  FleetTarget target;
-  const std::string k = kind->get<std::string>();
-  if (k == "all") {
-    target.kind = FleetTarget::Kind::kAll;
-    return target;
-  }
-  if (k == "group") {
-    target.kind = FleetTarget::Kind::kGroup;
-  } else if (k == "agent") {
-    target.kind = FleetTarget::Kind::kAgent;
-  } else {
-    return BadMessage("\"target.kind\" must be all, group or agent, got \"" + k.substr(0, 32) +
-                      "\"");
-  }
-  auto name = it->find("name");
-  if (name == it->end() || !name->is_string() || name->get<std::string>().empty()) {
-    return BadMessage("\"target.name\" must be a non-empty string for kind " + k);
-  }
-  target.name = name->get<std::string>();
-  return target;
+  if (it == body.end()) return Status(ErrorCode::kInternal, std::string("no \"") + key + "\"");
+  if (auto version = proto::AsVersion(*it)) return *version;
+  return Status(ErrorCode::kInternal,
+                std::string("\"") + key + "\" must be an unsigned integer, got " + it->type_name());
 }
 
 }  // namespace
 
-std::string FleetTarget::ToString() const {
-  switch (kind) {
-    case Kind::kAll:
-      return "all";
-    case Kind::kGroup:
-      return "group/" + name;
-    case Kind::kAgent:
-      return "agent/" + name;
-  }
-  return "?";
-}
-
-Result<FleetMessage> ParseFleetMessage(const json& body) {
-  if (!body.is_object()) return BadMessage(std::string("not a map but ") + body.type_name());
-  if (auto v = body.find("v"); v != body.end()) {
-    if (!v->is_number_integer() || v->get<int64_t>() != proto::kProtocolVersion) {
-      return BadMessage("unsupported protocol version " +
-                        v->dump(-1, ' ', false, json::error_handler_t::replace));
-    }
-  }
-  auto type = body.find("type");
-  if (type == body.end() || !type->is_string()) return BadMessage("\"type\" must be a string");
-  const std::string t = type->get<std::string>();
-  if (t != "push" && t != "beacon" && t != "uptodate") {
-    return BadMessage("unknown message type \"" + t.substr(0, 32) + "\"");
-  }
-  auto controller = ControllerField(body);
-  if (!controller.ok()) return controller.status();
-  if (t == "beacon" || t == "uptodate") {
-    auto latest = UnsignedField(body, "latest");
-    if (!latest.ok()) return latest.status();
-    if (t == "beacon") return FleetMessage(FleetBeacon{*controller, *latest});
-    return FleetMessage(FleetUptodate{*controller, *latest});
-  }
-  FleetPush push;
-  push.controller = *controller;
-  auto version = UnsignedField(body, "version");
-  if (!version.ok()) return version.status();
-  push.version = *version;
-  auto target = ParseTarget(body);
-  if (!target.ok()) return target.status();
-  push.target = std::move(*target);
-  if (auto cmd = body.find("cmd"); cmd != body.end() && cmd->is_string()) {
-    push.cmd = cmd->get<std::string>();
-  }
-  if (auto args = body.find("args"); args != body.end() && !args->is_null()) push.args = *args;
-  return FleetMessage(std::move(push));
-}
-
-json FleetHello(const std::string& agent_id, const std::vector<std::string>& groups,
-                const std::string& sha256, uint64_t applied_version, uint64_t synced_version) {
-  return json{{"v", proto::kProtocolVersion},
-              {"type", "hello"},
-              {"agent", agent_id},
-              {"groups", groups},
-              {"sha256", sha256},
-              {"applied_version", applied_version},
-              {"synced_version", synced_version}};
-}
-
-json FleetAckMessage(const std::string& agent_id, const FleetAck& ack) {
-  json body = {{"v", proto::kProtocolVersion}, {"type", "ack"},          {"agent", agent_id},
-               {"version", ack.version},       {"outcome", ack.outcome}, {"sha256", ack.sha256},
-               {"total_ms", ack.total_ms}};
-  if (!ack.error.ok()) {
-    body["error"] = {{"code", proto::ErrorCodeName(ack.error.code())},
-                     {"message", ack.error.message()}};
-  }
-  if (!ack.result.is_null()) body["result"] = ack.result;
-  return body;
-}
-
 Result<FleetPersisted> LoadFleetState(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec) && !ec) return FleetPersisted{};
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status(ErrorCode::kInternal,
-                  "open " + path + ": " + (errno != 0 ? std::strerror(errno) : "cannot read"));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  json doc = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  // {"v", "applied_version", "controller"}: a few dozen bytes.
+  auto text = common::ReadSmallFileIfExists(path, 64 * 1024);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return FleetPersisted{};
+  json doc = json::parse(**text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) {
     return Status(ErrorCode::kInternal, path + ": not a JSON object");
   }
@@ -179,14 +54,11 @@ Status SaveFleetState(const std::string& path, const FleetPersisted& state) {
   if (!parent.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
-    if (ec) {
-      return Status(ErrorCode::kInternal,
-                    "create directory " + parent.string() + ": " + ec.message());
-    }
+    if (ec) return common::OsError("create directory", parent.string(), ec.value());
   }
   json doc = {
       {"v", 1}, {"applied_version", state.applied_version}, {"controller", state.controller}};
-  return WriteFileAtomically(path, doc.dump() + "\n");
+  return common::WriteFileAtomically(path, doc.dump() + "\n");
 }
 
 FleetState::JitterFn FleetState::RandomJitter() {
@@ -197,10 +69,11 @@ FleetState::JitterFn FleetState::RandomJitter() {
 }
 
 FleetState::FleetState(std::string agent_id, std::vector<std::string> groups,
-                       milliseconds beacon_timeout, JitterFn jitter)
+                       milliseconds beacon_timeout, JitterFn jitter, milliseconds hello_interval)
     : agent_id_(std::move(agent_id)),
       groups_(std::move(groups)),
       beacon_timeout_(beacon_timeout),
+      hello_interval_(hello_interval),
       jitter_(jitter ? std::move(jitter) : RandomJitter()) {}
 
 void FleetState::Restore(const FleetPersisted& persisted) {
@@ -212,15 +85,7 @@ void FleetState::Restore(const FleetPersisted& persisted) {
 FleetPersisted FleetState::ToPersisted() const { return {completed_version_, followed_}; }
 
 bool FleetState::Matches(const FleetTarget& target) const {
-  switch (target.kind) {
-    case FleetTarget::Kind::kAll:
-      return true;
-    case FleetTarget::Kind::kGroup:
-      return std::find(groups_.begin(), groups_.end(), target.name) != groups_.end();
-    case FleetTarget::Kind::kAgent:
-      return target.name == agent_id_;
-  }
-  return false;
+  return proto::TargetMatches(target, agent_id_, groups_);
 }
 
 bool FleetState::FollowedAlive(TimePoint now) const {
@@ -317,6 +182,28 @@ void FleetState::ScheduleHello(TimePoint at) {
 void FleetState::HelloSent(TimePoint now) {
   hello_due_.reset();
   hello_sent_ = now;
+  last_hello_ = now;
+}
+
+bool FleetState::PeriodicHelloOnly(TimePoint now) const {
+  return !(hello_due_ && now >= *hello_due_) && HelloDue(now);
+}
+
+bool FleetState::HelloDue(TimePoint now) const {
+  if (hello_due_ && now >= *hello_due_) return true;
+  return hello_interval_.count() > 0 && last_hello_ && Connected(now) && !HelloOutstanding(now) &&
+         now >= *last_hello_ + hello_interval_;
+}
+
+std::optional<FleetState::TimePoint> FleetState::NextHelloAt(TimePoint now) const {
+  std::optional<TimePoint> next = hello_due_;
+  if (hello_interval_.count() > 0 && last_hello_ && Connected(now)) {
+    TimePoint periodic = *last_hello_ + hello_interval_;
+    // An outstanding hello holds the periodic one back until it is answered or expires.
+    if (hello_sent_) periodic = std::max(periodic, *hello_sent_ + beacon_timeout_);
+    if (!next || periodic < *next) next = periodic;
+  }
+  return next;
 }
 
 bool FleetState::HelloOutstanding(TimePoint now) const {

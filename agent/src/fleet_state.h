@@ -1,8 +1,8 @@
 // FleetState: the decisions of the agent's side of the fleet protocol (proto/PROTOCOL.md,
 // "Fleet"), with no sockets, no threads and no clock of its own, so that every rule is a unit
 // test: which pushes are ours, which versions to ignore, which controller to follow, when to say
-// hello. Also the message shapes (parsing pushes, beacons and `uptodate`; building hello and
-// ack) and the state file that keeps the last processed version across restarts.
+// hello. Also the state file that keeps the last processed version across restarts. The
+// messages themselves are proto/fleet.h's.
 //
 // DESIGN: FleetClient (fleet_client.h) owns one FleetState on its thread and feeds it every
 // message with the time it arrived; FleetState answers what to do. Versions:
@@ -26,64 +26,17 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <variant>
 #include <vector>
 
+#include "lb/proto/fleet.h"
 #include "lb/proto/status.h"
 
 namespace lb::agent {
 
-struct FleetTarget {
-  enum class Kind { kAll, kGroup, kAgent };
-  Kind kind = Kind::kAll;
-  std::string name;  // the group or the agent id; empty for kAll
-
-  // "all", "group/<name>", "agent/<name>": the topic without "fleet/", for log lines.
-  std::string ToString() const;
-};
-
-struct FleetPush {
-  std::string controller;
-  uint64_t version = 0;
-  FleetTarget target;
-  std::string cmd;  // "" when the push has none (refused when processed)
-  nlohmann::json args = nlohmann::json::object();  // as sent: may be any type
-};
-
-struct FleetBeacon {
-  std::string controller;
-  uint64_t latest = 0;
-};
-
-struct FleetUptodate {
-  std::string controller;
-  uint64_t latest = 0;
-};
-
-using FleetMessage = std::variant<FleetPush, FleetBeacon, FleetUptodate>;
-
-// Parses a decoded controller message. `bad_request` with a one-line reason when it is not a
-// push, beacon or uptodate of protocol version 1 with a non-empty `controller`, an unsigned
-// integer `version`/`latest` and (pushes) a valid `target`. A push's `cmd` and `args` are only
-// checked when it is processed, so that a push with a usable envelope can still be acked.
-proto::Result<FleetMessage> ParseFleetMessage(const nlohmann::json& body);
-
-// {"v": 1, "type": "hello", "agent", "groups", "sha256", "applied_version", "synced_version"}.
-nlohmann::json FleetHello(const std::string& agent_id, const std::vector<std::string>& groups,
-                          const std::string& sha256, uint64_t applied_version,
-                          uint64_t synced_version);
-
-struct FleetAck {
-  uint64_t version = 0;
-  std::string outcome;    // applied | unchanged | refused | ignored
-  proto::Status error;    // sent as {"code", "message"} when not ok
-  std::string sha256;     // the live config after
-  nlohmann::json result;  // sent when not null
-  int64_t total_ms = 0;
-};
-// {"v": 1, "type": "ack", "agent", "version", "outcome", "error"?, "sha256", "result"?,
-// "total_ms"}.
-nlohmann::json FleetAckMessage(const std::string& agent_id, const FleetAck& ack);
+using proto::FleetBeacon;
+using proto::FleetPush;
+using proto::FleetTarget;
+using proto::FleetUptodate;
 
 // What the state file keeps.
 struct FleetPersisted {
@@ -108,9 +61,12 @@ class FleetState {
   static JitterFn RandomJitter();
 
   // `beacon_timeout` is both the dead-connection timeout and the "alive" window of the
-  // followed controller (3 beacon intervals). `jitter` null: RandomJitter().
+  // followed controller (3 beacon intervals). `jitter` null: RandomJitter(). `hello_interval`:
+  // while the connection is alive, a hello at least this often (the controller's liveness
+  // signal of this agent); 0: only the hellos the protocol needs.
   FleetState(std::string agent_id, std::vector<std::string> groups,
-             std::chrono::milliseconds beacon_timeout, JitterFn jitter = nullptr);
+             std::chrono::milliseconds beacon_timeout, JitterFn jitter = nullptr,
+             std::chrono::milliseconds hello_interval = {});
 
   // Starts from what the state file kept: applied = synced = completed = persisted version,
   // and the persisted controller is the one followed (until another one takes over).
@@ -171,8 +127,15 @@ class FleetState {
   // The sockets were (re)created: forget hellos scheduled or in flight; the dead-connection
   // clock starts from `now`. Call it before the first ConnectionDead().
   void OnSocketsCreated(TimePoint now);
+  // The hello scheduled by the protocol (connect, resync), if any.
   std::optional<TimePoint> hello_due() const { return hello_due_; }
-  bool HelloDue(TimePoint now) const { return hello_due_ && now >= *hello_due_; }
+  // A scheduled hello is due, or the periodic one (hello_interval since the last hello, the
+  // connection alive, none outstanding).
+  bool HelloDue(TimePoint now) const;
+  // Only the periodic hello is due: nothing to resync, not worth a log line.
+  bool PeriodicHelloOnly(TimePoint now) const;
+  // When HelloDue turns true if nothing arrives (nullopt: not before something arrives).
+  std::optional<TimePoint> NextHelloAt(TimePoint now) const;
   void HelloSent(TimePoint now);
   bool HelloOutstanding(TimePoint now) const;
 
@@ -198,6 +161,7 @@ class FleetState {
   const std::string agent_id_;
   const std::vector<std::string> groups_;
   const std::chrono::milliseconds beacon_timeout_;
+  const std::chrono::milliseconds hello_interval_;
   JitterFn jitter_;
 
   std::string followed_;
@@ -211,6 +175,7 @@ class FleetState {
   int connections_ = 0;
   std::optional<TimePoint> hello_due_;
   std::optional<TimePoint> hello_sent_;  // outstanding while set and young
+  std::optional<TimePoint> last_hello_;  // the last hello sent, answered or not
   std::string conflict_reported_;        // the controller whose beacons were last refused
   TimePoint conflict_reported_at_{};
 };

@@ -17,10 +17,9 @@
 
 #include "lb/proto/status.h"
 #include "reload_pipeline.h"
+#include "reply.h"
 
 namespace lb::agent {
-
-using ReplyFn = std::function<void(const proto::Status&, const nlohmann::json& result)>;
 
 class ReloadWorker {
  public:
@@ -52,21 +51,6 @@ class ReloadWorker {
   bool stopping_ = false;
   Counters counters_;
   std::thread thread_;
-};
-
-// A fixed pool of threads for commands that may block on haproxy (status, info, validate).
-class WorkPool {
- public:
-  explicit WorkPool(int threads);
-  ~WorkPool();  // runs what is queued, then joins
-  void Submit(std::function<void()> task);
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace lb::agent

@@ -208,13 +208,14 @@ RuntimePlan PlanRuntime(std::string_view live_config, std::string_view new_confi
       if (old == nullptr) {
         if (std::string why = CannotAdd(nb, s); !why.empty()) return reload(why);
         changed = true;
-        // A runtime server starts in maintenance unless told `enabled` (a configured one starts
-        // ready): one command instead of a second `enable server`.
+        // A runtime server starts in maintenance; `enable server` makes it take traffic. (Added
+        // with `enabled` instead, 2.6.12 lists it as running but never puts it in the
+        // load-balancing tree: it gets no request. Measured.)
         backend_adds.push_back("add server " + id + " " + s.address +
-                               (s.params.empty() ? "" : " " + Join(s.params)) +
-                               (s.disabled ? "" : " enabled"));
+                               (s.params.empty() ? "" : " " + Join(s.params)));
         if (s.check) backend_adds.push_back("enable health " + id);
         if (s.agent_check) backend_adds.push_back("enable agent " + id);
+        if (!s.disabled) backend_adds.push_back("enable server " + id);
         continue;
       }
       const std::string who = "server " + id;

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lb/common/endpoint.h"
+
 namespace lb::agent {
 namespace {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
 

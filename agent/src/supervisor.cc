@@ -8,15 +8,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iostream>
 #include <sstream>
 
 #include "config_lint.h"
 #include "haproxy_parsers.h"
 #include "haproxy_socket.h"
+#include "lb/common/file.h"
+#include "lb/common/log.h"
 #include "process.h"
 
 namespace lb::agent {
@@ -42,10 +43,10 @@ Result<ProcInfo> ShowProc(const common::HaproxySettings& s) {
 
 // The pid in `pid_file`, 0 when there is none.
 pid_t PidFromFile(const std::string& pid_file) {
-  std::ifstream in(pid_file);
-  long pid = 0;
-  if (!(in >> pid) || pid <= 1) return 0;
-  return static_cast<pid_t>(pid);
+  auto text = common::ReadSmallFile(pid_file, 4096);
+  if (!text.ok()) return 0;
+  const long pid = std::strtol(text->c_str(), nullptr, 10);
+  return pid <= 1 || pid > INT32_MAX ? 0 : static_cast<pid_t>(pid);
 }
 
 // What /proc says of `pid`'s command line: kOther for a process that is not a haproxy of this
@@ -53,12 +54,13 @@ pid_t PidFromFile(const std::string& pid_file) {
 // reload: for an instant its command line is gone).
 enum class Cmdline { kRunsConfig, kUnknown, kOther };
 Cmdline CmdlineOf(pid_t pid, const std::string& config) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-  if (!in) return Cmdline::kOther;
+  auto text = common::ReadSmallFile("/proc/" + std::to_string(pid) + "/cmdline", 1024 * 1024);
+  if (!text.ok()) return Cmdline::kOther;
+  std::istringstream args(*text);
   std::string arg;
   bool after_f = false;
   bool any = false;
-  while (std::getline(in, arg, '\0')) {
+  while (std::getline(args, arg, '\0')) {
     any = true;
     if (after_f && arg == config) return Cmdline::kRunsConfig;
     after_f = arg == "-f";
@@ -69,9 +71,9 @@ Cmdline CmdlineOf(pid_t pid, const std::string& config) {
 // True while `pid` exists and is not a zombie (an adopted master is not our child: nobody here
 // reaps it).
 bool AliveNotZombie(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(in, stat);
+  auto text = common::ReadSmallFile("/proc/" + std::to_string(pid) + "/stat", 64 * 1024);
+  if (!text.ok()) return false;
+  const std::string stat = text->substr(0, text->find('\n'));
   const std::size_t close = stat.rfind(')');
   if (close == std::string::npos || close + 2 >= stat.size()) return false;
   const char state = stat[close + 2];
@@ -104,9 +106,9 @@ Result<ProcInfo> FindRunningMaster(const common::HaproxySettings& s) {
     if (cmdline == Cmdline::kOther) return proc;
     if (cmdline == Cmdline::kUnknown && Clock::now() >= settle) return proc;
     if (cmdline == Cmdline::kRunsConfig && !announced) {
-      std::cerr << "lb-agent: haproxy master " << pid << " (" << s.pid_file
-                << ") runs but does not answer on " << s.master_socket << " yet ("
-                << proc.status().message() << "); waiting for it" << std::endl;
+      common::LogInfo() << "haproxy master " << pid << " (" << s.pid_file
+                        << ") runs but does not answer on " << s.master_socket << " yet ("
+                        << proc.status().message() << "); waiting for it";
       announced = true;
     }
     if (Clock::now() >= deadline) return proc;
@@ -150,7 +152,7 @@ void Supervisor::ReadLogs(int fd, std::shared_ptr<std::atomic<bool>> done) {
     while ((nl = pending.find('\n')) != std::string::npos) {
       std::string line = pending.substr(0, nl);
       pending.erase(0, nl + 1);
-      std::cerr << "haproxy: " << line << std::endl;
+      common::LogInfo() << "haproxy: " << line;
       std::lock_guard<std::mutex> lock(log_mu_);
       log_.push_back(std::move(line));
       ++log_seq_;
@@ -167,10 +169,10 @@ bool Supervisor::AliveLocked() {
     int status = 0;
     pid_t r = waitpid(pid_, &status, WNOHANG);
     if (r == pid_) {
-      std::cerr << "lb-agent: haproxy master " << pid_ << " exited ("
-                << (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
-                                      : "signal " + std::to_string(WTERMSIG(status)))
-                << ")" << std::endl;
+      common::LogInfo() << "haproxy master " << pid_ << " exited ("
+                        << (WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                                              : "signal " + std::to_string(WTERMSIG(status)))
+                        << ")";
       pid_ = 0;
       return false;
     }
@@ -197,15 +199,13 @@ void Supervisor::RemoveStaleServerState() {
   // haproxy starts afresh: a server-state file holds what ran before, possibly long ago (a
   // server DOWN then would start DOWN now). Nothing running means no state is true any more.
   if (!settings_.save_server_state) return;
-  std::ifstream in(settings_.config_file_path);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string state = ResolvedServerStateFile(
-      ReadConfigFacts(text.str()),
-      std::filesystem::path(settings_.config_file_path).parent_path().string());
+  auto text = common::ReadSmallFile(settings_.config_file_path, 64 * 1024 * 1024);
+  if (!text.ok()) return;
+  const std::string state =
+      ResolvedServerStateFile(ReadConfigFacts(*text), common::DirOf(settings_.config_file_path));
   if (!state.empty() && unlink(state.c_str()) == 0) {
-    std::cerr << "lb-agent: removed " << state
-              << " before starting haproxy afresh (no server state to carry)" << std::endl;
+    common::LogInfo() << "removed " << state
+                      << " before starting haproxy afresh (no server state to carry)";
   }
 }
 
@@ -254,8 +254,7 @@ Status Supervisor::SpawnLocked() {
   pid_ = pid;
   own_child_ = true;
   starts_++;
-  std::cerr << "lb-agent: started haproxy master " << pid << " with " << settings_.config_file_path
-            << std::endl;
+  common::LogInfo() << "started haproxy master " << pid << " with " << settings_.config_file_path;
   return Status::Ok();
 }
 
@@ -307,8 +306,8 @@ Status Supervisor::Start() {
       pid_ = proc->master.pid;
       own_child_ = false;
       want_running_ = true;
-      std::cerr << "lb-agent: adopted running haproxy master " << pid_ << " on "
-                << settings_.master_socket << std::endl;
+      common::LogInfo() << "adopted running haproxy master " << pid_ << " on "
+                        << settings_.master_socket;
     }
   }
   Status s = Status::Ok();
@@ -331,11 +330,11 @@ void Supervisor::Monitor() {
       }
       if (Clock::now() < next_try) continue;
     }
-    std::cerr << "lb-agent: haproxy is not running; starting it (next retry in " << backoff.count()
-              << " ms if this fails)" << std::endl;
+    common::LogWarning() << "haproxy is not running; starting it (next retry in " << backoff.count()
+                         << " ms if this fails)";
     Status s = EnsureRunning();
     if (!s.ok()) {
-      std::cerr << "lb-agent: restarting haproxy failed: " << s.message() << std::endl;
+      common::LogError() << "restarting haproxy failed: " << s.message();
       next_try = Clock::now() + backoff;
       backoff = std::min(backoff * 2, kMaxBackoff);
     } else {

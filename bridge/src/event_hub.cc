@@ -1,14 +1,13 @@
 // The SUB thread and the subscription queues. Every zmq::error_t of the hub stops here.
 #include "event_hub.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <utility>
 #include <zmq.hpp>
+
+#include "lb/common/log.h"
 
 namespace lb::bridge {
 namespace {
@@ -24,9 +23,7 @@ constexpr std::size_t kMaxChunkBytes = 64 * 1024;
 // Messages the SUB thread takes per wake-up before it polls again (and so sees Stop()).
 constexpr int kMaxMessagesPerWake = 1000;
 
-void Log(const std::string& line) {
-  std::fputs(("lb-bridge: " + line + "\n").c_str(), stderr);  // one call: lines do not interleave
-}
+void Log(const std::string& line) { common::Log(common::LogLevel::kWarning, line); }
 
 std::string Printable(std::string_view s) {
   return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
@@ -95,13 +92,12 @@ std::optional<std::string> EventHub::Subscription::NextChunk() {
 proto::Result<std::unique_ptr<EventHub>> EventHub::Start(zmq::context_t& context,
                                                          std::string endpoint,
                                                          EventHubOptions options) {
-  int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd < 0) {
-    return Status(ErrorCode::kInternal,
-                  std::string("cannot create the event hub's eventfd: ") + std::strerror(errno));
+  std::unique_ptr<EventHub> hub;
+  try {
+    hub.reset(new EventHub(context, std::move(endpoint), std::move(options)));
+  } catch (const std::system_error& e) {
+    return Status(ErrorCode::kInternal, std::string("cannot create the event hub: ") + e.what());
   }
-  std::unique_ptr<EventHub> hub(
-      new EventHub(context, std::move(endpoint), std::move(options), wake_fd));
   std::promise<Status> started;
   std::future<Status> result = started.get_future();
   try {
@@ -117,17 +113,12 @@ proto::Result<std::unique_ptr<EventHub>> EventHub::Start(zmq::context_t& context
   return hub;
 }
 
-EventHub::EventHub(zmq::context_t& context, std::string endpoint, EventHubOptions options,
-                   int wake_fd)
-    : context_(context),
-      endpoint_(std::move(endpoint)),
-      options_(std::move(options)),
-      wake_fd_(wake_fd) {}
+EventHub::EventHub(zmq::context_t& context, std::string endpoint, EventHubOptions options)
+    : context_(context), endpoint_(std::move(endpoint)), options_(std::move(options)) {}
 
 EventHub::~EventHub() {
   Stop();
   if (thread_.joinable()) thread_.join();
-  close(wake_fd_);
 }
 
 proto::Result<std::unique_ptr<EventHub::Subscription>> EventHub::Subscribe(
@@ -152,9 +143,7 @@ void EventHub::Stop() {
     stopping_ = true;
     for (Subscription* subscription : subscriptions_) subscription->ready_.notify_all();
   }
-  const uint64_t one = 1;
-  // Cannot fail short of a bug: the counter is far from overflowing and the fd is open.
-  [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+  wake_.Notify();
 }
 
 std::size_t EventHub::subscription_count() const {
@@ -183,7 +172,7 @@ void EventHub::Run(std::promise<Status> started) {
   started.set_value(Status::Ok());
 
   zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0},
-                             {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+                             {nullptr, wake_.fd(), ZMQ_POLLIN, 0}};
   for (;;) {
     try {
       zmq::poll(items, 2);

@@ -38,7 +38,8 @@
 #include <thread>
 #include <vector>
 
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/mailbox.h"
 #include "lb/proto/codec.h"
 #include "lb/proto/status.h"
 
@@ -135,7 +136,7 @@ class EventHub {
   const EventHubOptions& options() const { return options_; }
 
  private:
-  EventHub(zmq::context_t& context, std::string endpoint, EventHubOptions options, int wake_fd);
+  EventHub(zmq::context_t& context, std::string endpoint, EventHubOptions options);
 
   // The SUB thread. `started` is set once the socket is connected, or with the reason it failed.
   void Run(std::promise<proto::Status> started);
@@ -145,7 +146,7 @@ class EventHub {
   zmq::context_t& context_;
   const std::string endpoint_;
   const EventHubOptions options_;
-  const int wake_fd_;  // eventfd: written by Stop(), polled by the SUB thread
+  common::EventFd wake_;  // notified by Stop(), polled by the SUB thread
   std::thread thread_;
 
   mutable std::mutex mutex_;

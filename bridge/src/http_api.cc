@@ -12,6 +12,7 @@
 #include <string_view>
 #include <utility>
 
+#include "lb/common/log.h"
 #include "lb/proto/backends.h"
 #include "security.h"
 
@@ -158,10 +159,9 @@ void LogRefusal(const httplib::Request& req, const AccessDecision& decision) {
                            : req.has_header("Authorization") ? "Authorization is not a bearer token"
                                                              : "no bearer token")
                         : "possible cross-site request (no token, only simple headers)";
-  std::string line = "lb-bridge: " + field(req.remote_addr) + " " + field(req.method) + " " +
-                     field(req.path) + " refused (" + std::to_string(RefusalStatus(decision)) +
-                     "): " + why + "\n";
-  std::fputs(line.c_str(), stderr);
+  common::LogWarning() << field(req.remote_addr) << " " << field(req.method) << " "
+                       << field(req.path) << " refused (" << RefusalStatus(decision)
+                       << "): " << why;
 }
 
 // True when httplib reads a body for this request before routing it (its expect_content: POST,
@@ -185,14 +185,13 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
   pending_refusal.reset();
   request_authenticated = false;
   auto field = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
-  std::string line = "lb-bridge: " + field(req.remote_addr) + " " + field(req.method) + " " +
-                     field(req.path) + " " + std::to_string(res.status) + " " + ms + " ms\n";
-  std::fputs(line.c_str(), stderr);  // one call per line: lines from threads do not interleave
+  common::LogInfo() << field(req.remote_addr) << " " << field(req.method) << " " << field(req.path)
+                    << " " << res.status << " " << ms << " ms";
 }
 
 class Handlers {
  public:
-  Handlers(AgentClient& agent, const common::Settings& settings, TokenSet tokens)
+  Handlers(client::CommandClient& agent, const common::Settings& settings, TokenSet tokens)
       : agent_(agent),
         tokens_(std::move(tokens)),
         default_backend_(settings.haproxy.default_backend),
@@ -210,7 +209,7 @@ class Handlers {
       args["expect_sha256"] = req.get_param_value("expect_sha256");
     }
 
-    proto::Result<proto::Reply> reply = agent_.Call("reload", std::move(args));
+    proto::Result<proto::Reply> reply = CallAgent("reload", std::move(args));
     if (!reply.ok()) return SendError(res, reply.status());
     if (!reply->status.ok()) return SendError(res, reply->status);
     json body = reply->result.is_object() ? std::move(reply->result) : json::object();
@@ -226,7 +225,7 @@ class Handlers {
       return SendError(res, Status(ErrorCode::kBadRequest,
                                    "/getBackends lists one backend; name it in ?backend="));
     }
-    proto::Result<proto::Reply> reply = agent_.Call("status", {{"backend", backend}});
+    proto::Result<proto::Reply> reply = CallAgent("status", {{"backend", backend}});
     if (!reply.ok()) return SendError(res, reply.status());
     if (!reply->status.ok()) return SendError(res, reply->status);
     const json& result = reply->result;
@@ -247,7 +246,7 @@ class Handlers {
 
   // With tokens on, a health check without a valid token learns only whether the agent is up.
   void Healthz(const httplib::Request&, httplib::Response& res) const {
-    proto::Result<proto::Reply> reply = agent_.Call("ping", json::object());
+    proto::Result<proto::Reply> reply = CallAgent("ping", json::object());
     Status status = reply.ok() ? reply->status : reply.status();
     if (!tokens_.empty() && !request_authenticated) {
       return SendJson(res, status.ok() ? 200 : HttpStatusFor(status.code()),
@@ -337,7 +336,18 @@ class Handlers {
   }
 
  private:
-  AgentClient& agent_;
+  // One call to the agent. A command_endpoint ZeroMQ cannot use is the bridge's own settings
+  // error (500), not the HTTP client's (400).
+  proto::Result<proto::Reply> CallAgent(const std::string& cmd, json args) const {
+    proto::Result<proto::Reply> reply = agent_.Call(cmd, args);
+    if (!reply.ok() && reply.status().code() == ErrorCode::kBadRequest) {
+      return Status(ErrorCode::kInternal,
+                    reply.status().message() + " ([lb-agent] command_endpoint)");
+    }
+    return reply;
+  }
+
+  client::CommandClient& agent_;
   const TokenSet tokens_;
   const std::string default_backend_;
   const std::string instance_prefix_;
@@ -426,8 +436,25 @@ proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t
   return config;
 }
 
-void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings,
-                    TokenSet tokens) {
+client::CommandClientOptions AgentClientOptions(const common::Settings& settings,
+                                                std::optional<common::CurveClientKeys> curve) {
+  client::CommandClientOptions options;
+  options.endpoint = settings.agent.command_endpoint;
+  options.timeout = settings.bridge.agent_timeout;
+  options.connect_timeout = std::chrono::milliseconds(2000);
+  // The agent's replies are small next to the codec's default limit (a status of thousands of
+  // servers is ~150 KB).
+  options.max_reply_bytes = proto::DecodeLimits().max_frame_bytes;
+  options.curve = std::move(curve);
+  options.wording.client = "lb-bridge";
+  options.wording.own_key = "[security] bridge_curve_secret_key";
+  options.wording.server_key = "[security] agent_public_key";
+  options.wording.keys_unset.clear();
+  return options;
+}
+
+void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
+                    const common::Settings& settings, TokenSet tokens) {
   auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens));
   // Every route with a body answers a refusal left by the pre-routing handler, once the body has
   // been read (see pending_refusal).

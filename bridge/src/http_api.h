@@ -1,8 +1,8 @@
 // The bridge's HTTP API: the 2015 lb-agent's endpoints, answered by asking the agent.
 //
 // DESIGN: httplib runs each connection on a thread of its pool; every handler is a short,
-// blocking translation "HTTP request -> one AgentClient::Call -> HTTP response", with no state
-// of its own, so handlers need no locking (AgentClient::Call is thread-safe).
+// blocking translation "HTTP request -> one CommandClient::Call -> HTTP response", with no state
+// of its own, so handlers need no locking (CommandClient::Call is thread-safe).
 //
 //   POST /reloadHaproxy, POST /reload   the body is the whole HAProxy configuration -> `reload`
 //   GET|POST /getBackends               `status` of one backend, in the legacy list shape
@@ -21,9 +21,10 @@
 
 #include <cstddef>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
-#include "agent_client.h"
+#include "lb/client/command_client.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
 #include "security.h"
@@ -53,12 +54,18 @@ nlohmann::json ErrorBody(const proto::Status& status);
 // only req.body, its headers and (multipart) req.files; safe on any input (fuzzed).
 proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes);
 
+// The options of the bridge's connection to the agent: [lb-agent] command_endpoint,
+// agent_timeout for a whole call, two seconds at most to connect (503 sooner when the agent is
+// down), the bridge's CURVE keys, and the bridge's names for its settings in messages.
+client::CommandClientOptions AgentClientOptions(const common::Settings& settings,
+                                                std::optional<common::CurveClientKeys> curve);
+
 // Installs the routes, the access check of security.h (bearer `tokens` when not empty, else the
 // cross-site rule) in front of every route (GET /events included), the JSON answers for unknown
 // routes and httplib's own errors, the request log, the body size limit
 // (settings.bridge.max_body_bytes) and the connection timeouts on `server`. Call before
 // binding. `agent` must outlive `server`; `settings` is copied.
-void InstallHttpApi(httplib::Server& server, AgentClient& agent, const common::Settings& settings,
-                    TokenSet tokens = {});
+void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
+                    const common::Settings& settings, TokenSet tokens = {});
 
 }  // namespace lb::bridge

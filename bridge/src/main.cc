@@ -1,6 +1,7 @@
 // lb-bridge: the HTTP API of the 2015 lb-agent, served by asking lb-agent over ZeroMQ. main()
 // only parses the command line, loads the settings and handles signals; http_api.h holds the
-// routes, agent_client.h the agent connection, and event_stream.h / event_hub.h GET /events.
+// routes, lb/client/command_client.h the agent connection, and event_stream.h / event_hub.h
+// GET /events.
 #include <httplib.h>
 #include <signal.h>
 
@@ -14,18 +15,18 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <variant>
 #include <zmq.hpp>
 
-#include "agent_client.h"
 #include "event_hub.h"
 #include "event_stream.h"
 #include "http_api.h"
+#include "lb/client/command_client.h"
+#include "lb/common/daemon.h"
+#include "lb/common/log.h"
 #include "lb/common/settings.h"
+#include "lb/common/version.h"
 #include "security.h"
-
-#ifndef LB_VERSION
-#define LB_VERSION "dev"
-#endif
 
 namespace {
 
@@ -44,29 +45,17 @@ constexpr const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_path = "/etc/lb-agent/lb-agent.cfg";
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::cout << kUsage;
-      return 0;
-    }
-    if (arg == "--version") {
-      std::cout << "lb-bridge " << LB_VERSION << "\n";
-      return 0;
-    }
-    if (arg == "--config" && i + 1 < argc) {
-      config_path = argv[++i];
-    } else if (arg.rfind("--config=", 0) == 0) {
-      config_path = arg.substr(9);
-    } else {
-      std::cerr << "lb-bridge: unknown argument \"" << arg << "\"\n" << kUsage;
-      return 2;
-    }
-  }
+  using lb::common::LogError;
+  using lb::common::LogInfo;
+  using lb::common::LogWarning;
+  lb::common::SetLogProgram("lb-bridge");
+  auto parsed = lb::common::ParseDaemonArgs(
+      argc, argv, {"lb-bridge", kUsage, "/etc/lb-agent/lb-agent.cfg", /*takes_check=*/false});
+  if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
+  const std::string config_path = std::get<lb::common::DaemonArgs>(parsed).config_path;
   auto loaded = lb::common::LoadSettings(config_path);
   if (!loaded.ok()) {
-    std::cerr << "lb-bridge: " << loaded.status().message() << "\n";
+    LogError() << loaded.status().message();
     return 2;
   }
   const lb::common::Settings& settings = *loaded;
@@ -77,51 +66,44 @@ int main(int argc, char** argv) {
   if (!security.bridge_tokens_file.empty()) {
     auto loaded_tokens = lb::bridge::LoadTokensFile(security.bridge_tokens_file);
     if (!loaded_tokens.ok()) {
-      std::cerr << "lb-bridge: " << loaded_tokens.status().message() << " (" << settings.path
-                << ")\n";
+      LogError() << loaded_tokens.status().message() << " (" << settings.path << ")";
       return 2;
     }
     tokens = std::move(loaded_tokens).value();
   }
   auto curve = lb::bridge::BridgeCurveKeys(security);
   if (!curve.ok()) {
-    std::cerr << "lb-bridge: " << curve.status().message() << " (" << settings.path << ")\n";
+    LogError() << curve.status().message() << " (" << settings.path << ")";
     return 2;
   }
   auto made_server = lb::bridge::MakeHttpServer(security);
   if (!made_server.ok()) {
-    std::cerr << "lb-bridge: " << made_server.status().message() << " (" << settings.path << ")\n";
+    LogError() << made_server.status().message() << " (" << settings.path << ")";
     return 2;
   }
   std::unique_ptr<httplib::Server> server = std::move(made_server).value();
   const bool tls = !security.bridge_tls_cert.empty();
   if (!lb::bridge::IsLoopbackHost(settings.bridge.host) && tokens.empty()) {
-    std::cerr << "lb-bridge: WARNING: listening on " << settings.bridge.host
-              << ", reachable from other hosts, without bearer tokens: anyone who reaches this "
-                 "port can replace the HAProxy configuration. Set [security] "
-                 "bridge_tokens_file (SECURITY.md), or [lb-agent] host = 127.0.0.1\n";
+    LogWarning() << "WARNING: listening on " << settings.bridge.host
+                 << ", reachable from other hosts, without bearer tokens: anyone who reaches this "
+                    "port can replace the HAProxy configuration. Set [security] "
+                    "bridge_tokens_file (SECURITY.md), or [lb-agent] host = 127.0.0.1";
   }
 
   // Signals are taken by one thread with sigwait; the mask is set before any other thread
   // (httplib's pool, libzmq's I/O threads) exists, so none of them ever sees SIGTERM or SIGINT.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const lb::common::StopSignals signals;
 
   int code = 0;
   try {
     zmq::context_t context;
-    lb::bridge::AgentClient agent(context, settings.agent.command_endpoint,
-                                  settings.bridge.agent_timeout, lb::proto::DecodeLimits(), *curve);
+    lb::client::CommandClient agent(context, lb::bridge::AgentClientOptions(settings, *curve));
     lb::bridge::EventHubOptions hub_options;
     hub_options.curve = *curve;
     auto hub = lb::bridge::EventHub::Start(context, settings.agent.event_endpoint, hub_options);
     if (!hub.ok()) {
-      std::cerr << "lb-bridge: " << hub.status().message() << " (" << settings.path
-                << ": [lb-agent] event_endpoint)" << std::endl;
+      LogError() << hub.status().message() << " (" << settings.path
+                 << ": [lb-agent] event_endpoint)";
       return 1;
     }
     std::unique_ptr<lb::bridge::EventHub> events = std::move(hub).value();
@@ -137,9 +119,9 @@ int main(int argc, char** argv) {
       port = -1;
     }
     if (port < 0) {
-      std::cerr << "lb-bridge: cannot listen on " << host << ":" << settings.bridge.port
-                << (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()) << " ("
-                << settings.path << ": [lb-agent] host, port)" << std::endl;
+      LogError() << "cannot listen on " << host << ":" << settings.bridge.port
+                 << (errno != 0 ? std::string(": ") + std::strerror(errno) : std::string()) << " ("
+                 << settings.path << ": [lb-agent] host, port)";
       return 1;
     }
 
@@ -148,10 +130,9 @@ int main(int argc, char** argv) {
     std::condition_variable listen_returned_cv;
     bool listen_returned = false;
     std::thread waiter([&] {
-      int sig = 0;
-      sigwait(&signals, &sig);
+      const int sig = signals.Wait();
       if (!stopping.exchange(true)) {
-        std::cerr << "lb-bridge: received " << strsignal(sig) << ", stopping" << std::endl;
+        LogInfo() << "received " << strsignal(sig) << ", stopping";
       }
       // httplib's stop() does nothing before listen_after_bind() has started, so a signal that
       // arrives that early is answered by stopping again until listening has ended. Called from
@@ -164,11 +145,11 @@ int main(int argc, char** argv) {
         listen_returned_cv.wait_for(lock, std::chrono::milliseconds(50));
       }
     });
-    std::cerr << "lb-bridge " << LB_VERSION << " listening on " << host << ":" << port
+    LogInfo() << lb::common::Version() << " listening on " << host << ":" << port
               << (tls ? " (HTTPS)" : "") << " -> agent " << settings.agent.command_endpoint
               << ", events " << settings.agent.event_endpoint
               << (tokens.empty() ? "" : ", bearer tokens: " + std::to_string(tokens.size()))
-              << (curve->has_value() ? ", CURVE" : "") << std::endl;
+              << (curve->has_value() ? ", CURVE" : "");
     bool served = server->listen_after_bind();
     {
       std::lock_guard lock(mutex);
@@ -179,14 +160,14 @@ int main(int argc, char** argv) {
       // listen_after_bind() returned on its own: release the waiter thread.
       pthread_kill(waiter.native_handle(), SIGTERM);
       if (!served) {
-        std::cerr << "lb-bridge: the HTTP server stopped unexpectedly" << std::endl;
+        LogError() << "the HTTP server stopped unexpectedly";
         code = 1;
       }
     }
     waiter.join();
   } catch (const std::exception& e) {
     // zmq::context_t and std::thread are the only things here that throw: out of resources.
-    std::cerr << "lb-bridge: " << e.what() << std::endl;
+    LogError() << e.what();
     return 1;
   }
   return code;

@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "lb/common/file.h"
+
 namespace lb::bridge {
 namespace {
 
@@ -127,40 +129,25 @@ Result<TokenSet> ParseTokens(std::string_view text, const std::string& origin) {
 
 Result<TokenSet> LoadTokensFile(const std::string& path) {
   const std::string what = "[security] bridge_tokens_file";
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return BadRequest(what + " " + path + ": cannot read: " + std::strerror(errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return BadRequest(what + " " + path + ": not a regular file");
+  if (stat(path.c_str(), &st) != 0) {
+    return BadRequest(what + " " + path + ": cannot read: " + std::strerror(errno));
   }
+  if (!S_ISREG(st.st_mode)) return BadRequest(what + " " + path + ": not a regular file");
   if ((st.st_mode & S_IROTH) != 0) {
-    close(fd);
     return BadRequest(what + " " + path +
                       ": readable by other users; tokens are secrets (chmod o-rwx " + path + ")");
   }
-  if (static_cast<uintmax_t>(st.st_size) > kMaxTokensFileBytes) {
-    close(fd);
-    return BadRequest(what + " " + path + ": " + std::to_string(st.st_size) +
-                      " bytes exceeds the limit of " + std::to_string(kMaxTokensFileBytes) +
-                      " bytes for a tokens file");
+  // One byte over the limit is enough for ParseTokens to name the limit.
+  Result<std::string> text = common::ReadSmallFile(path, kMaxTokensFileBytes + 1);
+  if (!text.ok() && text.status().code() != ErrorCode::kTooLarge) {
+    return BadRequest(what + ": " + text.status().message());
   }
-  std::string text;
-  char buffer[8192];
-  for (;;) {
-    ssize_t n = read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int error = errno;
-      close(fd);
-      return BadRequest(what + " " + path + ": cannot read: " + std::strerror(error));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > kMaxTokensFileBytes) break;  // grew after fstat; ParseTokens refuses it
+  if (!text.ok()) {
+    return BadRequest(what + " " + path + ": exceeds the limit of " +
+                      std::to_string(kMaxTokensFileBytes) + " bytes for a tokens file");
   }
-  close(fd);
-  return ParseTokens(text, what + " " + path);
+  return ParseTokens(*text, what + " " + path);
 }
 
 std::optional<std::string_view> BearerToken(std::string_view authorization) {

@@ -1,5 +1,10 @@
 // lbctl's command line: what the operator asked for, parsed and checked before anything touches
 // a socket. Pure: no I/O, no globals; the environment comes in as a value.
+//
+// DESIGN: two tables in command_line.cc, one row per command (its words, synopsis, help and the
+// check of its arguments) and one row per option (its name, value, the commands that take it,
+// its help and how it is stored). The parser, the "is an option of ... only" errors and
+// UsageText() all read those rows: an option is known in one place.
 #pragma once
 
 #include <chrono>
@@ -9,7 +14,8 @@
 #include <string_view>
 #include <vector>
 
-#include "fleet_protocol.h"
+#include "lb/client/describe.h"
+#include "lb/proto/fleet.h"
 #include "lb/proto/status.h"
 
 namespace lb::cli {
@@ -32,7 +38,6 @@ enum class Command {
   kGetConfig,
   kPing,
   kWatch,
-  kFleetServe,   // lbctl fleet serve: the fleet controller, in the foreground
   kFleetPush,    // lbctl fleet push FILE: a rollout through the controller's control socket
   kFleetAgents,  // lbctl fleet agents: the agents the controller knows
   kKeygen,       // lbctl keygen PATH: a CURVE key pair in PATH and PATH_secret
@@ -49,28 +54,21 @@ struct Environment {
   bool stderr_is_terminal = false;  // fleet push draws a live progress line there
 };
 
-// `lbctl fleet ...` (proto/PROTOCOL.md, "Fleet" and "Controller control socket").
+// `lbctl fleet push|agents`, clients of lb-controller's control socket (proto/PROTOCOL.md,
+// "Controller control socket").
 struct FleetOptions {
-  // serve: where the controller binds its PUB (pushes, beacons) and ROUTER (agents) sockets,
-  // where it keeps its state, its id (empty: the host name) and how often it sends a beacon.
-  std::string pub_endpoint;
-  std::string router_endpoint;
-  std::string state_dir;
-  std::string id;
-  std::chrono::milliseconds beacon_interval{1000};
-  // serve binds it; push and agents connect to it. Required: there is no default controller.
+  // The controller's control socket. Required: there is no default controller.
   std::string control_endpoint;
-  // push: exactly one of --all, --group G, --agent ID.
-  std::optional<FleetTarget> target;
+  // push: exactly one of --all, --group G, --agent-id ID.
+  std::optional<proto::FleetTarget> target;
   std::optional<uint64_t> expect;  // wait for this many agents' answers, whoever they are
   uint64_t canary = 0;             // 0: no canary wave
   uint64_t batch = 0;              // 0: no limit on agents reloading at once
   bool stop_on_failure = false;
-  // serve: CURVE on the PUB and ROUTER sockets (Options::curve_key is the controller's own
-  // secret certificate): the allow-list of agents' public keys, a file or a directory.
-  std::string clients;
-  // serve without CURVE: bind PUB/ROUTER to non-loopback endpoints anyway (with a warning).
-  bool allow_insecure = false;
+  // push: record the push even when no known agent matches (for agents that say hello later).
+  bool allow_no_match = false;
+  // push: the config is the target's desired state at once, even if every agent refuses it.
+  bool desired_always = false;
 };
 
 struct Options {
@@ -79,14 +77,13 @@ struct Options {
   std::string agent_endpoint = "tcp://127.0.0.1:5555";
   std::string events_endpoint = "tcp://127.0.0.1:5556";
   // The whole budget of one command, connection included (fleet push: the whole rollout).
-  // Not used by `watch` and `fleet serve`.
+  // Not used by `watch`.
   std::chrono::milliseconds timeout{30000};
   bool json = false;
   bool no_color = false;
   // CURVE (SECURITY.md), for the commands that talk to the agent: lbctl's own secret
   // certificate and the agent's public certificate (flag, then LBCTL_CURVE_KEY /
-  // LBCTL_SERVER_KEY); both or neither. Files, read by Run(), not here. `fleet serve
-  // --curve-key` names the controller's own secret certificate (no environment).
+  // LBCTL_SERVER_KEY); both or neither. Files, read by Run(), not here.
   std::string curve_key;
   std::string server_key;
 
@@ -98,7 +95,7 @@ struct Options {
   std::string topic_prefix;       // watch: "" = every topic
   std::optional<uint64_t> count;  // watch: stop after this many events
   std::optional<std::chrono::milliseconds> for_ms;  // watch: stop after this long
-  FleetOptions fleet;                               // fleet serve, push, agents
+  FleetOptions fleet;                               // fleet push, agents
 };
 
 // Parses argv[1..] (without the program name). Global options may appear before or after the
@@ -112,9 +109,9 @@ proto::Result<Options> ParseCommandLine(const std::vector<std::string>& args,
 bool UseColor(const Options& options, const Environment& env);
 
 // The text of `lbctl help`: commands, options, exit codes.
-std::string_view UsageText();
+std::string UsageText();
 
-// "30 s", "0.5 s": how a duration is shown in messages.
-std::string DescribeSeconds(std::chrono::milliseconds duration);
+// "30 s", "0.5 s": how a duration is shown in messages (lb/client/describe.h).
+using client::DescribeSeconds;
 
 }  // namespace lb::cli

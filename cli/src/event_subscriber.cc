@@ -11,6 +11,9 @@
 namespace lb::cli {
 namespace {
 
+using client::DescribeHandshakeFailure;
+using client::HandshakeFailure;
+using client::HandshakeMonitor;
 using proto::ErrorCode;
 using proto::Status;
 

@@ -15,8 +15,8 @@
 #include <optional>
 #include <string>
 
-#include "handshake_monitor.h"
-#include "lb/common/curve.h"
+#include "lb/client/handshake_monitor.h"
+#include "lb/common/curve_socket.h"
 #include "lb/proto/status.h"
 
 namespace zmq {
@@ -62,7 +62,7 @@ class EventSubscriber {
   const std::string prefix_;
   std::optional<common::CurveClientKeys> keys_;
   std::unique_ptr<zmq::socket_t> socket_;
-  std::unique_ptr<HandshakeMonitor> monitor_;  // destroyed before socket_
+  std::unique_ptr<client::HandshakeMonitor> monitor_;  // destroyed before socket_
 };
 
 }  // namespace lb::cli

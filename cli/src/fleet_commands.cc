@@ -7,9 +7,8 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "agent_call.h"
-#include "fleet_controller.h"
 #include "fleet_rollout.h"
+#include "lb/client/command_client.h"
 #include "output.h"
 
 namespace lb::cli {
@@ -17,6 +16,7 @@ namespace {
 
 using nlohmann::json;
 using proto::ErrorCode;
+using proto::FleetTarget;
 using proto::Status;
 using Clock = std::chrono::steady_clock;
 
@@ -51,8 +51,16 @@ struct ControllerReply {
 ControllerReply CallController(zmq::context_t& context, const std::string& endpoint,
                                const std::string& cmd, const json& args,
                                std::chrono::milliseconds timeout) {
+  client::CommandClientOptions options;
+  options.endpoint = endpoint;
+  options.timeout = timeout;
+  options.wording.peer = "the controller";
+  options.wording.program = "lb-controller";
+  options.wording.endpoint_setting = "control endpoint";
+  options.wording.own_key.clear();  // the control socket has no CURVE: no key hints
+  client::CommandClient controller(context, options);
   ControllerReply out;
-  auto reply = CallAgent(context, endpoint, cmd, args, timeout);
+  auto reply = controller.Call(cmd, args);
   if (reply.ok() && reply->status.ok()) {
     out.result = std::move(reply->result);
     return out;
@@ -62,31 +70,10 @@ ControllerReply CallController(zmq::context_t& context, const std::string& endpo
     out.status = reply->status;
     return out;
   }
-  // CallAgent's messages speak of an agent; say which peer this is.
-  const Status& failed = reply.status();
-  switch (failed.code()) {
-    case ErrorCode::kBadRequest:
-      out.kind = ControllerReply::Kind::kBadEndpoint;
-      out.status = Status(failed.code(),
-                          "cannot use \"" + endpoint + "\" as the controller's --control endpoint");
-      break;
-    case ErrorCode::kUnavailable:
-      out.kind = ControllerReply::Kind::kUnreachable;
-      out.status = Status(failed.code(), "no answer from " + endpoint + " within " +
-                                             DescribeSeconds(timeout) +
-                                             " (is lbctl fleet serve running? is that its "
-                                             "--control endpoint?)");
-      break;
-    case ErrorCode::kTimeout:
-      out.kind = ControllerReply::Kind::kUnreachable;
-      out.status = Status(failed.code(), "no answer from the controller at " + endpoint + " to `" +
-                                             cmd + "` within " + DescribeSeconds(timeout));
-      break;
-    default:
-      out.kind = ControllerReply::Kind::kUnreachable;
-      out.status = failed;
-      break;
-  }
+  // The client's message names the endpoint and what to check.
+  out.status = reply.status();
+  out.kind = out.status.code() == ErrorCode::kBadRequest ? ControllerReply::Kind::kBadEndpoint
+                                                         : ControllerReply::Kind::kUnreachable;
   return out;
 }
 
@@ -175,6 +162,7 @@ class Rollout {
         line_(err, env.stderr_is_terminal) {
     report_.target = *options.fleet.target;
     report_.staged = options.fleet.canary > 0 || options.fleet.batch > 0;
+    report_.desired_always = options.fleet.desired_always;
   }
 
   int Execute() {
@@ -208,25 +196,40 @@ class Rollout {
     return false;
   }
 
-  // Pushes the config to `target`; its result, or nullopt after Failed().
-  std::optional<json> Push(const FleetTarget& target) {
-    json args = {{"config", config_}};
-    if (options_.force) args["force"] = true;
-    ControllerReply reply =
-        Call("push", {{"target", TargetToJson(target)}, {"cmd", "reload"}, {"args", args}});
+  // A result lbctl cannot read (another version of the controller?): the rollout stops.
+  bool Unreadable(ControllerReply reply, const std::string& what, const Status& why) {
+    reply.kind = ControllerReply::Kind::kUnreachable;
+    reply.status =
+        Status(ErrorCode::kInternal,
+               "the controller's " + what + " result is not what lbctl expects: " + why.message());
+    return Failed(reply);
+  }
+
+  // Pushes the config to `target`; its result, or nullopt after Failed(). `final`: the push to
+  // the rollout's own target (the one that may become its desired state at once).
+  std::optional<proto::FleetPushResult> Push(const FleetTarget& target, bool final) {
+    proto::FleetPushRequest request;
+    request.target = target;
+    request.args = {{"config", config_}};
+    if (options_.force) request.args["force"] = true;
+    if (final && options_.fleet.desired_always) {
+      request.desired = proto::FleetPushRequest::Desired::kAlways;
+    }
+    // With --expect N, the agents may not be known yet: they get it when they say hello.
+    request.allow_no_match = options_.fleet.allow_no_match || options_.fleet.expect.has_value();
+    ControllerReply reply = Call("push", proto::EncodePushRequest(request));
     if (reply.kind != ControllerReply::Kind::kOk) {
       Failed(reply);
       return std::nullopt;
     }
-    if (!reply.result.is_object() || !reply.result.contains("version") ||
-        AsVersion(reply.result["version"]).value_or(0) == 0) {
-      reply.kind = ControllerReply::Kind::kUnreachable;
-      reply.status = Status(ErrorCode::kInternal, "the controller's push result has no version");
-      Failed(reply);
+    auto result = proto::ParsePushResult(reply.result);
+    if (!result.ok() || result->version == 0) {
+      Unreadable(reply, "push",
+                 result.ok() ? Status(ErrorCode::kInternal, "no version") : result.status());
       return std::nullopt;
     }
-    report_.versions.push_back(*AsVersion(reply.result["version"]));
-    return std::move(reply.result);
+    report_.versions.push_back(result->version);
+    return std::move(*result);
   }
 
   // Polls acks until `done`, --timeout or a stop request. False (with report_.stopped set)
@@ -244,16 +247,15 @@ class Rollout {
         report_.stopped = "timeout";
         return false;
       }
-      json versions = progress_.WantedVersions();
-      ControllerReply reply = Call("acks", {{"versions", versions}});
+      ControllerReply reply = Call("acks", proto::EncodeAcksRequest({progress_.WantedVersions()}));
       if (reply.kind == ControllerReply::Kind::kRefused) return Failed(reply);
       if (reply.kind != ControllerReply::Kind::kOk) {
         last_failure = reply;  // a controller restarting: ask again until --timeout
       } else {
         last_failure.reset();
-        if (reply.result.contains("acks") && reply.result["acks"].is_array()) {
-          for (const auto& ack : reply.result["acks"]) progress_.Observe(ack, NowMs());
-        }
+        auto acks = proto::ParseAcksResult(reply.result);
+        if (!acks.ok()) return Unreadable(reply, "acks", acks.status());
+        for (const auto& record : acks->acks) progress_.Observe(record.ack, NowMs());
       }
       progress_.Settle(NowMs());
       line_.Update(progress_.Count());
@@ -267,28 +269,27 @@ class Rollout {
 
   // One push to the whole target.
   bool Single() {
-    auto result = Push(report_.target);
+    auto result = Push(report_.target, /*final=*/true);
     if (!result) return false;
-    const uint64_t version = report_.versions.back();
+    const uint64_t version = result->version;
     report_.final_version = version;
     progress_.OpenVersion(version);
     // The known agents that match are listed (so that those that never answer are named),
-    // with --expect too; any other agent that acks this version is added.
-    size_t matching = 0;
-    if (result->contains("matching") && (*result)["matching"].is_array()) {
-      for (const auto& agent : (*result)["matching"]) {
-        if (!agent.is_string()) continue;
-        ++matching;
-        progress_.Pushed(agent.get<std::string>(), version);
-      }
-    }
+    // with --expect too; any other agent that acks this version is added. Lost agents are not
+    // waited for.
+    for (const auto& agent : result->matching) progress_.Pushed(agent, version);
+    for (const auto& agent : result->lost) progress_.Pushed(agent, version, /*lost=*/true);
+    const size_t matching = result->matching.size();
     std::string note = "pushed version " + std::to_string(version) + " to " +
-                       TargetKey(report_.target) + ": " +
+                       proto::TargetKey(report_.target) + ": " +
                        Count(static_cast<int64_t>(matching), "known agent") + " match";
+    if (!result->lost.empty()) {
+      note += " (and " + std::to_string(result->lost.size()) + " lost, not waited for)";
+    }
     if (options_.fleet.expect) {
       note += "; waiting for " + Count(static_cast<int64_t>(*options_.fleet.expect), "answer");
     } else if (matching == 0) {
-      note += "; nothing to wait for (agents that say hello later get it; --expect N waits)";
+      note += "; recorded for agents that say hello later (--allow-no-match)";
     }
     line_.Note(note);
     if (!options_.fleet.expect) return Await([&] { return progress_.Count().pending == 0; });
@@ -302,17 +303,21 @@ class Rollout {
   std::optional<std::vector<std::string>> KnownAgents() {
     bool announced = false;
     while (true) {
-      ControllerReply reply = Call("agents", {{"target", TargetToJson(report_.target)}});
+      ControllerReply reply = Call("agents", proto::EncodeAgentsRequest({report_.target}));
       if (reply.kind != ControllerReply::Kind::kOk) {
         Failed(reply);
         return std::nullopt;
       }
+      auto known = proto::ParseAgentsResult(reply.result);
+      if (!known.ok()) {
+        Unreadable(reply, "agents", known.status());
+        return std::nullopt;
+      }
       std::vector<std::string> agents;
-      if (reply.result.contains("agents") && reply.result["agents"].is_array()) {
-        for (const auto& agent : reply.result["agents"]) {
-          if (agent.is_object() && agent.contains("agent") && agent["agent"].is_string()) {
-            agents.push_back(agent["agent"].get<std::string>());
-          }
+      for (const auto& agent : known->agents) {
+        // Lost agents are not pushed to one by one; refused ids were never agents.
+        if (agent.first_seen_ms != 0 && agent.liveness != proto::FleetLiveness::kLost) {
+          agents.push_back(agent.agent);
         }
       }
       std::sort(agents.begin(), agents.end());
@@ -343,8 +348,17 @@ class Rollout {
     for (const auto& agent : *agents) progress_.AddAgent(agent);
     const std::vector<Wave> waves = PlanWaves(*agents, options_.fleet.canary, options_.fleet.batch);
     if (waves.empty()) {
-      line_.Note("no known agent matches " + TargetKey(report_.target) +
-                 "; recording the push for agents that say hello later");
+      if (!options_.fleet.allow_no_match) {
+        line_.Clear();
+        err_ << "lbctl: no agent the controller knows matches " << proto::TargetKey(report_.target)
+             << " (lbctl fleet agents lists them); nothing was pushed. --allow-no-match records "
+                "it for agents that say hello later\n";
+        early_exit_ = kExitRefused;
+        report_.stopped = "refused";
+        return false;
+      }
+      line_.Note("no known agent matches " + proto::TargetKey(report_.target) +
+                 "; recording the push for agents that say hello later (--allow-no-match)");
     }
     for (size_t i = 0; i < waves.size(); ++i) {
       const Wave& wave = waves[i];
@@ -355,7 +369,7 @@ class Rollout {
           progress_.SkipUnpushed();
           return false;
         }
-        auto result = Push(FleetTarget::Agent(agent));
+        auto result = Push(FleetTarget::Agent(agent), /*final=*/false);
         if (!result) {
           progress_.SkipUnpushed();
           return false;
@@ -373,7 +387,7 @@ class Rollout {
         return false;
       }
     }
-    auto final_push = Push(report_.target);
+    auto final_push = Push(report_.target, /*final=*/true);
     if (!final_push) return false;
     report_.final_version = report_.versions.back();
     return true;
@@ -414,36 +428,6 @@ class Rollout {
 
 }  // namespace
 
-int RunFleetServe(const Options& options, std::ostream& err,
-                  const std::function<bool()>& stop_requested) {
-  try {
-    ServeOptions serve;
-    serve.pub_endpoint = options.fleet.pub_endpoint;
-    serve.router_endpoint = options.fleet.router_endpoint;
-    serve.control_endpoint = options.fleet.control_endpoint;
-    serve.state_dir = options.fleet.state_dir;
-    serve.id = options.fleet.id.empty() ? DefaultControllerId() : options.fleet.id;
-    serve.beacon_interval = options.fleet.beacon_interval;
-    serve.curve_key = options.curve_key;
-    serve.clients = options.fleet.clients;
-    serve.allow_insecure = options.fleet.allow_insecure;
-    zmq::context_t context;
-    FleetController controller(context, serve, err);
-    if (Status open = controller.Open(); !open.ok()) {
-      err << "lbctl: " << open.message() << "\n";
-      return open.code() == ErrorCode::kBadRequest ? kExitUsage : kExitRefused;
-    }
-    if (Status run = controller.Run(stop_requested); !run.ok()) {
-      err << "lbctl: " << run.message() << "\n";
-      return kExitRefused;
-    }
-    return kExitOk;
-  } catch (const std::exception& e) {
-    err << "lbctl: fleet serve failed: " << e.what() << "\n";
-    return kExitRefused;
-  }
-}
-
 int RunFleetPush(const Options& options, const Environment& env, const std::string& config,
                  std::ostream& out, std::ostream& err,
                  const std::function<bool()>& stop_requested) {
@@ -464,10 +448,16 @@ int RunFleetAgents(const Options& options, std::ostream& out, std::ostream& err)
     if (reply.kind != ControllerReply::Kind::kOk) {
       return ReportFailedCall(reply, options.json, out, err);
     }
+    auto agents = proto::ParseAgentsResult(reply.result);
+    if (!agents.ok()) {
+      err << "lbctl: the controller's agents result is not what lbctl expects: "
+          << agents.status().message() << "\n";
+      return kExitUnreachable;
+    }
     if (options.json) {
       out << DumpJson(reply.result, 2) << "\n";
     } else {
-      out << FormatAgents(reply.result);
+      out << FormatAgents(*agents);
     }
     return kExitOk;
   } catch (const std::exception& e) {

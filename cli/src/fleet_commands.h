@@ -1,6 +1,6 @@
-// `lbctl fleet serve | push | agents`: what each does with the parsed Options, down to the exit
-// code. Like Run() (lbctl.h), they print the answer on `out`, everything addressed to the
-// person on `err`, and never throw.
+// `lbctl fleet push | agents`, clients of lb-controller's control socket: what each does with
+// the parsed Options, down to the exit code. Like Run() (lbctl.h), they print the answer on `out`,
+// everything addressed to the person on `err`, and never throw.
 //
 // DESIGN of `fleet push`: the rollout is driven from here, through the controller's control
 // socket (proto/PROTOCOL.md, "Controller control socket"); the controller only records,
@@ -22,12 +22,6 @@
 #include "command_line.h"
 
 namespace lb::cli {
-
-// Runs the controller until `stop_requested` (a signal). 0 when stopped that way; kExitUsage
-// for an endpoint ZeroMQ cannot use; kExitRefused when it cannot start (endpoint in use, state
-// dir locked or unreadable) or fails while serving.
-int RunFleetServe(const Options& options, std::ostream& err,
-                  const std::function<bool()>& stop_requested);
 
 // Rolls `config` out to options.fleet.target. Exit codes: 0, kExitRefused (the controller
 // refused a request), kExitUnreachable, kExitPartialFailure, kExitRolloutTimeout (also when

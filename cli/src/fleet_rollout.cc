@@ -16,21 +16,15 @@ size_t DisplayWidth(std::string_view text) {
   return width;
 }
 
-std::string ErrorText(const json& error) {
-  if (!error.is_object()) return "-";
-  std::string code = Field(error, "code");
-  std::string message = Field(error, "message");
-  if (message == "-") return code;
-  return code + ": " + message;
+std::string ErrorText(const std::optional<proto::FleetError>& error) {
+  if (!error) return "-";
+  if (error->message.empty()) return OneLine(error->code);
+  return OneLine(error->code) + ": " + OneLine(error->message);
 }
 
-int64_t IntField(const json& object, const char* key, int64_t fallback) {
-  if (!object.is_object()) return fallback;
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_number()) return fallback;
-  if (it->is_number_unsigned()) return static_cast<int64_t>(it->get<uint64_t>());
-  if (it->is_number_integer()) return it->get<int64_t>();
-  return static_cast<int64_t>(it->get<double>());
+json ErrorJson(const std::optional<proto::FleetError>& error) {
+  if (!error) return nullptr;
+  return {{"code", error->code}, {"message", error->message}};
 }
 
 }  // namespace
@@ -68,6 +62,8 @@ std::string_view OutcomeName(AgentOutcome outcome) {
       return "ignored";
     case AgentOutcome::kSkipped:
       return "skipped";
+    case AgentOutcome::kLost:
+      return "lost";
   }
   return "pending";
 }
@@ -84,60 +80,48 @@ AgentProgress& RolloutProgress::Listed(const std::string& agent) {
 
 void RolloutProgress::AddAgent(const std::string& agent) { Listed(agent); }
 
-void RolloutProgress::Pushed(const std::string& agent, uint64_t version) {
+void RolloutProgress::Pushed(const std::string& agent, uint64_t version, bool lost) {
   AgentProgress& progress = Listed(agent);
   progress.version = version;
-  progress.outcome = AgentOutcome::kPending;
-  progress.error = nullptr;
+  progress.outcome = lost ? AgentOutcome::kLost : AgentOutcome::kPending;
+  progress.error.reset();
   progress.total_ms = -1;
   progress.ignored_since_ms.reset();
 }
 
 void RolloutProgress::OpenVersion(uint64_t version) { open_versions_.insert(version); }
 
-void RolloutProgress::Observe(const json& ack, int64_t now_ms) {
-  if (!ack.is_object()) return;
-  auto agent_it = ack.find("agent");
-  auto version_it = ack.find("version");
-  auto outcome_it = ack.find("outcome");
-  if (agent_it == ack.end() || !agent_it->is_string() || version_it == ack.end() ||
-      !AsVersion(*version_it) || outcome_it == ack.end() || !outcome_it->is_string()) {
-    return;
-  }
-  const std::string& agent = agent_it->get_ref<const std::string&>();
-  const uint64_t version = *AsVersion(*version_it);
-  const bool open = open_versions_.count(version) != 0;
-  if (index_.count(agent) == 0 && !open) return;
-  AgentProgress& progress = Listed(agent);
-  if (progress.version == 0 && open && progress.outcome == AgentOutcome::kPending) {
-    progress.version = version;
-  }
-  if (progress.version != version || progress.outcome != AgentOutcome::kPending) return;
+void RolloutProgress::Observe(const proto::FleetAck& ack, int64_t now_ms) {
+  const bool open = open_versions_.count(ack.version) != 0;
+  if (index_.count(ack.agent) == 0 && !open) return;
+  AgentProgress& progress = Listed(ack.agent);
+  const bool waiting =
+      progress.outcome == AgentOutcome::kPending || progress.outcome == AgentOutcome::kLost;
+  if (progress.version == 0 && open && waiting) progress.version = ack.version;
+  if (progress.version != ack.version || !waiting) return;
 
-  const std::string& outcome = outcome_it->get_ref<const std::string&>();
-  auto error = ack.find("error");
-  progress.error = error != ack.end() && error->is_object() ? *error : json(nullptr);
-  progress.total_ms = IntField(ack, "total_ms", -1);
-  if (outcome == "applied") {
+  progress.error = ack.error;
+  progress.total_ms = ack.total_ms;
+  if (ack.outcome == proto::kAckApplied) {
     progress.outcome = AgentOutcome::kApplied;
-  } else if (outcome == "unchanged") {
+  } else if (ack.outcome == proto::kAckUnchanged) {
     progress.outcome = AgentOutcome::kUnchanged;
-  } else if (outcome == "refused") {
+  } else if (ack.outcome == proto::kAckRefused) {
     progress.outcome = AgentOutcome::kRefused;
-  } else if (outcome == "ignored") {
+  } else if (ack.outcome == proto::kAckIgnored) {
     if (!progress.ignored_since_ms) progress.ignored_since_ms = now_ms;
-    if (progress.error.is_null()) {
-      progress.error = {{"code", "ignored"},
-                        {"message", "the agent had already processed version " +
-                                        std::to_string(version) + " or a newer one"}};
+    if (!progress.error) {
+      progress.error =
+          proto::FleetError{"ignored", "the agent had already processed version " +
+                                           std::to_string(ack.version) + " or a newer one"};
     }
   }
 }
 
 void RolloutProgress::Settle(int64_t now_ms) {
   for (AgentProgress& progress : agents_) {
-    if (progress.outcome == AgentOutcome::kPending && progress.ignored_since_ms &&
-        now_ms - *progress.ignored_since_ms >= kIgnoredGraceMs) {
+    if ((progress.outcome == AgentOutcome::kPending || progress.outcome == AgentOutcome::kLost) &&
+        progress.ignored_since_ms && now_ms - *progress.ignored_since_ms >= kIgnoredGraceMs) {
       progress.outcome = AgentOutcome::kIgnored;
     }
   }
@@ -189,6 +173,9 @@ Tally RolloutProgress::Count() const {
       case AgentOutcome::kSkipped:
         ++tally.skipped;
         break;
+      case AgentOutcome::kLost:
+        ++tally.lost;
+        break;
     }
   }
   tally.total = agents_.size();
@@ -203,8 +190,9 @@ Tally RolloutProgress::Count() const {
 size_t RolloutProgress::Answered() const {
   size_t answered = 0;
   for (const AgentProgress& progress : agents_) {
-    answered +=
-        progress.outcome != AgentOutcome::kPending && progress.outcome != AgentOutcome::kSkipped;
+    answered += progress.outcome != AgentOutcome::kPending &&
+                progress.outcome != AgentOutcome::kSkipped &&
+                progress.outcome != AgentOutcome::kLost;
   }
   return answered;
 }
@@ -223,7 +211,8 @@ void RolloutProgress::DropPending() {
 std::vector<uint64_t> RolloutProgress::WantedVersions() const {
   std::set<uint64_t> versions = open_versions_;
   for (const AgentProgress& progress : agents_) {
-    if (progress.outcome == AgentOutcome::kPending && progress.version != 0) {
+    if ((progress.outcome == AgentOutcome::kPending || progress.outcome == AgentOutcome::kLost) &&
+        progress.version != 0) {
       versions.insert(progress.version);
     }
   }
@@ -232,7 +221,7 @@ std::vector<uint64_t> RolloutProgress::WantedVersions() const {
 
 int RolloutExitCode(const Tally& tally) {
   if (tally.failed > 0) return kExitPartialFailure;
-  if (tally.pending > 0 || tally.skipped > 0) return kExitRolloutTimeout;
+  if (tally.pending > 0 || tally.skipped > 0 || tally.lost > 0) return kExitRolloutTimeout;
   return 0;
 }
 
@@ -241,6 +230,7 @@ std::string FormatProgress(const Tally& tally) {
                      std::to_string(tally.unchanged) + " / failed " + std::to_string(tally.failed) +
                      " / pending " + std::to_string(tally.pending);
   if (tally.skipped > 0) text += " / skipped " + std::to_string(tally.skipped);
+  if (tally.lost > 0) text += " / lost " + std::to_string(tally.lost);
   return text + " of " + std::to_string(tally.total);
 }
 
@@ -276,7 +266,7 @@ std::string FormatRolloutReport(const RolloutReport& report) {
   }
   out << FormatProgress(report.tally) << "\n";
   const Tally& t = report.tally;
-  const std::string target = TargetKey(report.target);
+  const std::string target = proto::TargetKey(report.target);
   if (report.tally.total > report.agents.size()) {
     const size_t missing = report.tally.total - report.agents.size();
     out << Count(static_cast<int64_t>(missing), "more expected agent") << " never answered\n";
@@ -299,9 +289,23 @@ std::string FormatRolloutReport(const RolloutReport& report) {
   } else if (report.stopped == "refused") {
     out << "stopped: the controller refused a push\n";
   }
+  if (t.lost > 0) {
+    out << Count(static_cast<int64_t>(t.lost), "agent")
+        << " lost (silent for 3 of its hello intervals) when pushed to: not waited for; it gets "
+           "its desired state when it says hello again\n";
+  }
   if (report.final_version) {
-    out << "version " << *report.final_version << " is the desired state of " << target
-        << ": agents that join later get it\n";
+    if (report.desired_always) {
+      out << "version " << *report.final_version << " is the desired state of " << target
+          << " (--desired-always): agents that join later get it\n";
+    } else if (t.applied + t.unchanged > 0) {
+      out << "version " << *report.final_version << " is the desired state of " << target
+          << ": agents that join later get it\n";
+    } else {
+      out << "no agent applied version " << *report.final_version << ": the desired state of "
+          << target << " stays what it was (lbctl fleet agents), unless an agent still applies "
+          << "it\n";
+    }
   } else if (report.staged) {
     out << "the desired state of " << target << " is unchanged\n";
   }
@@ -315,10 +319,10 @@ json RolloutReportToJson(const RolloutReport& report) {
                       {"outcome", OutcomeName(a.outcome)},
                       {"version", a.version == 0 ? json(nullptr) : json(a.version)},
                       {"total_ms", a.total_ms < 0 ? json(nullptr) : json(a.total_ms)},
-                      {"error", a.error}});
+                      {"error", ErrorJson(a.error)}});
   }
   const Tally& t = report.tally;
-  return {{"target", TargetToJson(report.target)},
+  return {{"target", proto::EncodeTarget(report.target)},
           {"staged", report.staged},
           {"versions", report.versions},
           {"final_version", report.final_version ? json(*report.final_version) : json(nullptr)},
@@ -329,46 +333,67 @@ json RolloutReportToJson(const RolloutReport& report) {
             {"failed", t.failed},
             {"pending", t.pending},
             {"skipped", t.skipped},
+            {"lost", t.lost},
             {"total", t.total}}},
           {"agents", std::move(agents)},
           {"exit_code", report.exit_code}};
 }
 
-std::string FormatAgents(const json& result) {
+std::string FormatAgents(const proto::FleetAgentsResult& result) {
   std::ostringstream out;
-  const json agents = result.is_object() && result.contains("agents") && result["agents"].is_array()
-                          ? result["agents"]
-                          : json::array();
-  out << "controller " << Field(result, "controller") << ", latest version "
-      << Field(result, "latest") << ", " << Count(static_cast<int64_t>(agents.size()), "agent")
-      << " known\n";
-  if (agents.empty()) return out.str();
-  const int64_t now_ms = IntField(result, "now_ms", 0);
-  // With CURVE, the key each agent connected with (the allow-list's entry for it).
-  bool keys = false;
-  for (const auto& agent : agents) keys = keys || Field(agent, "curve_key") != "-";
-  std::vector<std::vector<std::string>> rows = {
-      {"AGENT", "GROUPS", "SHA256", "APPLIED", "DESIRED", "LAST SEEN"}};
-  if (keys) rows[0].push_back("CURVE KEY");
-  for (const auto& agent : agents) {
-    std::string groups;
-    if (agent.is_object() && agent.contains("groups") && agent["groups"].is_array()) {
-      for (const auto& g : agent["groups"]) {
-        if (g.is_string()) groups += (groups.empty() ? "" : ",") + OneLine(g.get<std::string>());
-      }
+  out << "controller " << OneLine(result.controller) << ", latest version " << result.latest << ", "
+      << Count(static_cast<int64_t>(result.agents.size()), "agent") << " known\n";
+  for (const proto::FleetTargetInfo& target : result.targets) {
+    out << "  " << OneLine(proto::TargetKey(target.target)) << ": ";
+    if (target.desired_version == 0) {
+      out << "no desired state";
+    } else {
+      out << "desired v" << target.desired_version
+          << (target.desired_because == "operator" ? " (set by the operator)"
+                                                   : " (applied by an agent)");
     }
-    std::string sha = Field(agent, "sha256");
+    if (target.pending_version != 0) {
+      out << "; v" << target.pending_version << " pending (desired once an agent applies it)";
+    }
+    if (target.rejected_version != 0) {
+      out << "; v" << target.rejected_version << " refused by every agent, not handed out";
+    }
+    out << "\n";
+  }
+  if (result.agents.empty()) return out.str();
+  // With CURVE, the key each agent connected with, and what was refused under its id.
+  bool keys = false;
+  for (const auto& agent : result.agents) {
+    keys = keys || !agent.curve_key.empty() || agent.refused_messages > 0;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"AGENT", "STATE", "GROUPS", "SHA256", "APPLIED", "DESIRED", "LAST SEEN"}};
+  if (keys) {
+    rows[0].push_back("CURVE KEY");
+    rows[0].push_back("REFUSED");
+  }
+  for (const auto& agent : result.agents) {
+    std::string groups;
+    for (const auto& g : agent.groups) groups += (groups.empty() ? "" : ",") + OneLine(g);
+    std::string sha = agent.sha256.empty() ? "-" : OneLine(agent.sha256);
     if (sha.size() > 12) sha.resize(12);
-    const int64_t last_seen = IntField(agent, "last_seen_ms", -1);
     const std::string seen =
-        last_seen <= 0 || now_ms <= 0
+        agent.last_seen_ms <= 0 || result.now_ms <= 0
             ? "-"
-            : FormatDuration(std::max<int64_t>(0, (now_ms - last_seen) / 1000)) + " ago";
-    const int64_t desired = IntField(agent, "desired_version", 0);
-    rows.push_back({Field(agent, "agent"), groups.empty() ? "-" : groups, sha,
-                    Field(agent, "applied_version"), desired == 0 ? "-" : std::to_string(desired),
+            : FormatDuration(std::max<int64_t>(0, (result.now_ms - agent.last_seen_ms) / 1000)) +
+                  " ago";
+    const std::string state =
+        agent.first_seen_ms == 0 ? "refused" : std::string(proto::LivenessName(agent.liveness));
+    rows.push_back({OneLine(agent.agent), state, groups.empty() ? "-" : groups, sha,
+                    std::to_string(agent.applied_version),
+                    agent.desired_version == 0 ? "-" : std::to_string(agent.desired_version),
                     seen});
-    if (keys) rows.back().push_back(Field(agent, "curve_key"));
+    if (keys) {
+      rows.back().push_back(agent.curve_key.empty() ? "-" : agent.curve_key);
+      rows.back().push_back(agent.refused_messages == 0 ? "-"
+                                                        : std::to_string(agent.refused_messages) +
+                                                              " (key " + agent.refused_key + ")");
+    }
   }
   out << FormatTable(rows);
   return out.str();

@@ -12,9 +12,11 @@
 #include <string_view>
 #include <vector>
 
-#include "fleet_protocol.h"
+#include "lb/proto/fleet.h"
 
 namespace lb::cli {
+
+using proto::FleetTarget;
 
 // Exit codes of `lbctl fleet push` beyond command_line.h's 0-3 (also in UsageText()).
 inline constexpr int kExitPartialFailure = 4;  // some agents refused (or ignored) the push
@@ -43,6 +45,8 @@ enum class AgentOutcome {
   kRefused,    // said no (invalid config, failed reload, another controller): a failure
   kIgnored,    // only ever said "ignored" (it had processed a newer version): a failure
   kSkipped,    // never pushed to: the rollout stopped before its wave
+  kLost,       // silent for 3 of its hello intervals when pushed to: not waited for (an answer
+               // that still comes in before the end counts)
 };
 std::string_view OutcomeName(AgentOutcome outcome);
 
@@ -50,7 +54,7 @@ struct AgentProgress {
   std::string agent;
   uint64_t version = 0;  // the push meant for it; 0 while it has not been pushed
   AgentOutcome outcome = AgentOutcome::kPending;
-  nlohmann::json error;  // {"code", "message"} from its ack, or null
+  std::optional<proto::FleetError> error;  // from its ack
   int64_t total_ms = -1;
   std::optional<int64_t> ignored_since_ms;  // when an "ignored" ack was first seen
 };
@@ -61,6 +65,7 @@ struct Tally {
   size_t failed = 0;  // refused + ignored
   size_t pending = 0;
   size_t skipped = 0;
+  size_t lost = 0;
   size_t total = 0;
 
   bool operator==(const Tally&) const = default;
@@ -79,19 +84,20 @@ class RolloutProgress {
 
   // Lists `agent` as pending, not pushed yet (no effect when already listed).
   void AddAgent(const std::string& agent);
-  // `version` was pushed for `agent` (listed when new).
-  void Pushed(const std::string& agent, uint64_t version);
+  // `version` was pushed for `agent` (listed when new). `lost`: the controller says it went
+  // silent: it is not waited for.
+  void Pushed(const std::string& agent, uint64_t version, bool lost = false);
   // Acks of `version` count for every agent, listed or not (a push to a whole target).
   void OpenVersion(uint64_t version);
-  // One entry of the controller's `acks` result. Only acks of the version meant for that
-  // agent (or of an open version) count; the first applied/unchanged/refused one is final.
-  void Observe(const nlohmann::json& ack, int64_t now_ms);
+  // One ack of the controller's `acks` result. Only acks of the version meant for that agent
+  // (or of an open version) count; the first applied/unchanged/refused one is final.
+  void Observe(const proto::FleetAck& ack, int64_t now_ms);
   // Turns "ignored" answers older than kIgnoredGraceMs into kIgnored.
   void Settle(int64_t now_ms);
   // Every listed agent not pushed yet becomes kSkipped.
   void SkipUnpushed();
 
-  // Whether every one of `agents` has a final outcome.
+  // Whether every one of `agents` has a final outcome (lost counts as one).
   bool AllAnswered(const std::vector<std::string>& agents) const;
   // Whether any of `agents` failed (refused or ignored).
   bool AnyFailed(const std::vector<std::string>& agents) const;
@@ -117,12 +123,12 @@ class RolloutProgress {
 };
 
 // 0 when every agent applied or was unchanged; kExitPartialFailure when any failed (even if
-// others are still pending); kExitRolloutTimeout when none failed but some are pending or
-// were skipped.
+// others are still pending); kExitRolloutTimeout when none failed but some are pending, were
+// skipped or are lost.
 int RolloutExitCode(const Tally& tally);
 
-// "applied 37 / unchanged 2 / failed 1 / pending 10 of 50" (" / skipped N" before " of" when
-// some were skipped).
+// "applied 37 / unchanged 2 / failed 1 / pending 10 of 50" (" / skipped N" and " / lost N"
+// before " of" when there are some).
 std::string FormatProgress(const Tally& tally);
 
 // Everything `lbctl fleet push` reports at the end.
@@ -131,6 +137,7 @@ struct RolloutReport {
   bool staged = false;                    // --canary or --batch
   std::vector<uint64_t> versions;         // every version pushed, in order
   std::optional<uint64_t> final_version;  // the target-level push recorded last, if any
+  bool desired_always = false;            // --desired-always: final_version is desired at once
   std::string stopped;  // "", canary_failed, failure, timeout, interrupted, unreachable, refused
   std::vector<AgentProgress> agents;
   Tally tally;
@@ -144,10 +151,12 @@ std::string FormatRolloutReport(const RolloutReport& report);
 //  "outcome", "version", "total_ms", "error"}], "exit_code"}.
 nlohmann::json RolloutReportToJson(const RolloutReport& report);
 
-// The `agents` result of the control socket as a table: AGENT, GROUPS, SHA256 (12 digits),
-// APPLIED, DESIRED, LAST SEEN (ago, from the result's now_ms), under a line naming the
-// controller and its latest version.
-std::string FormatAgents(const nlohmann::json& result);
+// The `agents` result of the control socket: a line naming the controller and its latest
+// version, one line per target saying which version is its desired state and why (applied by an
+// agent, or the operator's) and what is pending or was rejected, then a table: AGENT, STATE
+// (alive, lost, unknown), GROUPS, SHA256 (12 digits), APPLIED, DESIRED, LAST SEEN (ago, from
+// the result's now_ms), and with CURVE the agent's key and the messages refused under its id.
+std::string FormatAgents(const proto::FleetAgentsResult& result);
 
 // Rows as an aligned table: columns at least two spaces apart, no trailing blanks.
 std::string FormatTable(const std::vector<std::vector<std::string>>& rows);

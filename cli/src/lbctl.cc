@@ -1,26 +1,19 @@
 #include "lbctl.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <istream>
 #include <iterator>
 #include <ostream>
 #include <zmq.hpp>
 
-#include "agent_call.h"
 #include "event_subscriber.h"
 #include "events.h"
 #include "fleet_commands.h"
-#include "lb/common/curve.h"
+#include "lb/client/command_client.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/file.h"
+#include "lb/common/version.h"
 #include "output.h"
-
-#ifndef LB_VERSION
-#define LB_VERSION "dev"
-#endif
 
 namespace lb::cli {
 namespace {
@@ -41,34 +34,13 @@ constexpr std::chrono::milliseconds kSilenceWarning{15000};
 
 // The text of FILE, or of `in` for "-". Errors name the file and the OS's reason.
 Result<std::string> ReadInput(const std::string& path, std::istream& in) {
-  std::string text;
   if (path == "-") {
-    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    std::string text(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>{});
     if (in.bad()) return Status(ErrorCode::kBadRequest, "cannot read the config from stdin");
     return text;
   }
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return Status(ErrorCode::kBadRequest, "cannot read " + path + ": " + std::strerror(errno));
-  }
-  char buffer[65536];
-  while (true) {
-    const ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      close(fd);
-      return Status(ErrorCode::kBadRequest, "cannot read " + path + ": " + std::strerror(error));
-    }
-    if (n == 0) break;
-    text.append(buffer, static_cast<size_t>(n));
-    if (text.size() > kMaxFileBytes) {
-      close(fd);
-      return Status(ErrorCode::kBadRequest, "cannot read " + path + ": larger than " +
-                                                std::to_string(kMaxFileBytes >> 20) + " MiB");
-    }
-  }
-  close(fd);
+  Result<std::string> text = common::ReadSmallFile(path, kMaxFileBytes);
+  if (!text.ok()) return Status(ErrorCode::kBadRequest, text.status().message());
   return text;
 }
 
@@ -125,6 +97,17 @@ const common::CurveClientKeys* KeysOrNull(const common::CurveClientKeys& keys) {
   return keys.own.public_key.empty() ? nullptr : &keys;
 }
 
+// The agent's command socket, as lbctl talks to it: the whole --timeout to connect (so that a
+// script can wait for an agent that is starting), lbctl's words in the messages.
+client::CommandClientOptions AgentClientOptions(const Options& options,
+                                                const common::CurveClientKeys& keys) {
+  client::CommandClientOptions client;
+  client.endpoint = options.agent_endpoint;
+  client.timeout = options.timeout;
+  if (KeysOrNull(keys) != nullptr) client.curve = keys;
+  return client;
+}
+
 int CallAndPrint(const Options& options, const Environment& env, std::istream& in,
                  std::ostream& out, std::ostream& err) {
   auto keys = LoadKeys(options);
@@ -138,9 +121,9 @@ int CallAndPrint(const Options& options, const Environment& env, std::istream& i
     return kExitUsage;
   }
   zmq::context_t context;
+  client::CommandClient agent(context, AgentClientOptions(options, *keys));
   const Clock::time_point start = Clock::now();
-  auto reply = CallAgent(context, options.agent_endpoint, request->cmd, request->args,
-                         options.timeout, KeysOrNull(*keys));
+  auto reply = agent.Call(request->cmd, request->args);
   const double rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   if (!reply.ok()) {
     err << "lbctl: " << reply.status().message() << "\n";
@@ -294,8 +277,7 @@ int Keygen(const Options& options, std::ostream& out, std::ostream& err) {
 }  // namespace
 
 int Run(const std::vector<std::string>& args, const Environment& env, std::istream& in,
-        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested,
-        const std::function<bool()>& signalled) {
+        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested) {
   try {
     auto options = ParseCommandLine(args, env);
     if (!options.ok()) {
@@ -307,14 +289,12 @@ int Run(const std::vector<std::string>& args, const Environment& env, std::istre
         out << UsageText();
         return kExitOk;
       case Command::kVersion:
-        out << "lbctl " << LB_VERSION << "\n";
+        out << "lbctl " << common::Version() << "\n";
         return kExitOk;
       case Command::kWatch:
         return Watch(*options, out, err, stop_requested);
       case Command::kKeygen:
         return Keygen(*options, out, err);
-      case Command::kFleetServe:
-        return RunFleetServe(*options, err, signalled ? signalled : stop_requested);
       case Command::kFleetPush: {
         auto config = ReadInput(options->file, in);
         if (!config.ok()) {

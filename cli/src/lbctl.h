@@ -19,10 +19,8 @@ namespace lb::cli {
 // Runs `lbctl <args...>` (args without the program name). `in` is read for FILE "-".
 // `stop_requested` is polled by `watch` (at least every 250 ms, and whenever a signal
 // interrupts its wait): true ends the watch with kExitOk; and by `fleet push`, which stops
-// its rollout then. `fleet serve` polls `signalled` instead (at least every 100 ms): only a
-// signal ends it, not a closed stdout. When `signalled` is empty, `stop_requested` serves.
+// its rollout then.
 int Run(const std::vector<std::string>& args, const Environment& env, std::istream& in,
-        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested,
-        const std::function<bool()>& signalled = nullptr);
+        std::ostream& out, std::ostream& err, const std::function<bool()>& stop_requested);
 
 }  // namespace lb::cli

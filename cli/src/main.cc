@@ -55,9 +55,8 @@ int main(int argc, char** argv) {
   env.stderr_is_terminal = isatty(STDERR_FILENO) == 1;
 
   std::vector<std::string> args(argv + 1, argv + argc);
-  const int code = lb::cli::Run(
-      args, env, std::cin, std::cout, std::cerr, [] { return g_stop != 0 || StdoutClosed(); },
-      [] { return g_stop != 0; });
+  const int code = lb::cli::Run(args, env, std::cin, std::cout, std::cerr,
+                                [] { return g_stop != 0 || StdoutClosed(); });
   std::cout.flush();
   return code;
 }

@@ -13,7 +13,8 @@
 #include <system_error>
 #include <type_traits>
 
-#include "lb/common/ini.h"
+#include "lb/common/ini_schema.h"
+#include "lb/proto/fleet.h"
 
 namespace lb::common {
 namespace {
@@ -22,79 +23,10 @@ using proto::ErrorCode;
 using proto::Result;
 using proto::Status;
 
-// One known key: how to store its text into Settings. Returns a problem, or "" when fine.
-using Setter = std::function<std::string(const std::string& value, Settings* out)>;
+using Setter = IniSetter<Settings>;
 
-std::string ParseInt(const std::string& value, long long min, long long max, long long* out) {
-  long long v = 0;
-  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-  if (ec != std::errc() || ptr != value.data() + value.size()) {
-    return "expected an integer, got \"" + value + "\"";
-  }
-  if (v < min || v > max) {
-    return "must be between " + std::to_string(min) + " and " + std::to_string(max);
-  }
-  *out = v;
-  return "";
-}
-
-// Seconds, possibly fractional ("5", "0.5"), as milliseconds.
-std::string ParseSeconds(const std::string& value, std::chrono::milliseconds* out) {
-  std::size_t used = 0;
-  double seconds = 0;
-  try {
-    seconds = std::stod(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size() || value.empty()) return "expected seconds, got \"" + value + "\"";
-  // Written so that NaN ("nan", which stod accepts) fails too.
-  if (!(seconds > 0 && seconds <= 86400)) return "must be more than 0 and at most 86400 seconds";
-  *out = std::chrono::milliseconds(static_cast<long long>(seconds * 1000 + 0.5));
-  return "";
-}
-
-std::string ParseBool(const std::string& value, bool* out) {
-  static const std::map<std::string, bool> kWords = {
-      {"1", true},  {"yes", true}, {"true", true},   {"on", true},
-      {"0", false}, {"no", false}, {"false", false}, {"off", false}};
-  auto it = kWords.find(value);
-  if (it == kWords.end())
-    return "expected yes/no, true/false, on/off or 1/0, got \"" + value + "\"";
-  *out = it->second;
-  return "";
-}
-
-template <typename F>
-Setter StringKey(F field) {
-  return [field](const std::string& v, Settings* s) {
-    *field(s) = v;
-    return std::string();
-  };
-}
-
-template <typename F>
-Setter PathKey(F field, const std::string& base_dir) {
-  return [field, base_dir](const std::string& v, Settings* s) {
-    if (v.empty()) return std::string("must not be empty");
-    std::filesystem::path p(v);
-    *field(s) =
-        p.is_absolute() ? v : (std::filesystem::path(base_dir) / p).lexically_normal().string();
-    return std::string();
-  };
-}
-
-// A path that may be empty (a feature that is off).
-template <typename F>
-Setter OptionalPathKey(F field, const std::string& base_dir) {
-  return [field, base_dir](const std::string& v, Settings* s) {
-    if (v.empty()) {
-      field(s)->clear();
-      return std::string();
-    }
-    return PathKey(field, base_dir)(v, s);
-  };
-}
+// proto::IsValidFleetName, in words.
+constexpr std::string_view kNameRule = "1 to 255 bytes, no '/', no control characters";
 
 // A program: a bare name is looked up in PATH now, so that a missing binary is reported at
 // start-up; a name with a '/' is relative to the settings file's directory.
@@ -127,48 +59,29 @@ Setter ProgramKey(F field, const std::string& base_dir) {
   };
 }
 
-template <typename F>
-Setter IntKey(F field, long long min, long long max) {
-  return [field, min, max](const std::string& v, Settings* s) {
-    long long out = 0;
-    std::string problem = ParseInt(v, min, max, &out);
-    if (problem.empty()) {
-      auto* target = field(s);
-      *target = static_cast<std::remove_pointer_t<decltype(target)>>(out);
-    }
-    return problem;
-  };
-}
-
-template <typename F>
-Setter SecondsKey(F field) {
-  return [field](const std::string& v, Settings* s) { return ParseSeconds(v, field(s)); };
-}
-
-template <typename F>
-Setter BoolKey(F field) {
-  return [field](const std::string& v, Settings* s) { return ParseBool(v, field(s)); };
-}
-
-std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string& base_dir) {
-  std::map<std::string, std::map<std::string, Setter>> keys;
+IniSchema<Settings> KnownKeys(const std::string& base_dir) {
+  IniSchema<Settings> keys;
   auto& b = keys["lb-agent"];
-  b["host"] = StringKey([](Settings* s) { return &s->bridge.host; });
-  b["port"] = IntKey([](Settings* s) { return &s->bridge.port; }, 0, 65535);
-  b["agent_timeout"] = SecondsKey([](Settings* s) { return &s->bridge.agent_timeout; });
-  b["instance_prefix"] = StringKey([](Settings* s) { return &s->bridge.instance_prefix; });
-  b["command_endpoint"] = StringKey([](Settings* s) { return &s->agent.command_endpoint; });
+  b["host"] = StringKey<Settings>([](Settings* s) { return &s->bridge.host; });
+  b["port"] = IntKey<Settings>([](Settings* s) { return &s->bridge.port; }, 0, 65535);
+  b["agent_timeout"] = SecondsKey<Settings>([](Settings* s) { return &s->bridge.agent_timeout; });
+  b["instance_prefix"] =
+      StringKey<Settings>([](Settings* s) { return &s->bridge.instance_prefix; });
+  b["command_endpoint"] =
+      StringKey<Settings>([](Settings* s) { return &s->agent.command_endpoint; });
   b["max_config_bytes"] =
-      IntKey([](Settings* s) { return &s->agent.max_config_bytes; }, 1024, 1LL << 30);
-  b["history_dir"] = PathKey([](Settings* s) { return &s->agent.history_dir; }, base_dir);
-  b["history_keep"] = IntKey([](Settings* s) { return &s->agent.history_keep; }, 0, 10000);
-  b["query_threads"] = IntKey([](Settings* s) { return &s->agent.query_threads; }, 1, 64);
+      IntKey<Settings>([](Settings* s) { return &s->agent.max_config_bytes; }, 1024, 1LL << 30);
+  b["history_dir"] = PathKey<Settings>([](Settings* s) { return &s->agent.history_dir; }, base_dir);
+  b["history_keep"] =
+      IntKey<Settings>([](Settings* s) { return &s->agent.history_keep; }, 0, 10000);
+  b["query_threads"] = IntKey<Settings>([](Settings* s) { return &s->agent.query_threads; }, 1, 64);
 
-  b["event_endpoint"] = StringKey([](Settings* s) { return &s->agent.event_endpoint; });
-  b["agent_id"] = StringKey([](Settings* s) { return &s->agent.agent_id; });
-  b["poll_interval"] = SecondsKey([](Settings* s) { return &s->agent.poll_interval; });
-  b["heartbeat_interval"] = SecondsKey([](Settings* s) { return &s->agent.heartbeat_interval; });
-  b["event_hwm"] = IntKey([](Settings* s) { return &s->agent.event_hwm; }, 1, 10000000);
+  b["event_endpoint"] = StringKey<Settings>([](Settings* s) { return &s->agent.event_endpoint; });
+  b["agent_id"] = StringKey<Settings>([](Settings* s) { return &s->agent.agent_id; });
+  b["poll_interval"] = SecondsKey<Settings>([](Settings* s) { return &s->agent.poll_interval; });
+  b["heartbeat_interval"] =
+      SecondsKey<Settings>([](Settings* s) { return &s->agent.heartbeat_interval; });
+  b["event_hwm"] = IntKey<Settings>([](Settings* s) { return &s->agent.event_hwm; }, 1, 10000000);
   b["log_listener"] = [base_dir](const std::string& v, Settings* s) {
     if (v.empty() || v.rfind("udp@", 0) == 0 || v[0] == '/') {
       s->agent.log_listener = v;
@@ -179,49 +92,57 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
   };
 
   auto& f = keys["fleet"];
-  f["controller_pub"] = StringKey([](Settings* s) { return &s->fleet.controller_pub; });
-  f["controller_router"] = StringKey([](Settings* s) { return &s->fleet.controller_router; });
-  f["state_file"] = PathKey([](Settings* s) { return &s->fleet.state_file; }, base_dir);
-  f["beacon_timeout"] = SecondsKey([](Settings* s) { return &s->fleet.beacon_timeout; });
-  f["controller_public_key"] =
-      OptionalPathKey([](Settings* s) { return &s->fleet.controller_public_key; }, base_dir);
+  f["controller_pub"] = StringKey<Settings>([](Settings* s) { return &s->fleet.controller_pub; });
+  f["controller_router"] =
+      StringKey<Settings>([](Settings* s) { return &s->fleet.controller_router; });
+  f["state_file"] = PathKey<Settings>([](Settings* s) { return &s->fleet.state_file; }, base_dir);
+  f["beacon_timeout"] = SecondsKey<Settings>([](Settings* s) { return &s->fleet.beacon_timeout; });
+  f["controller_public_key"] = OptionalPathKey<Settings>(
+      [](Settings* s) { return &s->fleet.controller_public_key; }, base_dir);
   f["groups"] = [](const std::string& v, Settings* s) {
     s->fleet.groups.clear();
     std::string current;
     for (char c : v + ",") {
       if (c == ',' || c == ' ' || c == '\t') {
-        if (!current.empty()) s->fleet.groups.push_back(current);
+        if (current.empty()) continue;
+        if (!proto::IsValidFleetName(current)) {
+          return "group \"" + current + "\" is not a name: " + std::string(kNameRule);
+        }
+        s->fleet.groups.push_back(current);
         current.clear();
         continue;
       }
-      if (c == '/') return std::string("group names cannot contain '/'");
       current += c;
     }
     return std::string();
   };
+  f["hello_interval"] = SecondsKey<Settings>([](Settings* s) { return &s->fleet.hello_interval; });
 
   auto& sec = keys["security"];
-  sec["curve_secret_key"] =
-      OptionalPathKey([](Settings* s) { return &s->security.curve_secret_key; }, base_dir);
+  sec["curve_secret_key"] = OptionalPathKey<Settings>(
+      [](Settings* s) { return &s->security.curve_secret_key; }, base_dir);
   sec["curve_clients"] =
-      OptionalPathKey([](Settings* s) { return &s->security.curve_clients; }, base_dir);
-  sec["allow_insecure"] = BoolKey([](Settings* s) { return &s->security.allow_insecure; });
-  sec["allow_programs"] = BoolKey([](Settings* s) { return &s->security.allow_programs; });
-  sec["bridge_curve_secret_key"] =
-      OptionalPathKey([](Settings* s) { return &s->security.bridge_curve_secret_key; }, base_dir);
-  sec["agent_public_key"] =
-      OptionalPathKey([](Settings* s) { return &s->security.agent_public_key; }, base_dir);
-  sec["bridge_tokens_file"] =
-      OptionalPathKey([](Settings* s) { return &s->security.bridge_tokens_file; }, base_dir);
+      OptionalPathKey<Settings>([](Settings* s) { return &s->security.curve_clients; }, base_dir);
+  sec["allow_insecure"] =
+      BoolKey<Settings>([](Settings* s) { return &s->security.allow_insecure; });
+  sec["allow_programs"] =
+      BoolKey<Settings>([](Settings* s) { return &s->security.allow_programs; });
+  sec["bridge_curve_secret_key"] = OptionalPathKey<Settings>(
+      [](Settings* s) { return &s->security.bridge_curve_secret_key; }, base_dir);
+  sec["agent_public_key"] = OptionalPathKey<Settings>(
+      [](Settings* s) { return &s->security.agent_public_key; }, base_dir);
+  sec["bridge_tokens_file"] = OptionalPathKey<Settings>(
+      [](Settings* s) { return &s->security.bridge_tokens_file; }, base_dir);
   sec["bridge_tls_cert"] =
-      OptionalPathKey([](Settings* s) { return &s->security.bridge_tls_cert; }, base_dir);
+      OptionalPathKey<Settings>([](Settings* s) { return &s->security.bridge_tls_cert; }, base_dir);
   sec["bridge_tls_key"] =
-      OptionalPathKey([](Settings* s) { return &s->security.bridge_tls_key; }, base_dir);
+      OptionalPathKey<Settings>([](Settings* s) { return &s->security.bridge_tls_key; }, base_dir);
 
   auto& h = keys["haproxy"];
   h["config_file_path"] =
-      PathKey([](Settings* s) { return &s->haproxy.config_file_path; }, base_dir);
-  h["default_backend"] = StringKey([](Settings* s) { return &s->haproxy.default_backend; });
+      PathKey<Settings>([](Settings* s) { return &s->haproxy.config_file_path; }, base_dir);
+  h["default_backend"] =
+      StringKey<Settings>([](Settings* s) { return &s->haproxy.default_backend; });
   // A unix socket path (relative: to this file's directory) or host:port.
   h["socket_path"] = [base_dir](const std::string& v, Settings* s) {
     const bool host_port = v.find('/') == std::string::npos && v.find(':') != std::string::npos;
@@ -232,9 +153,10 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
     }
     return std::string();
   };
-  h["socket_buffer_size"] =
-      IntKey([](Settings* s) { return &s->haproxy.socket_buffer_size; }, 512, 16 * 1024 * 1024);
-  h["socket_timeout"] = SecondsKey([](Settings* s) { return &s->haproxy.socket_timeout; });
+  h["socket_buffer_size"] = IntKey<Settings>(
+      [](Settings* s) { return &s->haproxy.socket_buffer_size; }, 512, 16 * 1024 * 1024);
+  h["socket_timeout"] =
+      SecondsKey<Settings>([](Settings* s) { return &s->haproxy.socket_timeout; });
   h["systemv_init_path"] = [base_dir](const std::string& v, Settings* s) {
     s->haproxy.systemv_init_path =
         v.empty() || v[0] == '/'
@@ -243,21 +165,28 @@ std::map<std::string, std::map<std::string, Setter>> KnownKeys(const std::string
     return std::string();
   };
   h["systemd_service_name"] =
-      StringKey([](Settings* s) { return &s->haproxy.systemd_service_name; });
+      StringKey<Settings>([](Settings* s) { return &s->haproxy.systemd_service_name; });
   h["sytemd_service_name"] = h["systemd_service_name"];  // the 2015 README's spelling
-  h["systemctl_path"] = StringKey([](Settings* s) { return &s->haproxy.systemctl_path; });
+  h["systemctl_path"] = StringKey<Settings>([](Settings* s) { return &s->haproxy.systemctl_path; });
   h["haproxy_binary"] =
       ProgramKey([](Settings* s) { return &s->haproxy.haproxy_binary; }, base_dir);
-  h["master_socket"] = PathKey([](Settings* s) { return &s->haproxy.master_socket; }, base_dir);
-  h["pid_file"] = PathKey([](Settings* s) { return &s->haproxy.pid_file; }, base_dir);
-  h["validate_timeout"] = SecondsKey([](Settings* s) { return &s->haproxy.validate_timeout; });
-  h["reload_timeout"] = SecondsKey([](Settings* s) { return &s->haproxy.reload_timeout; });
-  h["stats_via_master"] = BoolKey([](Settings* s) { return &s->haproxy.stats_via_master; });
-  h["stop_haproxy_on_exit"] = BoolKey([](Settings* s) { return &s->haproxy.stop_haproxy_on_exit; });
-  h["save_server_state"] = BoolKey([](Settings* s) { return &s->haproxy.save_server_state; });
-  h["runtime_updates"] = BoolKey([](Settings* s) { return &s->haproxy.runtime_updates; });
+  h["master_socket"] =
+      PathKey<Settings>([](Settings* s) { return &s->haproxy.master_socket; }, base_dir);
+  h["pid_file"] = PathKey<Settings>([](Settings* s) { return &s->haproxy.pid_file; }, base_dir);
+  h["validate_timeout"] =
+      SecondsKey<Settings>([](Settings* s) { return &s->haproxy.validate_timeout; });
+  h["reload_timeout"] =
+      SecondsKey<Settings>([](Settings* s) { return &s->haproxy.reload_timeout; });
+  h["stats_via_master"] =
+      BoolKey<Settings>([](Settings* s) { return &s->haproxy.stats_via_master; });
+  h["stop_haproxy_on_exit"] =
+      BoolKey<Settings>([](Settings* s) { return &s->haproxy.stop_haproxy_on_exit; });
+  h["save_server_state"] =
+      BoolKey<Settings>([](Settings* s) { return &s->haproxy.save_server_state; });
+  h["runtime_updates"] =
+      BoolKey<Settings>([](Settings* s) { return &s->haproxy.runtime_updates; });
   h["runtime_drain_timeout"] =
-      SecondsKey([](Settings* s) { return &s->haproxy.runtime_drain_timeout; });
+      SecondsKey<Settings>([](Settings* s) { return &s->haproxy.runtime_drain_timeout; });
   h["reload_method"] = [](const std::string& v, Settings* s) {
     static const std::map<std::string, ReloadMethod> kMethods = {
         {"managed", ReloadMethod::kManaged},
@@ -290,32 +219,17 @@ std::string_view ReloadMethodName(ReloadMethod method) {
 
 Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
                                const std::string& base_dir) {
-  std::map<std::string, int> section_lines;
-  Result<IniFile> ini = ParseIni(text, origin, &section_lines);
-  if (!ini.ok()) return ini.status();
   Settings settings;
   settings.path = origin;
-  auto known = KnownKeys(base_dir);
+  IniSchema<Settings> schema = KnownKeys(base_dir);
+  // The 2015 agent chose the method by which key was set; an explicit reload_method wins.
   bool method_given = false;
-  for (const auto& [section, keys] : *ini) {
-    auto sec = known.find(section);
-    if (sec == known.end()) {
-      int line = section_lines[section];
-      return Status(ErrorCode::kBadRequest,
-                    origin + ":" + std::to_string(line) + ": unknown section [" + section +
-                        "]; expected [lb-agent], [haproxy], [fleet] or [security]");
-    }
-    for (const auto& [key, value] : keys) {
-      std::string where = origin + ":" + std::to_string(value.line) + ": [" + section + "] " + key;
-      auto setter = sec->second.find(key);
-      if (setter == sec->second.end()) {
-        return Status(ErrorCode::kBadRequest, where + ": unknown key (see etc/lb-agent.cfg)");
-      }
-      std::string problem = setter->second(value.value, &settings);
-      if (!problem.empty()) return Status(ErrorCode::kBadRequest, where + ": " + problem);
-      if (key == "reload_method") method_given = true;
-    }
-  }
+  IniSetter<Settings> set_method = schema["haproxy"]["reload_method"];
+  schema["haproxy"]["reload_method"] = [&](const std::string& v, Settings* s) {
+    method_given = true;
+    return set_method(v, s);
+  };
+  if (Status s = ApplyIni(text, origin, schema, "etc/lb-agent.cfg", &settings); !s.ok()) return s;
   if (!method_given) {
     // The 2015 agent chose by which key was set; keep that for its files.
     if (!settings.haproxy.systemd_service_name.empty()) {
@@ -344,8 +258,10 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
     return Status(ErrorCode::kBadRequest,
                   origin + ": [fleet] needs both controller_pub and controller_router");
   }
-  if (settings.agent.agent_id.find('/') != std::string::npos) {
-    return Status(ErrorCode::kBadRequest, origin + ": [lb-agent] agent_id cannot contain '/'");
+  if (!proto::IsValidFleetName(settings.agent.agent_id)) {
+    return Status(ErrorCode::kBadRequest, origin + ": [lb-agent] agent_id \"" +
+                                              settings.agent.agent_id +
+                                              "\" is not a name: " + std::string(kNameRule));
   }
   auto& security = settings.security;
   auto security_problem = [&](const std::string& what) {
@@ -375,15 +291,9 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
 }
 
 Result<Settings> LoadSettings(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status(ErrorCode::kBadRequest,
-                  path + ": cannot open: " + std::generic_category().message(errno));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::filesystem::path p = std::filesystem::absolute(path);
-  return ParseSettings(buffer.str(), path, p.parent_path().string());
+  Result<SettingsText> file = ReadSettingsFile(path);
+  if (!file.ok()) return file.status();
+  return ParseSettings(file->text, path, file->base_dir);
 }
 
 }  // namespace lb::common

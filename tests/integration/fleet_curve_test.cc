@@ -1,9 +1,10 @@
-// The fleet with CURVE (SECURITY.md, proto/PROTOCOL.md "Fleet"): a real `lbctl fleet serve
-// --curve-key K --clients DIR` and real lb-agents, each with its own key pair ([security]
-// curve_secret_key, made by `lbctl keygen`), its own haproxy, and [fleet] controller_public_key.
-// What an operator relies on: a push converges on the agents the controller lists and that pin
-// its key; an agent whose key is not listed, or that pins another controller's key, never gets
-// a push (its live config stays), never hears a beacon, and is not listed by `fleet agents`.
+// The fleet with CURVE (SECURITY.md, proto/PROTOCOL.md "Fleet"): a real lb-controller with
+// [security] curve_secret_key and curve_clients, and real lb-agents, each with its own key pair
+// ([security] curve_secret_key, made by `lbctl keygen`), its own haproxy, and [fleet]
+// controller_public_key. What an operator relies on: a push converges on the agents the controller
+// lists and that pin its key; an agent whose key is not listed, or that pins another controller's
+// key, never gets a push (its live config stays), never hears a beacon, and is not listed by `fleet
+// agents`.
 //
 // The agents' command sockets are CURVE servers too (curve_secret_key turns them on): the test
 // talks to them with the harness's client key, which every agent's curve_clients lists.
@@ -40,6 +41,31 @@ struct FleetAgent {
   std::string initial_config;
 };
 
+// An agent of the fleet with its own key pair `key` (written by Keygen), CURVE on its command
+// socket (the test's client key in files.clients), following `controller`, pinning the key
+// `pins`, with its own haproxy config. Not started.
+FleetAgent CurveAgent(const std::string& id, const std::string& key, const CurveFiles& files,
+                      const FleetController& controller, const std::string& pins, Keys fleet,
+                      const HttpBackend& backend) {
+  FleetAgent agent;
+  agent.id = id;
+  fleet["controller_pub"] = controller.pub();
+  fleet["controller_router"] = controller.router();
+  fleet["state_file"] = "fleet-state.json";
+  fleet["beacon_timeout"] = "1";
+  fleet["controller_public_key"] = pins;
+  agent.fixture =
+      std::make_unique<AgentFixture>(Keys{}, Keys{{"agent_id", id}, {"poll_interval", "1"}}, fleet);
+  agent.fixture->SetSecurityKeys(
+      {{"curve_secret_key", key + "_secret"}, {"curve_clients", files.clients}});
+  auto client = common::LoadClientKeys({files.client_secret, key});
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  if (client.ok()) agent.fixture->SetClientKeys(*client);
+  agent.initial_config = HaproxyConfig(FreePort(), {{"web", backend.port(), ""}});
+  WriteFile(agent.fixture->config_path(), agent.initial_config);
+  return agent;
+}
+
 TEST(FleetCurveTest, PushesReachOnlyAllowListedAgentsThatPinThisController) {
   TempDir dir;
   HttpBackend backend("web");
@@ -58,8 +84,9 @@ TEST(FleetCurveTest, PushesReachOnlyAllowListedAgentsThatPinThisController) {
   options.lbctl = LbctlBinary();
   options.dir = dir.path();
   options.beacon_interval_s = 0.2;
-  FleetController controller(options,
-                             {"--curve-key", controller_key + "_secret", "--clients", allowed_dir});
+  options.curve_secret_key = controller_key + "_secret";
+  options.curve_clients = allowed_dir;
+  FleetController controller(options);
 
   // c0, c1: listed and pinned to this controller. stranger: pinned, not listed. pinned-elsewhere:
   // listed, but pinned to the impostor's key.
@@ -74,29 +101,12 @@ TEST(FleetCurveTest, PushesReachOnlyAllowListedAgentsThatPinThisController) {
                                    {"pinned-elsewhere", true, impostor_key}};
   std::vector<FleetAgent> agents;
   for (const Plan& plan : plans) {
-    FleetAgent agent;
-    agent.id = plan.id;
     const std::string key = dir.File("agent-" + plan.id);
-    agent.public_key = Keygen(key);
-    if (plan.listed) {
-      std::filesystem::copy_file(key, allowed_dir + "/" + plan.id);
-    }
-    agent.fixture =
-        std::make_unique<AgentFixture>(Keys{}, Keys{{"agent_id", plan.id}, {"poll_interval", "1"}},
-                                       Keys{{"controller_pub", controller.pub()},
-                                            {"controller_router", controller.router()},
-                                            {"groups", "web"},
-                                            {"state_file", "fleet-state.json"},
-                                            {"beacon_timeout", "1"},
-                                            {"controller_public_key", plan.pins}});
-    agent.fixture->SetSecurityKeys(
-        {{"curve_secret_key", key + "_secret"}, {"curve_clients", files.clients}});
-    auto client = common::LoadClientKeys({files.client_secret, key});
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    agent.fixture->SetClientKeys(*client);
-    agent.initial_config = HaproxyConfig(FreePort(), {{"web", backend.port(), ""}});
-    WriteFile(agent.fixture->config_path(), agent.initial_config);
-    agents.push_back(std::move(agent));
+    const std::string public_key = Keygen(key);
+    if (plan.listed) std::filesystem::copy_file(key, allowed_dir + "/" + plan.id);
+    agents.push_back(
+        CurveAgent(plan.id, key, files, controller, plan.pins, Keys{{"groups", "web"}}, backend));
+    agents.back().public_key = public_key;
   }
   controller.Start();
   ASSERT_FALSE(HasFailure());
@@ -153,7 +163,7 @@ TEST(FleetCurveTest, PushesReachOnlyAllowListedAgentsThatPinThisController) {
   for (size_t i : {size_t{2}, size_t{3}}) {
     const FleetAgent& outsider = agents[i];
     CommandResult aimed = controller.Lbctl(
-        {"push", dir.File("v1.cfg"), "--agent", outsider.id, "--expect", "1", "--timeout", "3"});
+        {"push", dir.File("v1.cfg"), "--agent-id", outsider.id, "--expect", "1", "--timeout", "3"});
     EXPECT_EQ(aimed.exit_code, 5) << outsider.id << ": " << aimed.Describe();
     EXPECT_EQ(outsider.fixture->Ok("get_config").value("config", ""), outsider.initial_config)
         << outsider.id;
@@ -166,6 +176,90 @@ TEST(FleetCurveTest, PushesReachOnlyAllowListedAgentsThatPinThisController) {
   for (const char* outsider : {"stranger", "pinned-elsewhere"}) {
     EXPECT_EQ(log.find(std::string("hello from ") + outsider), std::string::npos) << log;
   }
+}
+
+// An agent id is pinned to the CURVE key of its first hello: another allow-listed agent that
+// says hello (or acks) under that id is refused, visibly (the controller's log and `fleet
+// agents`): its hellos are not answered and nothing it says is recorded for the id, and the real
+// agent is not disturbed. (The PUB socket is a broadcast every allow-listed agent may subscribe
+// to, as SECURITY.md says: pinning protects what the controller records and answers, not what
+// is published.)
+TEST(FleetCurveTest, AnAgentIdIsPinnedToTheKeyOfItsFirstHello) {
+  TempDir dir;
+  HttpBackend backend("web");
+  const CurveFiles files = WriteCurveFiles(dir);
+  const std::string controller_key = dir.File("controller");
+  Keygen(controller_key);
+  const std::string allowed_dir = dir.File("fleet-agents");
+  std::filesystem::create_directory(allowed_dir);
+  FleetController::Options options;
+  options.lbctl = LbctlBinary();
+  options.dir = dir.path();
+  options.curve_secret_key = controller_key + "_secret";
+  options.curve_clients = allowed_dir;
+  FleetController controller(options);
+
+  // Both listed; the second one's agent_id is the first one's.
+  std::vector<FleetAgent> agents;
+  for (const std::string name : {"real", "posing"}) {
+    const std::string key = dir.File("agent-" + name);
+    const std::string public_key = Keygen(key);
+    std::filesystem::copy_file(key, allowed_dir + "/" + name);
+    agents.push_back(CurveAgent(
+        "c0", key, files, controller, controller_key,
+        Keys{{"groups", name == "real" ? "web" : "db"}, {"hello_interval", "0.5"}}, backend));
+    agents.back().public_key = public_key;
+  }
+  controller.Start();
+  ASSERT_FALSE(HasFailure());
+  agents[0].fixture->StartAgent();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json listed = controller.Agents();
+        return listed.is_object() && listed["agents"].size() == 1 &&
+               listed["agents"][0].value("curve_key", "") == agents[0].public_key;
+      },
+      milliseconds(15000)))
+      << controller.Log();
+  agents[1].fixture->StartAgent();
+  ASSERT_FALSE(HasFailure());
+
+  json c0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        json listed = controller.Agents();
+        if (!listed.is_object() || listed["agents"].size() != 1) return false;
+        c0 = listed["agents"][0];
+        return c0.value("refused_messages", 0) >= 2;
+      },
+      milliseconds(15000)))
+      << c0.dump() << "\n"
+      << controller.Log();
+  EXPECT_EQ(c0["agent"], "c0");
+  EXPECT_EQ(c0["curve_key"], agents[0].public_key) << "still the first key";
+  EXPECT_EQ(c0["refused_key"], agents[1].public_key);
+  EXPECT_EQ(c0["groups"], json::array({"web"})) << "nothing of the impostor's hello recorded";
+  EXPECT_EQ(c0["liveness"], "alive");
+  EXPECT_NE(controller.Log().find("refused a message under agent id c0 with CURVE key " +
+                                  agents[1].public_key + ": that id is pinned to key " +
+                                  agents[0].public_key),
+            std::string::npos)
+      << controller.Log();
+  CommandResult table = controller.Lbctl({"agents"});
+  EXPECT_NE(table.out.find("(key " + agents[1].public_key + ")"), std::string::npos) << table.out;
+
+  // A push to the id reaches the real agent, whose ack is the one recorded.
+  const std::string config = HaproxyConfig(FreePort(), {{"web-v1", backend.port(), ""}});
+  WriteFile(dir.File("v1.cfg"), config);
+  CommandResult push =
+      controller.Lbctl({"push", dir.File("v1.cfg"), "--agent-id", "c0", "--timeout", "60"});
+  EXPECT_EQ(push.exit_code, 0) << push.Describe() << controller.Log();
+  EXPECT_EQ(agents[0].fixture->Ok("get_config").value("config", ""), config);
+  json after = controller.Agents();
+  ASSERT_TRUE(after.is_object());
+  EXPECT_EQ(after["agents"][0]["curve_key"], agents[0].public_key) << after.dump();
+  EXPECT_EQ(after["agents"][0]["groups"], json::array({"web"})) << after.dump();
 }
 
 }  // namespace

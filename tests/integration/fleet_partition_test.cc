@@ -217,8 +217,9 @@ TEST(FleetPartitionTest, CutOffAgentsConvergeWithinSecondsOfHealingWithoutRestar
   ASSERT_TRUE(
       common::WriteCertificate(dir.File("controller"), *controller_cert, "lb-agent tests").ok());
   std::filesystem::create_directory(dir.File("agents"));
-  FleetController controller(
-      options, {"--curve-key", dir.File("controller_secret"), "--clients", dir.File("agents")});
+  options.curve_secret_key = dir.File("controller_secret");
+  options.curve_clients = dir.File("agents");
+  FleetController controller(options);
 
   const int shared_port = FreePort();
   std::vector<std::unique_ptr<AgentFixture>> agents;

@@ -1,4 +1,4 @@
-// The fleet (proto/PROTOCOL.md, "Fleet") end to end: one real controller (`lbctl fleet serve`)
+// The fleet (proto/PROTOCOL.md, "Fleet") end to end: one real controller (lb-controller)
 // and many real lb-agents, each managing its own real haproxy, all on ipc:// endpoints in temp
 // dirs. What a test asserts is what an operator relies on: after `lbctl fleet push`, every
 // targeted agent's live config is the pushed one (get_config sha256), the others' are untouched,
@@ -127,10 +127,11 @@ std::string ErrorCodeOf(const json& entry) {
 }
 
 // One controller and `size` agents a00.. (groups "even"/"odd" by index). Agents are created
-// at once and started by StartAgents(), so that a test can start one late.
+// at once and started by StartAgents(), so that a test can start one late. `hello_interval`:
+// the agents' [fleet] hello_interval (their liveness signal), "" for the default.
 class Fleet {
  public:
-  explicit Fleet(int size) : backend_("web") {
+  explicit Fleet(int size, const std::string& hello_interval = "") : backend_("web") {
     FleetController::Options options;
     options.lbctl = LbctlBinary();
     options.dir = dir_.path();
@@ -139,14 +140,16 @@ class Fleet {
     controller_ = std::make_unique<FleetController>(options);
     shared_port_ = FreePort();
     for (int i = 0; i < size; ++i) {
+      Keys fleet_keys = {{"controller_pub", controller_->pub()},
+                         {"controller_router", controller_->router()},
+                         {"groups", Group(i)},
+                         {"state_file", "fleet-state.json"},
+                         {"beacon_timeout", "1"}};
+      if (!hello_interval.empty()) fleet_keys["hello_interval"] = hello_interval;
       auto agent = std::make_unique<AgentFixture>(
           Keys{},
           Keys{{"agent_id", AgentId(i)}, {"poll_interval", "1"}, {"heartbeat_interval", "5"}},
-          Keys{{"controller_pub", controller_->pub()},
-               {"controller_router", controller_->router()},
-               {"groups", Group(i)},
-               {"state_file", "fleet-state.json"},
-               {"beacon_timeout", "1"}});
+          fleet_keys);
       WriteFile(agent->config_path(), HaproxyConfig(FreePort(), {{"web", backend_.port(), ""}}));
       agents_.push_back(std::move(agent));
     }
@@ -281,8 +284,8 @@ class FleetTest : public ::testing::Test {
   static constexpr int kSmall = 6;  // agents in the tests that do not need 50
 
   // A started fleet of `size` agents that all said hello to the controller.
-  void StartFleet(int size) {
-    fleet_ = std::make_unique<Fleet>(size);
+  void StartFleet(int size, const std::string& hello_interval = "") {
+    fleet_ = std::make_unique<Fleet>(size, hello_interval);
     fleet_->controller().Start();
     ASSERT_FALSE(HasFailure());
     fleet_->StartAgents(Range(0, size));
@@ -376,7 +379,13 @@ TEST_F(FleetTest, FiftyAgentsConvergeOnEveryPushAndKeepTheirConfigOnAnInvalidOne
       EXPECT_EQ(fleet.agent(i).HaproxyReloads(), reloads[i]) << AgentId(i) << " reloaded";
     }
     for (int i : even) {  // "applied" means haproxy runs it, not only that the file changed
-      EXPECT_EQ(fleet.agent(i).HaproxyReloads(), reloads[i] + 1) << AgentId(i);
+      // (a change of server lines only, applied through the runtime API: no reload)
+      json status = fleet.agent(i).Ok("status");
+      ASSERT_TRUE(status.is_object()) << AgentId(i);
+      const json& servers = status["backends"][0]["servers"];
+      ASSERT_EQ(servers.size(), 1u) << AgentId(i) << ": " << servers.dump();
+      EXPECT_EQ(servers[0]["name"], "web-v2-even") << AgentId(i);
+      EXPECT_EQ(fleet.agent(i).Ok("info")["agent"]["applies_runtime"], 1) << AgentId(i);
     }
   }
 
@@ -459,7 +468,7 @@ TEST_F(FleetTest, FiftyAgentsConvergeOnEveryPushAndKeepTheirConfigOnAnInvalidOne
 
 // ---------------------------------------------------------------------------------------------
 // Small fleets for the cases that do not need 50 agents.
-// --agent ID reaches that agent only; the others do not even reload.
+// --agent-id ID reaches that agent only; the others do not even reload.
 TEST_F(FleetTest, PushToOneAgentTouchesOnlyThatAgent) {
   StartFleet(kSmall);
   ASSERT_FALSE(HasFatalFailure());
@@ -473,7 +482,7 @@ TEST_F(FleetTest, PushToOneAgentTouchesOnlyThatAgent) {
   for (int i = 0; i < kSmall; ++i) reloads.push_back(fleet.agent(i).HaproxyReloads());
 
   const std::string config2 = fleet.Config("only-a04");
-  auto p2 = fleet.Push(config2, {"--agent", AgentId(4)});
+  auto p2 = fleet.Push(config2, {"--agent-id", AgentId(4)});
   EXPECT_EQ(p2.run.exit_code, 0) << p2.run.Describe();
   ASSERT_EQ(p2.agents.size(), 1u) << p2.run.out;
   EXPECT_EQ(p2.agents.begin()->first, AgentId(4));
@@ -703,6 +712,120 @@ TEST_F(FleetTest, ControllerRestoredFromOldStateDoesNotRollAgentsBack) {
       EXPECT_EQ(Outcome(entry), "ignored") << id << ": " << entry.dump();
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fleet's behaviour gaps closed by issue 12, with real agents.
+
+// An agent that went away (SIGKILLed: no goodbye) is listed lost by `fleet agents` within three
+// of its hello intervals, and a push does not wait for it until --timeout: it is reported lost
+// at once. When it comes back it converges by itself.
+TEST_F(FleetTest, AnAgentThatWentAwayIsListedLostAndAPushDoesNotWaitForIt) {
+  StartFleet(3, "1");  // lost after 3 s of silence
+  ASSERT_FALSE(HasFatalFailure());
+  Fleet& fleet = *fleet_;
+  auto p1 = fleet.Push(fleet.Config("v1"), {"--all"});
+  ASSERT_EQ(p1.run.exit_code, 0) << p1.run.Describe();
+
+  fleet.agent(2).KillAgent();  // its haproxy keeps running; the agent says nothing more
+  std::string liveness;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto listed = PerAgent(fleet.controller().Agents());
+        liveness = listed.count(AgentId(2)) ? listed[AgentId(2)].value("liveness", "") : "";
+        return liveness == "lost";
+      },
+      milliseconds(10000)))
+      << AgentId(2) << " is " << liveness;
+  auto alive = PerAgent(fleet.controller().Agents());
+  EXPECT_EQ(alive[AgentId(0)].value("liveness", ""), "alive");
+  CommandResult table = fleet.controller().Lbctl({"agents"});
+  EXPECT_NE(table.out.find(AgentId(2) + "    lost"), std::string::npos) << table.out;
+
+  const std::string config2 = fleet.Config("v2");
+  auto p2 = fleet.Push(config2, {"--all"});  // --timeout 60
+  EXPECT_EQ(p2.run.exit_code, 5) << p2.run.Describe();
+  EXPECT_LT(p2.run.elapsed.count(), 20000) << "it waited for the lost agent";
+  EXPECT_EQ(Outcome(p2.agents[AgentId(2)]), "lost") << p2.run.out;
+  EXPECT_EQ(Outcome(p2.agents[AgentId(0)]), "applied") << p2.run.out;
+  EXPECT_EQ(Outcome(p2.agents[AgentId(1)]), "applied") << p2.run.out;
+  EXPECT_NE(p2.run.err.find("(and 1 lost, not waited for)"), std::string::npos) << p2.run.err;
+
+  fleet.agent(2).StartAgent();  // adopts its haproxy, says hello, gets v2
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(fleet.WaitSha({2}, fleet.ShaOf(config2), kConverge));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return PerAgent(fleet.controller().Agents())[AgentId(2)].value("liveness", "") == "alive";
+      },
+      milliseconds(10000)));
+}
+
+// A push whose target matches no known agent (a misspelt group) is an error that says so, and
+// records nothing; --allow-no-match records it for agents that say hello later.
+TEST_F(FleetTest, APushToAGroupNoAgentIsInIsRefused) {
+  StartFleet(2);
+  ASSERT_FALSE(HasFatalFailure());
+  Fleet& fleet = *fleet_;
+  auto misspelt = fleet.Push(fleet.Config("v1"), {"--group", "evne"});
+  EXPECT_EQ(misspelt.run.exit_code, 1) << misspelt.run.Describe();
+  EXPECT_NE(misspelt.run.err.find("no agent the controller knows matches group/evne (it knows 2 "
+                                  "agents in groups even, odd); nothing was pushed"),
+            std::string::npos)
+      << misspelt.run.err;
+  EXPECT_EQ(fleet.controller().Agents().value("latest", -1), 0) << "no version was used";
+  auto staged = fleet.Push(fleet.Config("v1"), {"--agent-id", "a99", "--canary", "1"});
+  EXPECT_EQ(staged.run.exit_code, 1) << staged.run.Describe();
+
+  auto allowed = fleet.Push(fleet.Config("v1"), {"--group", "evne", "--allow-no-match"});
+  EXPECT_EQ(allowed.run.exit_code, 0) << allowed.run.Describe();
+  EXPECT_EQ(fleet.controller().Agents().value("latest", -1), 1);
+}
+
+// A config that every agent refused (invalid) does not become the desired state: an agent that
+// joins later gets the last config an agent applied, and `fleet agents` says which is which.
+TEST_F(FleetTest, AConfigEveryAgentRefusedIsNotGivenToAnAgentThatJoinsLater) {
+  fleet_ = std::make_unique<Fleet>(3);
+  Fleet& fleet = *fleet_;
+  fleet.controller().Start();
+  ASSERT_FALSE(HasFailure());
+  fleet.StartAgents({0, 1});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(fleet.WaitKnown(2));
+  const std::string config1 = fleet.Config("v1");
+  auto p1 = fleet.Push(config1, {"--all"});
+  ASSERT_EQ(p1.run.exit_code, 0) << p1.run.Describe();
+  const std::string sha1 = fleet.ShaOf(config1);
+
+  auto p2 = fleet.Push(fleet.InvalidConfig("v2"), {"--all"});
+  EXPECT_EQ(p2.run.exit_code, 4) << p2.run.Describe();
+  json listed = fleet.controller().Agents();
+  ASSERT_TRUE(listed.is_object());
+  ASSERT_EQ(listed["targets"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["targets"][0]["key"], "all");
+  EXPECT_EQ(listed["targets"][0]["desired_version"], 1) << listed.dump();
+  EXPECT_EQ(listed["targets"][0]["desired_because"], "applied");
+  EXPECT_EQ(listed["targets"][0]["rejected_version"], 2) << listed.dump();
+  CommandResult table = fleet.controller().Lbctl({"agents"});
+  EXPECT_NE(table.out.find("all: desired v1 (applied by an agent); v2 refused by every agent, "
+                           "not handed out"),
+            std::string::npos)
+      << table.out;
+
+  fleet.StartAgents({2});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(fleet.WaitSha({2}, sha1, kConverge));
+  std::this_thread::sleep_for(milliseconds(1000));  // 5 beacons: a later push would have come
+  EXPECT_EQ(fleet.LiveSha(2), sha1);
+  EXPECT_EQ(fleet.FleetInfo(2).value("applied_version", 0), 1);
+
+  // The operator may say otherwise: --desired-always makes it the desired state anyway.
+  auto p3 = fleet.Push(fleet.InvalidConfig("v3"), {"--all", "--desired-always"});
+  EXPECT_EQ(p3.run.exit_code, 4) << p3.run.Describe();
+  EXPECT_NE(p3.run.out.find("\"final_version\": 3"), std::string::npos) << p3.run.out;
+  listed = fleet.controller().Agents();
+  EXPECT_EQ(listed["targets"][0]["desired_version"], 3) << listed.dump();
+  EXPECT_EQ(listed["targets"][0]["desired_because"], "operator") << listed.dump();
 }
 
 }  // namespace

@@ -19,6 +19,8 @@
 #include <sstream>
 #include <zmq.hpp>
 
+#include "lb/client/command_client.h"
+
 namespace lb::testing {
 
 using nlohmann::json;
@@ -26,6 +28,7 @@ using Clock = std::chrono::steady_clock;
 
 std::string AgentBinary() { return LB_AGENT_BINARY; }
 std::string BridgeBinary() { return LB_BRIDGE_BINARY; }
+std::string ControllerBinary() { return LB_CONTROLLER_BINARY; }
 std::string HaproxyBinary() { return LB_HAPROXY_BINARY; }
 
 bool WaitFor(const std::function<bool()>& condition, milliseconds timeout) {
@@ -35,18 +38,6 @@ bool WaitFor(const std::function<bool()>& condition, milliseconds timeout) {
     if (Clock::now() >= deadline) return false;
     std::this_thread::sleep_for(milliseconds(10));
   }
-}
-
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/lbt.XXXXXX";
-  char* p = mkdtemp(tmpl);
-  if (p == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = p;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
 }
 
 std::string ReadFile(const std::string& path) {
@@ -172,26 +163,13 @@ proto::Result<proto::Reply> AgentCall(const std::string& endpoint, const std::st
                                       const json& args, milliseconds timeout,
                                       const common::CurveClientKeys* keys) {
   static zmq::context_t context;
-  try {
-    zmq::socket_t socket(context, zmq::socket_type::req);
-    socket.set(zmq::sockopt::linger, 0);
-    if (keys != nullptr) common::MakeCurveClient(socket, keys->own, keys->server_public_key);
-    socket.set(zmq::sockopt::rcvtimeo, static_cast<int>(timeout.count()));
-    socket.set(zmq::sockopt::sndtimeo, static_cast<int>(timeout.count()));
-    socket.connect(endpoint);
-    proto::Request request{json(cmd + "-1"), cmd, args};
-    std::string frame = proto::EncodeRequest(request);
-    if (!socket.send(zmq::buffer(frame))) {
-      return proto::Status(proto::ErrorCode::kTimeout, "send timed out");
-    }
-    zmq::message_t reply;
-    if (!socket.recv(reply)) return proto::Status(proto::ErrorCode::kTimeout, "no reply");
-    proto::DecodeLimits limits;
-    limits.max_frame_bytes = 64 * 1024 * 1024;
-    return proto::DecodeReply(reply.to_string_view(), limits);
-  } catch (const zmq::error_t& e) {
-    return proto::Status(proto::ErrorCode::kUnavailable, e.what());
-  }
+  client::CommandClientOptions options;
+  options.endpoint = endpoint;
+  options.timeout = timeout;
+  options.max_reply_bytes = 64 * 1024 * 1024;
+  if (keys != nullptr) options.curve = *keys;
+  options.wording.client = "lb-agent-tests";
+  return client::CommandClient(context, options).Call(cmd, args);
 }
 
 std::string AgentRaw(const std::string& endpoint, const std::string& frame, milliseconds timeout) {
@@ -575,8 +553,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv, milliseconds time
   return result;
 }
 
-FleetController::FleetController(Options options, std::vector<std::string> extra_args)
-    : options_(std::move(options)), extra_args_(std::move(extra_args)) {
+FleetController::FleetController(Options options) : options_(std::move(options)) {
   const std::string& d = options_.dir;
   if (options_.pub.empty()) options_.pub = "ipc://" + d + "/fleet-pub.sock";
   if (options_.router.empty()) options_.router = "ipc://" + d + "/fleet-router.sock";
@@ -593,33 +570,37 @@ FleetController::~FleetController() {
 
 std::string FleetController::Log() const { return ReadFile(options_.dir + "/controller.log"); }
 
-void FleetController::Start() {
+void FleetController::WriteSettings() const {
   std::ostringstream interval;
   interval << options_.beacon_interval_s;
-  std::vector<std::string> argv = {options_.lbctl,
-                                   "fleet",
-                                   "serve",
-                                   "--pub",
-                                   options_.pub,
-                                   "--router",
-                                   options_.router,
-                                   "--control",
-                                   options_.control,
-                                   "--state-dir",
-                                   options_.state_dir,
-                                   "--id",
-                                   options_.id,
-                                   "--beacon-interval",
-                                   interval.str()};
-  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
-  process_ = std::make_unique<Process>(argv, options_.dir + "/controller.log");
+  std::ostringstream cfg;
+  cfg << "[controller]\n"
+      << "id = " << options_.id << "\n"
+      << "pub = " << options_.pub << "\n"
+      << "router = " << options_.router << "\n"
+      << "control = " << options_.control << "\n"
+      << "state_dir = " << options_.state_dir << "\n"
+      << "beacon_interval = " << interval.str() << "\n"
+      << "[security]\n"
+      << "curve_secret_key = " << options_.curve_secret_key << "\n"
+      << "curve_clients = " << options_.curve_clients << "\n"
+      << "agent_keys = " << options_.agent_keys << "\n"
+      << "allow_insecure = " << (options_.allow_insecure ? "yes" : "no") << "\n";
+  WriteFile(settings_path(), cfg.str());
+}
+
+void FleetController::Start() {
+  WriteSettings();
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{ControllerBinary(), "--config", settings_path()},
+      options_.dir + "/controller.log");
   bool up = WaitFor(
       [this] {
         if (!process_->Running()) return true;
         return Lbctl({"agents", "--json"}, milliseconds(2000)).exit_code == 0;
       },
       milliseconds(15000));
-  ASSERT_TRUE(up && process_->Running()) << "lbctl fleet serve did not answer:\n" << Log();
+  ASSERT_TRUE(up && process_->Running()) << "lb-controller did not answer:\n" << Log();
 }
 
 int FleetController::Stop() { return process_ ? process_->Stop() : 0; }

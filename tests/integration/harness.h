@@ -16,8 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
 #include "lb/proto/codec.h"
+#include "temp_dir.h"
 
 namespace httplib {
 class Server;
@@ -30,21 +31,11 @@ using std::chrono::milliseconds;
 // Paths of what the tests run, from compile definitions (tests/integration/CMakeLists.txt).
 std::string AgentBinary();
 std::string BridgeBinary();
+std::string ControllerBinary();
 std::string HaproxyBinary();
 
 // Polls `condition` every 10 ms until it is true or `timeout` passes. Returns its last value.
 bool WaitFor(const std::function<bool()>& condition, milliseconds timeout);
-
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::string ReadFile(const std::string& path);
 void WriteFile(const std::string& path, const std::string& text);
@@ -271,27 +262,32 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          milliseconds timeout = milliseconds(60000));
 
-// `lbctl fleet serve` (the fleet controller, proto/PROTOCOL.md "Fleet") as a child process on
-// ipc:// endpoints in `dir` unless endpoints are given. Its log is dir/controller.log.
+// lb-controller (the fleet controller, proto/PROTOCOL.md "Fleet") as a child process on ipc://
+// endpoints in `dir` unless endpoints are given, with its settings in dir/lb-controller.cfg.
+// Its log is dir/controller.log.
 class FleetController {
  public:
   struct Options {
-    std::string lbctl;      // path of lbctl
-    std::string dir;        // where the sockets, the state dir and the log go
+    std::string lbctl;      // path of lbctl, for Lbctl()
+    std::string dir;        // where the sockets, the state dir, the settings and the log go
     std::string pub;        // default ipc://<dir>/fleet-pub.sock
     std::string router;     // default ipc://<dir>/fleet-router.sock
     std::string control;    // default ipc://<dir>/fleet-control.sock
     std::string state_dir;  // default <dir>/controller-state
     std::string id = "ctl-test";
     double beacon_interval_s = 0.2;
+    // [security]: CURVE with the controller's secret certificate and the agents' public keys
+    // (both or neither), agent ids pinned to keys, plaintext beyond loopback.
+    std::string curve_secret_key;
+    std::string curve_clients;
+    std::string agent_keys;
+    bool allow_insecure = false;
   };
-  // `extra_args` go after the others on `lbctl fleet serve`'s command line, e.g. {"--curve-key",
-  // K, "--clients", DIR} or {"--allow-insecure"}.
-  explicit FleetController(Options options, std::vector<std::string> extra_args = {});
+  explicit FleetController(Options options);
   ~FleetController();  // SIGTERM, then SIGKILL
 
-  // Starts it and waits until `lbctl fleet agents` answers on the control endpoint. Fails the
-  // test (with the log) when it does not.
+  // Writes the settings, starts it and waits until `lbctl fleet agents` answers on the control
+  // endpoint. Fails the test (with the log) when it does not.
   void Start();
   // SIGTERM and wait; returns the exit status as waitpid gave it.
   int Stop();
@@ -302,6 +298,7 @@ class FleetController {
   const std::string& pub() const { return options_.pub; }
   const std::string& router() const { return options_.router; }
   const std::string& control() const { return options_.control; }
+  std::string settings_path() const { return options_.dir + "/lb-controller.cfg"; }
   std::string Log() const;
 
   // `lbctl fleet <args...> --control <control>`.
@@ -311,8 +308,9 @@ class FleetController {
   nlohmann::json Agents() const;
 
  private:
+  void WriteSettings() const;
+
   Options options_;
-  std::vector<std::string> extra_args_;
   std::unique_ptr<Process> process_;
 };
 

@@ -113,7 +113,9 @@ TEST(SlowReloadTest, StatusDoesNotWaitBehindASlowReload) {
   agent.StartAgent();
 
   auto reload = std::async(std::launch::async, [&] {
-    return agent.Call("reload", {{"config", HaproxyConfig(frontend, {{"a", a.port()}}) + "#2\n"}});
+    // A change beyond server lines: a reload, with its (slow) haproxy -c.
+    return agent.Call("reload", {{"config", HaproxyConfig(frontend, {{"a", a.port()}},
+                                                          "scaling_nodes", "    maxconn 999\n")}});
   });
   // Wait until the reload is running (the agent has written its candidate file).
   ASSERT_TRUE(WaitFor(

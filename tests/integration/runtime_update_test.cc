@@ -120,8 +120,8 @@ TEST_F(RuntimeUpdateTest, AddedServerComesUpWithHealthChecksAndTakesTraffic) {
   json result = Runtime(Config({{"a", a_.port()}, {"c", c_.port()}}));
   EXPECT_EQ(result["runtime_commands"],
             json::array({"add server scaling_nodes/c 127.0.0.1:" + std::to_string(c_.port()) +
-                             " check inter 100 fall 1 rise 1 enabled",
-                         "enable health scaling_nodes/c"}));
+                             " check inter 100 fall 1 rise 1",
+                         "enable health scaling_nodes/c", "enable server scaling_nodes/c"}));
   ASSERT_TRUE(WaitFor([&] { return agent_.ServerStatus("c") == "UP"; }, milliseconds(5000)));
   json c;
   EXPECT_TRUE(WaitFor(

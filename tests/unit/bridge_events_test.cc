@@ -32,11 +32,11 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "agent_client.h"
 #include "event_hub.h"
 #include "event_stream.h"
+#include "fake_agent.h"
 #include "http_api.h"
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
 #include "lb/common/settings.h"
 #include "lb/proto/codec.h"
 #include "lb/proto/status.h"
@@ -242,49 +242,12 @@ json Body(const std::string& type, uint64_t seq) {
           {"type", type}};
 }
 
-// A ROUTER that answers every request with one backend and no servers: enough for /getBackends.
-class FakeStatusAgent {
- public:
-  explicit FakeStatusAgent(const std::string& endpoint)
-      : socket_(context_, zmq::socket_type::router) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.bind(endpoint);
-    thread_ = std::thread([this] { Run(); });  // the socket is used by this thread only
-  }
-  ~FakeStatusAgent() {
-    stop_ = true;
-    thread_.join();
-  }
-
- private:
-  void Run() {
-    const json result = {
-        {"backends",
-         json::array({{{"name", "scaling_nodes"}, {"status", "UP"}, {"servers", json::array()}}})}};
-    while (!stop_) {
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, milliseconds(20));
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      std::vector<zmq::message_t> frames;
-      do {
-        frames.emplace_back();
-        (void)socket_.recv(frames.back(), zmq::recv_flags::none);
-      } while (frames.back().more());
-      if (frames.size() != 3) continue;
-      proto::DecodedRequest request =
-          proto::DecodeRequest(frames[2].to_string_view(), proto::DecodeLimits());
-      std::string reply = proto::EncodeOkReply(request.request.id, result);
-      socket_.send(frames[0], zmq::send_flags::sndmore);
-      socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
-      socket_.send(zmq::buffer(reply), zmq::send_flags::none);
-    }
-  }
-
-  zmq::context_t context_;
-  zmq::socket_t socket_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
+// An agent that answers every request with one backend and no servers: enough for /getBackends.
+testing::FakeAgent::Handler OneEmptyBackend() {
+  return testing::AnswerWith(
+      {{"backends",
+        json::array({{{"name", "scaling_nodes"}, {"status", "UP"}, {"servers", json::array()}}})}});
+}
 
 class BridgeEventsTest : public ::testing::Test {
  protected:
@@ -325,8 +288,8 @@ class BridgeEventsTest : public ::testing::Test {
   // The hub and the HTTP server with every route, as lb-bridge runs them.
   void StartBridge() {
     StartHub();
-    agent_client_ = std::make_unique<AgentClient>(bridge_context_, settings_.agent.command_endpoint,
-                                                  settings_.bridge.agent_timeout);
+    agent_client_ = std::make_unique<client::CommandClient>(
+        bridge_context_, AgentClientOptions(settings_, std::nullopt));
     server_ = std::make_unique<httplib::Server>();
     InstallHttpApi(*server_, *agent_client_, settings_, tokens_);
     InstallEventStream(*server_, *hub_);
@@ -402,7 +365,7 @@ class BridgeEventsTest : public ::testing::Test {
   zmq::socket_t publisher_;
   zmq::context_t bridge_context_;
   std::unique_ptr<EventHub> hub_;
-  std::unique_ptr<AgentClient> agent_client_;
+  std::unique_ptr<client::CommandClient> agent_client_;
   std::unique_ptr<httplib::Server> server_;
   std::thread server_thread_;
   int port_ = 0;
@@ -537,7 +500,7 @@ TEST_F(BridgeEventsTest, KeepAliveCommentWhenQuiet) {
 }
 
 TEST_F(BridgeEventsTest, OtherRoutesAnsweredWhileStreamsAreOpen) {
-  FakeStatusAgent agent(settings_.agent.command_endpoint);
+  testing::FakeAgent agent(OneEmptyBackend(), settings_.agent.command_endpoint);
   // More streams than httplib's default pool has threads: without the larger pool, /getBackends
   // would wait behind them.
   const size_t streams = CPPHTTPLIB_THREAD_POOL_COUNT + 1;

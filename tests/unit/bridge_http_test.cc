@@ -1,6 +1,6 @@
 // The bridge's HTTP API against a fake agent: a ZeroMQ ROUTER in a thread that records each
 // request and answers with canned replies. The real routes (InstallHttpApi) and the real
-// AgentClient run on 127.0.0.1, port 0, and are reached with httplib::Client. The access rules of
+// CommandClient run on 127.0.0.1, port 0, and are reached with httplib::Client. The access rules of
 // security.h (bearer tokens, the cross-site rule, HTTPS) are tested here too: as pure functions,
 // and through the real server.
 #include <arpa/inet.h>
@@ -31,9 +31,9 @@
 #include <vector>
 #include <zmq.hpp>
 
-#include "agent_client.h"
+#include "fake_agent.h"
 #include "http_api.h"
-#include "lb/common/curve.h"
+#include "lb/common/curve_socket.h"
 #include "lb/common/settings.h"
 #include "lb/proto/codec.h"
 #include "lb/proto/status.h"
@@ -48,130 +48,10 @@ using proto::ErrorCode;
 using proto::Status;
 using Clock = std::chrono::steady_clock;
 
-// What the fake agent answers: a result, an error, or nothing at all (nullopt: the request is
-// dropped, as by an agent that hangs).
-struct FakeAnswer {
-  Status status;
-  json result = json::object();
-};
-using FakeHandler = std::function<std::optional<FakeAnswer>(const proto::Request&)>;
-
-FakeHandler AnswerWith(json result) {
-  return [result](const proto::Request&) { return FakeAnswer{Status::Ok(), result}; };
-}
-FakeHandler FailWith(Status status) {
-  return [status](const proto::Request&) { return FakeAnswer{status, json::object()}; };
-}
-FakeHandler NeverAnswer() {
-  return [](const proto::Request&) { return std::nullopt; };
-}
-
-// A ROUTER socket bound to `endpoint`, served by its own thread (which alone touches the
-// socket). The handler and the recorded requests are shared with the test thread under `mutex_`.
-class FakeAgent {
- public:
-  explicit FakeAgent(std::string endpoint) : socket_(context_, zmq::socket_type::router) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.bind(endpoint);
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~FakeAgent() {
-    stop_ = true;
-    thread_.join();
-  }
-
-  void SetHandler(FakeHandler handler) {
-    std::lock_guard lock(mutex_);
-    handler_ = std::move(handler);
-  }
-  // Holds every request until `count` are held, then answers them all with `result`: proves
-  // that the bridge has that many requests in flight at once.
-  void HoldUntil(size_t count, json result) {
-    std::lock_guard lock(mutex_);
-    hold_count_ = count;
-    hold_result_ = std::move(result);
-  }
-
-  // Waits until at least `count` requests have arrived; false after `timeout`.
-  bool WaitForRequests(size_t count, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
-    std::unique_lock lock(mutex_);
-    return received_cv_.wait_for(lock, timeout, [&] { return requests_.size() >= count; });
-  }
-  std::vector<proto::Request> requests() {
-    std::lock_guard lock(mutex_);
-    return requests_;
-  }
-  proto::Request last_request() {
-    std::lock_guard lock(mutex_);
-    return requests_.empty() ? proto::Request() : requests_.back();
-  }
-  size_t request_count() {
-    std::lock_guard lock(mutex_);
-    return requests_.size();
-  }
-
- private:
-  struct Envelope {
-    std::string identity;
-    json id;
-  };
-
-  void Run() {
-    while (!stop_) {
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(20));
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      // A REQ client's message: identity, empty delimiter, request.
-      std::vector<zmq::message_t> frames;
-      do {
-        frames.emplace_back();
-        (void)socket_.recv(frames.back(), zmq::recv_flags::none);
-      } while (frames.back().more());
-      if (frames.size() != 3) continue;
-      proto::DecodedRequest decoded =
-          proto::DecodeRequest(frames[2].to_string_view(), proto::DecodeLimits());
-      Envelope envelope{frames[0].to_string(), decoded.request.id};
-      std::vector<std::pair<Envelope, FakeAnswer>> answers;
-      {
-        std::lock_guard lock(mutex_);
-        if (!decoded.status.ok()) {
-          answers.push_back({envelope, FakeAnswer{decoded.status}});
-        } else if (hold_count_ > 0) {
-          held_.push_back(envelope);
-          if (held_.size() >= hold_count_) {
-            for (const Envelope& e : held_) answers.push_back({e, FakeAnswer{{}, hold_result_}});
-            held_.clear();
-            hold_count_ = 0;
-          }
-        } else if (std::optional<FakeAnswer> answer = handler_(decoded.request)) {
-          answers.push_back({envelope, *answer});
-        }
-        requests_.push_back(decoded.request);
-      }
-      received_cv_.notify_all();
-      for (const auto& [to, answer] : answers) {
-        std::string reply = answer.status.ok() ? proto::EncodeOkReply(to.id, answer.result)
-                                               : proto::EncodeErrorReply(to.id, answer.status);
-        socket_.send(zmq::buffer(to.identity), zmq::send_flags::sndmore);
-        socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
-        socket_.send(zmq::buffer(reply), zmq::send_flags::none);
-      }
-    }
-  }
-
-  zmq::context_t context_;
-  zmq::socket_t socket_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-
-  std::mutex mutex_;
-  std::condition_variable received_cv_;
-  FakeHandler handler_ = AnswerWith(json::object());
-  std::vector<proto::Request> requests_;
-  size_t hold_count_ = 0;
-  json hold_result_;
-  std::vector<Envelope> held_;
-};
+using testing::AnswerWith;
+using testing::FailWith;
+using testing::FakeAgent;
+using testing::NeverAnswer;
 
 const json kApplied = {{"outcome", "applied"},
                        {"sha256", "5f2b"},
@@ -209,15 +89,15 @@ class BridgeHttpTest : public ::testing::Test {
     fake_.reset();
   }
 
-  void StartFakeAgent() { fake_ = std::make_unique<FakeAgent>(endpoint_); }
+  void StartFakeAgent() { fake_ = std::make_unique<FakeAgent>(nullptr, endpoint_); }
 
   // Starts the bridge with settings_; connections made before listen_after_bind() runs wait in
   // the listen backlog, so the server is usable as soon as this returns.
   // With tokens_ (not empty) the bridge requires them; with settings_.security's TLS files it
   // serves HTTPS.
   void StartBridge() {
-    agent_client_ = std::make_unique<AgentClient>(context_, settings_.agent.command_endpoint,
-                                                  settings_.bridge.agent_timeout);
+    agent_client_ = std::make_unique<client::CommandClient>(
+        context_, AgentClientOptions(settings_, std::nullopt));
     auto server = MakeHttpServer(settings_.security);
     ASSERT_TRUE(server.ok()) << server.status().ToString();
     server_ = std::move(server).value();
@@ -370,7 +250,7 @@ class BridgeHttpTest : public ::testing::Test {
   TokenSet tokens_;
   zmq::context_t context_;
   std::unique_ptr<FakeAgent> fake_;
-  std::unique_ptr<AgentClient> agent_client_;
+  std::unique_ptr<client::CommandClient> agent_client_;
   std::unique_ptr<httplib::Server> server_;
   std::thread server_thread_;
   int port_ = 0;
@@ -609,9 +489,9 @@ TEST_F(BridgeHttpTest, GetBackendsLegacyShape) {
   });
   fake_->SetHandler([servers](const proto::Request& request) {
     std::string name = request.args.value("backend", "");
-    return FakeAnswer{
-        Status::Ok(),
-        {{"backends", json::array({{{"name", name}, {"status", "UP"}, {"servers", servers}}})}}};
+    return proto::EncodeOkReply(
+        request.id,
+        {{"backends", json::array({{{"name", name}, {"status", "UP"}, {"servers", servers}}})}});
   });
   auto client = Client();
 
@@ -880,7 +760,7 @@ TEST(TokensFileTest, RefusesAFileWithoutTokens) {
 
 TEST(TokensFileTest, LoadRefusesUnreadableAndWorldReadableFiles) {
   test_util::TempDir dir;
-  const std::string path = dir.Join("tokens");
+  const std::string path = dir.File("tokens");
   WriteFileMode(path, kToken + "\n", 0600);
   auto loaded = LoadTokensFile(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -895,7 +775,7 @@ TEST(TokensFileTest, LoadRefusesUnreadableAndWorldReadableFiles) {
       << world.status().message();
   EXPECT_NE(world.status().message().find("bridge_tokens_file"), std::string::npos);
 
-  auto missing = LoadTokensFile(dir.Join("nope"));
+  auto missing = LoadTokensFile(dir.File("nope"));
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("cannot read"), std::string::npos);
 
@@ -1162,17 +1042,17 @@ TEST(TlsServerTest, RefusesMissingGarbageAndMismatchedFiles) {
   test_util::TempDir dir;
   MakeSelfSigned(dir.path(), "a");
   MakeSelfSigned(dir.path(), "b");
-  test_util::WriteFile(dir.Join("garbage.pem"), "not a certificate\n");
+  test_util::WriteFile(dir.File("garbage.pem"), "not a certificate\n");
   struct Case {
     std::string cert, key, error;
   };
   for (const Case& c : std::vector<Case>{
-           {dir.Join("missing.crt"), dir.Join("a.key"), "bridge_tls_cert"},
-           {dir.Join("a.crt"), dir.Join("missing.key"), "bridge_tls_key"},
-           {dir.Join("garbage.pem"), dir.Join("a.key"), "not a PEM certificate"},
-           {dir.Join("a.crt"), dir.Join("garbage.pem"), "bridge_tls_key"},
-           {dir.Join("a.crt"), dir.Join("b.key"), "bridge_tls_key"},
-           {dir.Join("a.crt"), "", "go together"},
+           {dir.File("missing.crt"), dir.File("a.key"), "bridge_tls_cert"},
+           {dir.File("a.crt"), dir.File("missing.key"), "bridge_tls_key"},
+           {dir.File("garbage.pem"), dir.File("a.key"), "not a PEM certificate"},
+           {dir.File("a.crt"), dir.File("garbage.pem"), "bridge_tls_key"},
+           {dir.File("a.crt"), dir.File("b.key"), "bridge_tls_key"},
+           {dir.File("a.crt"), "", "go together"},
        }) {
     SCOPED_TRACE(c.cert + " " + c.key);
     common::SecuritySettings security;
@@ -1184,8 +1064,8 @@ TEST(TlsServerTest, RefusesMissingGarbageAndMismatchedFiles) {
         << server.status().message();
   }
   common::SecuritySettings good;
-  good.bridge_tls_cert = dir.Join("b.crt");
-  good.bridge_tls_key = dir.Join("b.key");
+  good.bridge_tls_cert = dir.File("b.crt");
+  good.bridge_tls_key = dir.File("b.key");
   auto server = MakeHttpServer(good);
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   EXPECT_NE(dynamic_cast<httplib::SSLServer*>(server->get()), nullptr);
@@ -1199,23 +1079,23 @@ TEST(BridgeCurveKeysTest, TheAgentsCurveNeedsTheBridgesOwnKey) {
   auto agent_cert = common::GenerateCertificate();
   auto bridge_cert = common::GenerateCertificate();
   ASSERT_TRUE(agent_cert.ok() && bridge_cert.ok());
-  ASSERT_TRUE(common::WriteCertificate(dir.Join("agent"), *agent_cert, "test").ok());
-  ASSERT_TRUE(common::WriteCertificate(dir.Join("bridge"), *bridge_cert, "test").ok());
+  ASSERT_TRUE(common::WriteCertificate(dir.File("agent"), *agent_cert, "test").ok());
+  ASSERT_TRUE(common::WriteCertificate(dir.File("bridge"), *bridge_cert, "test").ok());
 
   common::SecuritySettings security;
   auto off = BridgeCurveKeys(security);
   ASSERT_TRUE(off.ok());
   EXPECT_FALSE(off->has_value());
 
-  security.curve_secret_key = dir.Join("agent_secret");
-  security.curve_clients = dir.Join("clients");
-  security.agent_public_key = dir.Join("agent");
+  security.curve_secret_key = dir.File("agent_secret");
+  security.curve_clients = dir.File("clients");
+  security.agent_public_key = dir.File("agent");
   auto missing = BridgeCurveKeys(security);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("bridge_curve_secret_key"), std::string::npos)
       << missing.status().message();
 
-  security.bridge_curve_secret_key = dir.Join("bridge_secret");
+  security.bridge_curve_secret_key = dir.File("bridge_secret");
   auto keys = BridgeCurveKeys(security);
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
   ASSERT_TRUE(keys->has_value());
@@ -1225,16 +1105,16 @@ TEST(BridgeCurveKeysTest, TheAgentsCurveNeedsTheBridgesOwnKey) {
 
   // A bridge in front of a remote agent: its own key and the agent's, without curve_secret_key.
   common::SecuritySettings remote;
-  remote.bridge_curve_secret_key = dir.Join("bridge_secret");
+  remote.bridge_curve_secret_key = dir.File("bridge_secret");
   auto no_agent_key = BridgeCurveKeys(remote);
   ASSERT_FALSE(no_agent_key.ok());
   EXPECT_NE(no_agent_key.status().message().find("agent_public_key"), std::string::npos);
-  remote.agent_public_key = dir.Join("agent");
+  remote.agent_public_key = dir.File("agent");
   auto remote_keys = BridgeCurveKeys(remote);
   ASSERT_TRUE(remote_keys.ok()) << remote_keys.status().ToString();
   EXPECT_TRUE(remote_keys->has_value());
 
-  remote.bridge_curve_secret_key = dir.Join("nope_secret");
+  remote.bridge_curve_secret_key = dir.File("nope_secret");
   EXPECT_FALSE(BridgeCurveKeys(remote).ok());
 }
 

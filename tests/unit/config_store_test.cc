@@ -39,9 +39,9 @@ class ConfigStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(tmp_.path().empty());
-    std::filesystem::create_directory(tmp_.Join("etc"));
-    live_ = tmp_.Join("etc/haproxy.cfg");
-    history_ = tmp_.Join("history");
+    std::filesystem::create_directory(tmp_.File("etc"));
+    live_ = tmp_.File("etc/haproxy.cfg");
+    history_ = tmp_.File("history");
   }
 
   TempDir tmp_;
@@ -87,13 +87,13 @@ TEST_F(ConfigStoreTest, CommitReplacesTheLiveFileAndKeepsThePreviousInHistory) {
   ASSERT_TRUE(store.Commit(*candidate).ok());
   EXPECT_EQ(ReadFile(live_), "v1\n");
   EXPECT_FALSE(std::filesystem::exists(*candidate));
-  EXPECT_EQ(CountTemps(tmp_.Join("etc")), 0);
+  EXPECT_EQ(CountTemps(tmp_.File("etc")), 0);
   // Until haproxy has taken the new file, a marker says a reload is under way.
   EXPECT_TRUE(store.ReloadInterrupted());
   EXPECT_TRUE(ConfigStore(live_, history_, 2).ReloadInterrupted()) << "seen by the next run";
   store.ReloadFinished();
   EXPECT_FALSE(store.ReloadInterrupted());
-  EXPECT_EQ(ListDir(tmp_.Join("etc")), std::vector<std::string>{"haproxy.cfg"});
+  EXPECT_EQ(ListDir(tmp_.File("etc")), std::vector<std::string>{"haproxy.cfg"});
   EXPECT_EQ(Texts(history_), std::vector<std::string>{"v0\n"});
   for (const auto& name : ListDir(history_)) {
     EXPECT_EQ(name.rfind("haproxy.cfg.", 0), 0u) << name;
@@ -126,7 +126,7 @@ TEST_F(ConfigStoreTest, ReplaceWritesTheLiveFile) {
   ConfigStore store(live_, history_, 2);
   ASSERT_TRUE(store.Replace("restored\n").ok());
   EXPECT_EQ(ReadFile(live_), "restored\n");
-  EXPECT_EQ(CountTemps(tmp_.Join("etc")), 0);
+  EXPECT_EQ(CountTemps(tmp_.File("etc")), 0);
 }
 
 TEST_F(ConfigStoreTest, DiscardRemovesTheCandidateOnly) {
@@ -142,7 +142,7 @@ TEST_F(ConfigStoreTest, DiscardRemovesTheCandidateOnly) {
 }
 
 TEST_F(ConfigStoreTest, RemoveStaleTempsRemovesOnlyTempFiles) {
-  const std::string etc = tmp_.Join("etc");
+  const std::string etc = tmp_.File("etc");
   WriteFile(live_, "live\n");
   WriteFile(etc + "/.lb-agent-tmp.haproxy.cfg.AbC123", "stale 1");
   WriteFile(etc + "/.lb-agent-tmp.other", "stale 2");
@@ -163,10 +163,10 @@ TEST_F(ConfigStoreTest, WriteCandidateFailureNamesTheDirectoryAndKeepsLiveFile) 
   std::string live;
   if (root) {
     // chmod does not stop root: a directory that does not exist fails for everyone.
-    dir = tmp_.Join("does-not-exist");
+    dir = tmp_.File("does-not-exist");
     live = dir + "/haproxy.cfg";
   } else {
-    dir = tmp_.Join("etc");
+    dir = tmp_.File("etc");
     live = live_;
     WriteFile(live, "live config\n");
     ASSERT_EQ(chmod(dir.c_str(), 0555), 0);
@@ -190,8 +190,8 @@ TEST_F(ConfigStoreTest, WriteCandidateFailureNamesTheDirectoryAndKeepsLiveFile) 
 TEST_F(ConfigStoreTest, FailedCommitLeavesLiveFileAndRemovesCandidate) {
   // History cannot be created where a regular file is in the way: Commit must fail cleanly.
   WriteFile(live_, "live\n");
-  WriteFile(tmp_.Join("blocker"), "a file, not a directory");
-  ConfigStore store(live_, tmp_.Join("blocker/history"), 2);
+  WriteFile(tmp_.File("blocker"), "a file, not a directory");
+  ConfigStore store(live_, tmp_.File("blocker/history"), 2);
   auto candidate = store.WriteCandidate("new\n");
   ASSERT_TRUE(candidate.ok()) << candidate.status().ToString();
   proto::Status s = store.Commit(*candidate);
@@ -200,7 +200,7 @@ TEST_F(ConfigStoreTest, FailedCommitLeavesLiveFileAndRemovesCandidate) {
   EXPECT_EQ(ReadFile(live_), "live\n");
   EXPECT_FALSE(std::filesystem::exists(*candidate));
   EXPECT_FALSE(store.ReloadInterrupted()) << "nothing to reload: the live file did not change";
-  EXPECT_EQ(ListDir(tmp_.Join("etc")), std::vector<std::string>{"haproxy.cfg"});
+  EXPECT_EQ(ListDir(tmp_.File("etc")), std::vector<std::string>{"haproxy.cfg"});
 }
 
 TEST_F(ConfigStoreTest, RemoveStaleTempsCleansTheHistoryDirectoryToo) {
@@ -209,16 +209,16 @@ TEST_F(ConfigStoreTest, RemoveStaleTempsCleansTheHistoryDirectoryToo) {
   WriteFile(history_ + "/haproxy.cfg.1", "v0\n");
   WriteFile(history_ + "/" + std::string(ConfigStore::kTempPrefix) + "haproxy.cfg.2.Ab12Cd",
             "half");
-  WriteFile(tmp_.Join("etc/") + std::string(ConfigStore::kTempPrefix) + "haproxy.cfg.x", "half");
+  WriteFile(tmp_.File("etc/") + std::string(ConfigStore::kTempPrefix) + "haproxy.cfg.x", "half");
   ConfigStore store(live_, history_, 2);
   EXPECT_EQ(store.RemoveStaleTemps(), 2);
   EXPECT_EQ(ListDir(history_), std::vector<std::string>{"haproxy.cfg.1"});
-  EXPECT_EQ(ListDir(tmp_.Join("etc")), std::vector<std::string>{"haproxy.cfg"});
+  EXPECT_EQ(ListDir(tmp_.File("etc")), std::vector<std::string>{"haproxy.cfg"});
 }
 
 TEST(WriteFileAtomicallyTest, WritesAndReplaces) {
   TempDir tmp;
-  const std::string path = tmp.Join("state");
+  const std::string path = tmp.File("state");
   ASSERT_TRUE(WriteFileAtomically(path, "one").ok());
   EXPECT_EQ(ReadFile(path), "one");
   ASSERT_TRUE(WriteFileAtomically(path, "two").ok());

@@ -1,7 +1,5 @@
 // lb_curve: certificates, allow-lists, endpoint classification, and the ZAP handler against
 // real CURVE sockets on ipc:// (no haproxy).
-#include "lb/common/curve.h"
-
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -11,6 +9,9 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "lb/common/allow_list.h"
+#include "lb/common/curve_socket.h"
+#include "lb/common/endpoint.h"
 #include "test_util.h"
 
 namespace lb::common {

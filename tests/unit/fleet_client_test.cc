@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "fleet_state.h"
 #include "lb/common/settings.h"
 #include "lb/proto/codec.h"
+#include "reload_pipeline.h"
 #include "test_util.h"
 
 namespace lb::agent {
@@ -102,7 +104,7 @@ TEST_F(FleetStateTest, IgnoresDuplicateAndStaleVersions) {
 
 TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
   test_util::TempDir dir;
-  const std::string path = dir.Join("sub/dir/fleet-state.json");  // parents created
+  const std::string path = dir.File("sub/dir/fleet-state.json");  // parents created
   ASSERT_TRUE(SaveFleetState(path, {42, "ctl-1"}).ok());
   auto loaded = LoadFleetState(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -120,7 +122,7 @@ TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
 
 TEST_F(FleetStateTest, MissingStateFileIsVersionZeroAndCorruptOneIsAnError) {
   test_util::TempDir dir;
-  auto missing = LoadFleetState(dir.Join("none.json"));
+  auto missing = LoadFleetState(dir.File("none.json"));
   ASSERT_TRUE(missing.ok());
   EXPECT_EQ(missing->applied_version, 0u);
   EXPECT_EQ(missing->controller, "");
@@ -128,7 +130,7 @@ TEST_F(FleetStateTest, MissingStateFileIsVersionZeroAndCorruptOneIsAnError) {
   for (const char* text :
        {"not json", "[1,2]", "{\"applied_version\": -3}", "{\"applied_version\": \"7\"}",
         "{\"controller\": \"c\"}", "{\"applied_version\": 3, \"controller\": 5}", ""}) {
-    const std::string path = dir.Join("corrupt.json");
+    const std::string path = dir.File("corrupt.json");
     test_util::WriteFile(path, text);
     auto loaded = LoadFleetState(path);
     EXPECT_FALSE(loaded.ok()) << "accepted: " << text;
@@ -266,109 +268,38 @@ TEST_F(FleetStateTest, DeadConnectionAfterBeaconTimeout) {
   EXPECT_FALSE(state_.Connected(At(6500)));
 }
 
-TEST(FleetMessageTest, ParsesPushBeaconAndUptodate) {
-  json push = {{"v", 1},
-               {"type", "push"},
-               {"controller", "ctl-1"},
-               {"version", 12},
-               {"target", {{"kind", "group"}, {"name", "web"}}},
-               {"cmd", "reload"},
-               {"args", {{"config", "x"}}}};
-  // Through the wire codec, as the client sees it.
-  auto decoded = proto::DecodeMsgpack(proto::EncodeMsgpack(push), proto::DecodeLimits{});
-  ASSERT_TRUE(decoded.ok());
-  auto parsed = ParseFleetMessage(*decoded);
-  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
-  const auto& p = std::get<FleetPush>(*parsed);
-  EXPECT_EQ(p.controller, "ctl-1");
-  EXPECT_EQ(p.version, 12u);
-  EXPECT_EQ(p.target.ToString(), "group/web");
-  EXPECT_EQ(p.cmd, "reload");
-  EXPECT_EQ(p.args["config"], "x");
-
-  auto beacon = ParseFleetMessage(
-      {{"v", 1}, {"type", "beacon"}, {"controller", "ctl-1"}, {"latest", 3}, {"ts_ms", 1}});
-  ASSERT_TRUE(beacon.ok());
-  EXPECT_EQ(std::get<FleetBeacon>(*beacon).latest, 3u);
-  auto up = ParseFleetMessage({{"type", "uptodate"}, {"controller", "ctl-1"}, {"latest", 0}});
-  ASSERT_TRUE(up.ok());
-  EXPECT_EQ(std::get<FleetUptodate>(*up).controller, "ctl-1");
-}
-
-TEST(FleetMessageTest, RefusesMalformedMessages) {
-  const json target = {{"kind", "all"}};
-  std::vector<json> bad = {
-      json::array(),
-      {{"type", "push"}, {"controller", "c"}, {"target", target}},                   // no version
-      {{"type", "push"}, {"controller", "c"}, {"version", -1}, {"target", target}},  // negative
-      {{"type", "push"}, {"controller", "c"}, {"version", "1"}, {"target", target}},
-      {{"type", "push"}, {"controller", ""}, {"version", 1}, {"target", target}},
-      {{"type", "push"}, {"version", 1}, {"target", target}},
-      {{"type", "push"}, {"controller", "c"}, {"version", 1}},
-      {{"type", "push"}, {"controller", "c"}, {"version", 1}, {"target", {{"kind", "group"}}}},
-      {{"type", "push"}, {"controller", "c"}, {"version", 1}, {"target", {{"kind", "rack"}}}},
-      {{"v", 2}, {"type", "beacon"}, {"controller", "c"}, {"latest", 1}},
-      {{"type", "beacon"}, {"controller", "c"}},
-      {{"type", "hello"}, {"controller", "c"}},
-      {{"controller", "c"}},
-  };
-  for (const auto& body : bad) {
-    auto parsed = ParseFleetMessage(body);
-    EXPECT_FALSE(parsed.ok()) << "accepted " << body.dump();
-    if (!parsed.ok()) {
-      EXPECT_EQ(parsed.status().code(), ErrorCode::kBadRequest);
-    }
-  }
-  // A usable envelope with a bad cmd still parses: the client refuses it with an ack.
-  auto odd = ParseFleetMessage({{"type", "push"},
-                                {"controller", "c"},
-                                {"version", 1},
-                                {"target", target},
-                                {"cmd", 7},
-                                {"args", "x"}});
-  ASSERT_TRUE(odd.ok());
-  EXPECT_EQ(std::get<FleetPush>(*odd).cmd, "");
-}
-
-// Fuzz input fuzz/corpus/command_frame/crash-version-invalid-utf8, read as a controller message:
-// quoting a version that is a string of invalid UTF-8 threw (json::dump) out of
-// ParseFleetMessage and terminated the agent's fleet thread.
-TEST(FleetMessageTest, VersionOfInvalidUtf8IsBadRequest) {
-  // {"v": "\xff"} as msgpack: a str (not bin) holding a byte that is not UTF-8.
-  auto decoded = proto::DecodeMsgpack(std::string("\x81\xa1v\xa1\xff"), proto::DecodeLimits{});
-  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
-  auto parsed = ParseFleetMessage(*decoded);
-  ASSERT_FALSE(parsed.ok());
-  EXPECT_EQ(parsed.status().code(), ErrorCode::kBadRequest);
-  EXPECT_NE(parsed.status().message().find("unsupported protocol version"), std::string::npos)
-      << parsed.status().message();
-}
-
-TEST(FleetMessageTest, BuildsHelloAndAck) {
-  json hello = FleetHello("lb-1", {"web"}, "abc", 5, 4);
-  EXPECT_EQ(hello, (json{{"v", 1},
-                         {"type", "hello"},
-                         {"agent", "lb-1"},
-                         {"groups", {"web"}},
-                         {"sha256", "abc"},
-                         {"applied_version", 5},
-                         {"synced_version", 4}}));
-  FleetAck ack;
-  ack.version = 5;
-  ack.outcome = "refused";
-  ack.error = Status(ErrorCode::kInvalidConfig, "bad line");
-  ack.sha256 = "abc";
-  ack.total_ms = 12;
-  json body = FleetAckMessage("lb-1", ack);
-  EXPECT_EQ(body["type"], "ack");
-  EXPECT_EQ(body["error"], (json{{"code", "invalid_config"}, {"message", "bad line"}}));
-  EXPECT_FALSE(body.contains("result"));
-  ack.error = Status::Ok();
-  ack.outcome = "applied";
-  ack.result = json{{"outcome", "applied"}};
-  body = FleetAckMessage("lb-1", ack);
-  EXPECT_FALSE(body.contains("error"));
-  EXPECT_EQ(body["result"]["outcome"], "applied");
+TEST_F(FleetStateTest, SaysHelloPeriodicallyWhileConnectedAsItsLivenessSignal) {
+  FleetState periodic("lb-1", {"web"}, kBeaconTimeout, FixedJitter(milliseconds(0)),
+                      milliseconds(1000));
+  periodic.OnSocketsCreated(At(0));
+  EXPECT_FALSE(periodic.HelloDue(At(5000))) << "no hello before the first connection";
+  periodic.OnConnected(At(0));
+  ASSERT_TRUE(periodic.HelloDue(At(0)));
+  EXPECT_FALSE(periodic.PeriodicHelloOnly(At(0))) << "the connect hello is not a periodic one";
+  periodic.HelloSent(At(0));
+  periodic.OnBeacon({"ctl-1", 0}, At(100));
+  periodic.OnUptodate({"ctl-1", 0}, At(100));
+  EXPECT_FALSE(periodic.HelloDue(At(999)));
+  EXPECT_EQ(periodic.NextHelloAt(At(500)), At(1000));
+  periodic.OnBeacon({"ctl-1", 0}, At(900));
+  ASSERT_TRUE(periodic.HelloDue(At(1000)));
+  EXPECT_TRUE(periodic.PeriodicHelloOnly(At(1000)));
+  periodic.HelloSent(At(1000));
+  // Unanswered, it holds the next one back until it expires (beacon_timeout).
+  periodic.OnBeacon({"ctl-1", 0}, At(1900));
+  periodic.OnBeacon({"ctl-1", 0}, At(3000));
+  EXPECT_FALSE(periodic.HelloDue(At(3000)));
+  EXPECT_EQ(periodic.NextHelloAt(At(3000)), At(4000));
+  periodic.OnBeacon({"ctl-1", 0}, At(3900));
+  EXPECT_TRUE(periodic.HelloDue(At(4000)));
+  // A dead connection says nothing periodic: the reconnect says hello.
+  EXPECT_FALSE(periodic.HelloDue(At(7000)));
+  EXPECT_EQ(periodic.NextHelloAt(At(7000)), std::nullopt);
+  // Off by default.
+  state_.OnConnected(At(0));
+  state_.HelloSent(At(0));
+  state_.OnBeacon({"ctl-1", 0}, At(4000));
+  EXPECT_FALSE(state_.HelloDue(At(4500)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,8 +316,6 @@ class FakeController {
     router_endpoint = "ipc://" + dir + "/fleet-router.sock";
     pub_.set(zmq::sockopt::linger, 0);
     router_.set(zmq::sockopt::linger, 0);
-    // A reconnecting agent comes back with the same routing id before the old pipe is gone.
-    router_.set(zmq::sockopt::router_handover, 1);
     pub_.bind(pub_endpoint);
     router_.bind(router_endpoint);
   }
@@ -411,9 +340,12 @@ class FakeController {
                              {"latest", latest},
                              {"ts_ms", 0}});
   }
+  // To the connection the agent `agent` last sent from.
   void Send(const std::string& agent, const json& body) {
     std::string payload = proto::EncodeMsgpack(body);
-    router_.send(zmq::buffer(agent), zmq::send_flags::sndmore);
+    auto route = routes_.find(agent);
+    router_.send(zmq::buffer(route == routes_.end() ? agent : route->second),
+                 zmq::send_flags::sndmore);
     router_.send(zmq::buffer(payload));
   }
   json PushBody(uint64_t version, json target, json args, const std::string& cmd = "reload") {
@@ -423,7 +355,8 @@ class FakeController {
   }
 
   struct Received {
-    std::string agent;
+    std::string agent;    // the "agent" of the message
+    std::string routing;  // the routing id of its connection
     json body;
   };
   // The next message from an agent, beaconing meanwhile; nullopt after `wait`.
@@ -449,7 +382,9 @@ class FakeController {
         ADD_FAILURE() << "agent sent a malformed message: " << body.status().ToString();
         continue;
       }
-      return Received{frames[0].to_string(), *body};
+      const std::string agent = body->value("agent", "");
+      routes_[agent] = frames[0].to_string();
+      return Received{agent, frames[0].to_string(), *body};
     }
     return std::nullopt;
   }
@@ -473,6 +408,7 @@ class FakeController {
   zmq::context_t ctx_;
   zmq::socket_t pub_;
   zmq::socket_t router_;
+  std::map<std::string, std::string> routes_;  // agent id -> routing id of its last message
 };
 
 // What the fake reload and status functions saw.
@@ -490,7 +426,7 @@ class FleetClientTest : public ::testing::Test {
     settings_.fleet.controller_pub = controller_.pub_endpoint;
     settings_.fleet.controller_router = controller_.router_endpoint;
     settings_.fleet.groups = {"web"};
-    settings_.fleet.state_file = dir_.Join("state/fleet-state.json");
+    settings_.fleet.state_file = dir_.File("state/fleet-state.json");
     settings_.fleet.beacon_timeout = milliseconds(2000);
   }
   ~FleetClientTest() override {
@@ -499,7 +435,13 @@ class FleetClientTest : public ::testing::Test {
 
   void StartClient() {
     auto calls = calls_;
-    auto submit = [calls](ReloadRequest request, ReplyFn reply) {
+    auto submit = [calls](const json& args, ReplyFn reply) {
+      auto parsed = ReloadRequestFromArgs(args);
+      if (!parsed.ok()) {
+        reply(parsed.status(), nullptr);
+        return;
+      }
+      const ReloadRequest& request = *parsed;
       json result = {{"outcome", request.config == "same\n" ? "unchanged" : "applied"},
                      {"sha256", "new-sha"},
                      {"total_ms", 1}};
@@ -559,7 +501,8 @@ TEST_F(FleetClientTest, HelloOnConnectAnsweredWithSnapshotIsAppliedAndAcked) {
   StartClient();
   auto hello = controller_.Expect("hello", false);
   ASSERT_TRUE(hello);
-  EXPECT_EQ(hello->agent, "lb-1") << "routing id = agent_id";
+  EXPECT_EQ(hello->agent, "lb-1");
+  EXPECT_NE(hello->routing, "lb-1") << "ZeroMQ's routing id, not one another agent could take";
   EXPECT_EQ(hello->body["agent"], "lb-1");
   EXPECT_EQ(hello->body["groups"], json::array({"web"}));
   EXPECT_EQ(hello->body["sha256"], "live-sha");
@@ -720,7 +663,7 @@ TEST_F(FleetClientTest, RestartKeepsAppliedVersion) {
 }
 
 TEST_F(FleetClientTest, CorruptStateFileStartsFromZero) {
-  std::filesystem::create_directories(dir_.Join("state"));
+  std::filesystem::create_directories(dir_.File("state"));
   test_util::WriteFile(settings_.fleet.state_file, "{garbage");
   StartClient();
   auto hello = controller_.Expect("hello", false);

@@ -24,8 +24,10 @@
 
 #include "command_line.h"
 #include "events.h"
-#include "lb/common/curve.h"
+#include "fake_agent.h"
+#include "lb/common/curve_socket.h"
 #include "lb/proto/codec.h"
+#include "lbctl_run.h"
 #include "output.h"
 #include "test_util.h"
 
@@ -37,24 +39,6 @@ using std::chrono::milliseconds;
 
 // 2026-11-24T10:31:02.123Z
 constexpr int64_t kTs = 1795516262123;
-
-struct RunOutput {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-RunOutput RunLbctl(const std::vector<std::string>& args, const Environment& env = {},
-                   const std::string& stdin_text = "") {
-  std::istringstream in(stdin_text);
-  std::ostringstream out;
-  std::ostringstream err;
-  RunOutput result;
-  result.code = Run(args, env, in, out, err, [] { return false; });
-  result.out = out.str();
-  result.err = err.str();
-  return result;
-}
 
 Options Parse(const std::vector<std::string>& args, const Environment& env = {}) {
   auto parsed = ParseCommandLine(args, env);
@@ -285,8 +269,7 @@ TEST(LbctlTest, CurveKeysComeFromFlagsOrEnvironmentBothOrNeither) {
       {{"ping", "--curve-key", "", "--server-key", "a.pub"}, {}, "--curve-key must not be empty"},
       {{"fleet", "push", "f", "--all", "--control", "ipc:///c", "--curve-key", "k"},
        {},
-       "--curve-key is an option of the commands that talk to the agent only (and of fleet "
-       "serve)"},
+       "--curve-key is an option of the commands that talk to the agent only"},
       {{"keygen", "k", "--server-key", "a.pub"},
        {},
        "--server-key is an option of the commands that talk to the agent only"},
@@ -310,7 +293,7 @@ TEST(LbctlTest, CurveKeysComeFromFlagsOrEnvironmentBothOrNeither) {
 
 TEST(LbctlTest, KeygenWritesAPairAndNeverOverwrites) {
   test_util::TempDir tmp;
-  const std::string path = tmp.Join("lbctl");
+  const std::string path = tmp.File("lbctl");
   RunOutput r = RunLbctl({"keygen", path});
   ASSERT_EQ(r.code, kExitOk) << r.err;
   EXPECT_EQ(r.err, "");
@@ -339,14 +322,14 @@ TEST(LbctlTest, KeygenWritesAPairAndNeverOverwrites) {
   ASSERT_TRUE(still.ok());
   EXPECT_EQ(still->secret_key, secret->secret_key);
 
-  RunOutput as_json = RunLbctl({"keygen", "--json", tmp.Join("other")});
+  RunOutput as_json = RunLbctl({"keygen", "--json", tmp.File("other")});
   ASSERT_EQ(as_json.code, kExitOk) << as_json.err;
   json written = json::parse(as_json.out);
-  EXPECT_EQ(written["public_file"], tmp.Join("other"));
-  EXPECT_EQ(written["secret_file"], tmp.Join("other") + "_secret");
-  EXPECT_EQ(written["public_key"], common::ReadCertificate(tmp.Join("other"), false)->public_key);
+  EXPECT_EQ(written["public_file"], tmp.File("other"));
+  EXPECT_EQ(written["secret_file"], tmp.File("other") + "_secret");
+  EXPECT_EQ(written["public_key"], common::ReadCertificate(tmp.File("other"), false)->public_key);
 
-  RunOutput nowhere = RunLbctl({"keygen", tmp.Join("missing-dir/k")});
+  RunOutput nowhere = RunLbctl({"keygen", tmp.File("missing-dir/k")});
   EXPECT_EQ(nowhere.code, kExitUsage);
   EXPECT_NE(nowhere.err.find("cannot create"), std::string::npos) << nowhere.err;
 }
@@ -689,89 +672,9 @@ TEST(LbctlTest, GapDetectionWithAPrefixUsesTopicSeq) {
 
 // ---- Run against a fake agent ----
 
-// A ROUTER socket on ipc:// in a temp dir, served by its own thread; `handler` returns the
-// reply frame to send, or nullopt to leave the request unanswered.
-class FakeAgent {
- public:
-  using Handler = std::function<std::optional<std::string>(const proto::Request&)>;
+using testing::FakeAgent;
 
-  // With `curve`, a CURVE server with that certificate, accepting the keys listed in the file
-  // `allow_list` (a real ZapHandler on the fake's context).
-  struct Curve {
-    common::CurveCertificate own;
-    std::string allow_list;
-  };
-  explicit FakeAgent(Handler handler, std::optional<Curve> curve = std::nullopt)
-      : handler_(std::move(handler)), socket_(context_, zmq::socket_type::router) {
-    char dir[] = "/tmp/lbctl-unit.XXXXXX";
-    dir_ = mkdtemp(dir);
-    endpoint_ = "ipc://" + dir_ + "/cmd.sock";
-    socket_.set(zmq::sockopt::linger, 0);
-    if (curve) {
-      auto zap = common::ZapHandler::Start(context_, curve->allow_list, nullptr);
-      EXPECT_TRUE(zap.ok()) << zap.status().ToString();
-      if (zap.ok()) {
-        zap_ = std::move(*zap);
-        common::MakeCurveServer(socket_, curve->own, *zap_, "test");
-      }
-    }
-    socket_.bind(endpoint_);
-    thread_ = std::thread([this] { Serve(); });
-  }
-  ~FakeAgent() {
-    stop_ = true;
-    thread_.join();
-    socket_.close();
-    zap_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  const std::string& endpoint() const { return endpoint_; }
-  const common::ZapHandler* zap() const { return zap_.get(); }
-  proto::Request last_request() {
-    std::lock_guard lock(mutex_);
-    return last_;
-  }
-
- private:
-  void Serve() {
-    while (!stop_) {
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, milliseconds(20));
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      std::vector<zmq::message_t> frames;
-      do {
-        frames.emplace_back();
-        (void)socket_.recv(frames.back(), zmq::recv_flags::none);
-      } while (frames.back().more());
-      if (frames.size() != 3) continue;  // identity, delimiter, request
-      auto decoded = proto::DecodeRequest(frames[2].to_string_view(), proto::DecodeLimits());
-      {
-        std::lock_guard lock(mutex_);
-        last_ = decoded.request;
-      }
-      std::optional<std::string> reply = handler_(decoded.request);
-      if (!reply) continue;
-      socket_.send(frames[0], zmq::send_flags::sndmore);
-      socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
-      socket_.send(zmq::buffer(*reply), zmq::send_flags::none);
-    }
-  }
-
-  Handler handler_;
-  zmq::context_t context_;
-  std::unique_ptr<common::ZapHandler> zap_;  // started before socket_ binds
-  zmq::socket_t socket_;
-  std::string dir_;
-  std::string endpoint_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::mutex mutex_;
-  proto::Request last_;
-};
-
-FakeAgent::Handler Answer(json result) {
-  return [result](const proto::Request& r) { return proto::EncodeOkReply(r.id, result); };
-}
+FakeAgent::Handler Answer(json result) { return testing::AnswerWith(std::move(result)); }
 
 TEST(LbctlTest, RunSendsTheRequestAndPrintsTheResult) {
   const std::string config = "global\n  daemon\n\n# no newline at the end";
@@ -869,16 +772,16 @@ struct CurveKeyFiles {
   CurveKeyFiles() {
     auto write = [&](const std::string& name, common::CurveCertificate* cert) {
       *cert = *common::GenerateCertificate();
-      const proto::Status written = common::WriteCertificate(dir.Join(name), *cert, "lbctl_test");
+      const proto::Status written = common::WriteCertificate(dir.File(name), *cert, "lbctl_test");
       EXPECT_TRUE(written.ok()) << written.ToString();
     };
     write("agent", &agent);
     write("client", &client);
     write("stranger", &stranger);
-    agent_public = dir.Join("agent");
-    client_secret = dir.Join("client_secret");
-    stranger_secret = dir.Join("stranger_secret");
-    allow_list = dir.Join("clients");
+    agent_public = dir.File("agent");
+    client_secret = dir.File("client_secret");
+    stranger_secret = dir.File("stranger_secret");
+    allow_list = dir.File("clients");
     test_util::WriteFile(allow_list, client.public_key + " lbctl\n");
   }
   FakeAgent::Curve Server() const { return {agent, allow_list}; }
@@ -886,7 +789,7 @@ struct CurveKeyFiles {
 
 TEST(LbctlTest, RunTalksCurveWithAnAllowedKey) {
   CurveKeyFiles keys;
-  FakeAgent agent(Answer({{"pong", true}}), keys.Server());
+  FakeAgent agent(Answer({{"pong", true}}), "", keys.Server());
   RunOutput flags = RunLbctl({"--agent", agent.endpoint(), "--curve-key", keys.client_secret,
                               "--server-key", keys.agent_public, "--timeout", "10", "ping"});
   EXPECT_EQ(flags.code, kExitOk) << flags.err;
@@ -904,7 +807,7 @@ TEST(LbctlTest, RunTalksCurveWithAnAllowedKey) {
 
 TEST(LbctlTest, RunExitsThreeAtOnceWhenTheAgentRefusesTheKey) {
   CurveKeyFiles keys;
-  FakeAgent agent(Answer({{"pong", true}}), keys.Server());
+  FakeAgent agent(Answer({{"pong", true}}), "", keys.Server());
   const auto start = std::chrono::steady_clock::now();
   RunOutput refused = RunLbctl({"--agent", agent.endpoint(), "--curve-key", keys.stranger_secret,
                                 "--server-key", keys.agent_public, "--timeout", "20", "ping"});
@@ -922,7 +825,7 @@ TEST(LbctlTest, RunExitsThreeAtOnceWhenTheAgentRefusesTheKey) {
 
 TEST(LbctlTest, RunNamesAFailingHandshakeWhenNoAnswerComes) {
   CurveKeyFiles keys;
-  FakeAgent curve_agent(Answer({{"pong", true}}), keys.Server());
+  FakeAgent curve_agent(Answer({{"pong", true}}), "", keys.Server());
   // Plaintext lbctl, CURVE agent.
   RunOutput plaintext = RunLbctl({"--agent", curve_agent.endpoint(), "--timeout", "0.5", "ping"});
   EXPECT_EQ(plaintext.code, kExitUnreachable);
@@ -940,7 +843,7 @@ TEST(LbctlTest, RunNamesAFailingHandshakeWhenNoAnswerComes) {
   // The right client key, the wrong server key (the stranger's).
   RunOutput wrong_server =
       RunLbctl({"--agent", curve_agent.endpoint(), "--curve-key", keys.client_secret,
-                "--server-key", keys.dir.Join("stranger"), "--timeout", "0.5", "ping"});
+                "--server-key", keys.dir.File("stranger"), "--timeout", "0.5", "ping"});
   EXPECT_EQ(wrong_server.code, kExitUnreachable);
   EXPECT_NE(wrong_server.err.find("CURVE on one side only, or --server-key is not its public "
                                   "certificate (lbctl's key: " +
@@ -963,13 +866,14 @@ TEST(LbctlTest, RunNamesAFailingHandshakeWhenNoAnswerComes) {
 
 TEST(LbctlTest, RunRefusesUnusableKeyFilesAsUsageErrors) {
   CurveKeyFiles keys;
-  FakeAgent agent(Answer({{"pong", true}}), keys.Server());
+  FakeAgent agent(Answer({{"pong", true}}), "", keys.Server());
   struct Case {
     std::string curve_key, server_key, message;
   };
   const std::vector<Case> cases = {
-      {keys.dir.Join("nonexistent_secret"), keys.agent_public, "nonexistent_secret: cannot read"},
-      {keys.dir.Join("client"), keys.agent_public,
+      {keys.dir.File("nonexistent_secret"), keys.agent_public,
+       "cannot read " + keys.dir.File("nonexistent_secret") + ": No such file or directory"},
+      {keys.dir.File("client"), keys.agent_public,
        "no secret-key line: this is a public certificate; give the _secret file"},
       {keys.client_secret, keys.allow_list, "no public-key line"},
   };

@@ -515,7 +515,7 @@ TEST(LintConfigTest, LongListsOfCodeDirectivesAreCut) {
 
 TEST(RunningAsRootWarningTest, OnlyRootIsWarnedAndTheLinePointsAtTheFix) {
   const std::string warning = RunningAsRootWarning(0);
-  EXPECT_EQ(warning.rfind("lb-agent: warning: running as root", 0), 0u) << warning;
+  EXPECT_EQ(warning.rfind("warning: running as root", 0), 0u) << warning;
   EXPECT_NE(warning.find("SECURITY.md"), std::string::npos) << warning;
   EXPECT_NE(warning.find("etc/systemd/lb-agent.service"), std::string::npos) << warning;
   EXPECT_EQ(warning.find('\n'), std::string::npos) << "one line";

@@ -246,12 +246,12 @@ class ReloadPipelineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(tmp_.path().empty());
-    std::filesystem::create_directory(tmp_.Join("etc"));
-    live_ = tmp_.Join("etc/haproxy.cfg");
-    state_ = tmp_.Join("state/servers.state");
-    settings_.path = tmp_.Join("lb-agent.cfg");
+    std::filesystem::create_directory(tmp_.File("etc"));
+    live_ = tmp_.File("etc/haproxy.cfg");
+    state_ = tmp_.File("state/servers.state");
+    settings_.path = tmp_.File("lb-agent.cfg");
     settings_.agent.max_config_bytes = 4096;
-    settings_.agent.history_dir = tmp_.Join("history");
+    settings_.agent.history_dir = tmp_.File("history");
     settings_.agent.history_keep = 5;
     settings_.haproxy.config_file_path = live_;
     settings_.haproxy.default_backend = "app";
@@ -276,7 +276,7 @@ class ReloadPipelineTest : public ::testing::Test {
 
   int TempFiles() const {
     int n = 0;
-    for (const auto& name : ListDir(tmp_.Join("etc"))) {
+    for (const auto& name : ListDir(tmp_.File("etc"))) {
       n += name.rfind(ConfigStore::kTempPrefix, 0) == 0 ? 1 : 0;
     }
     return n;
@@ -718,8 +718,8 @@ TEST_F(ReloadPipelineTest, RuntimePathAddsRemovesMovesAndDisables) {
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ((*result)["applied_via"], "runtime");
   EXPECT_EQ((*result)["runtime_commands"],
-            json::array({"add server app/s3 127.0.0.1:8003 check weight 3 enabled",
-                         "enable health app/s3", "set server app/s0 addr 127.0.0.2 port 9000",
+            json::array({"add server app/s3 127.0.0.1:8003 check weight 3", "enable health app/s3",
+                         "enable server app/s3", "set server app/s0 addr 127.0.0.2 port 9000",
                          "set server app/s1 state maint", "set server app/s2 state maint",
                          "del server app/s2"}));
   EXPECT_EQ(control_->reload_calls, 0);

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "work_pool.h"
+
 namespace lb::agent {
 namespace {
 

@@ -143,25 +143,25 @@ TEST(PlanRuntimeTest, WeightRemovedGoesBackToTheDefaultServers) {
 
 TEST(PlanRuntimeTest, AddedServerIsAddedAndEnabled) {
   const RuntimePlan plan = Plan(std::string(kApp) + "    server web3 10.0.0.3:80\n");
-  ExpectRuntime(plan, {"add server app/web3 10.0.0.3:80 enabled"});
+  ExpectRuntime(plan, {"add server app/web3 10.0.0.3:80", "enable server app/web3"});
   EXPECT_TRUE(plan.removals.empty());
   EXPECT_EQ(plan.backends, (std::vector<std::string>{"app"}));
 }
 
-TEST(PlanRuntimeTest, AddedServerWithCheckIsAddedReadyWithHealthChecksOn) {
+TEST(PlanRuntimeTest, AddedServerWithCheckEnablesHealthBeforeTheServer) {
   ExpectRuntime(Plan(std::string(kApp) + "    server web3 10.0.0.3:80 check weight 3 inter 2s\n"),
-                {"add server app/web3 10.0.0.3:80 check weight 3 inter 2s enabled",
-                 "enable health app/web3"});
+                {"add server app/web3 10.0.0.3:80 check weight 3 inter 2s",
+                 "enable health app/web3", "enable server app/web3"});
 }
 
 TEST(PlanRuntimeTest, AddedServerWithAgentCheckEnablesTheAgent) {
   ExpectRuntime(
       Plan(std::string(kApp) + "    server web3 10.0.0.3:80 check agent-check agent-port 9999\n"),
-      {"add server app/web3 10.0.0.3:80 check agent-check agent-port 9999 enabled",
-       "enable health app/web3", "enable agent app/web3"});
+      {"add server app/web3 10.0.0.3:80 check agent-check agent-port 9999",
+       "enable health app/web3", "enable agent app/web3", "enable server app/web3"});
   ExpectRuntime(Plan(std::string(kApp) + "    server web3 10.0.0.3:80 agent-check agent-port 9\n"),
-                {"add server app/web3 10.0.0.3:80 agent-check agent-port 9 enabled",
-                 "enable agent app/web3"});
+                {"add server app/web3 10.0.0.3:80 agent-check agent-port 9",
+                 "enable agent app/web3", "enable server app/web3"});
 }
 
 TEST(PlanRuntimeTest, AddedDisabledServerStaysInMaintenance) {
@@ -171,7 +171,7 @@ TEST(PlanRuntimeTest, AddedDisabledServerStaysInMaintenance) {
 
 TEST(PlanRuntimeTest, AddedIpv6ServerKeepsItsBrackets) {
   ExpectRuntime(Plan(std::string(kApp) + "    server web3 [::1]:8080 backup\n"),
-                {"add server app/web3 [::1]:8080 backup enabled"});
+                {"add server app/web3 [::1]:8080 backup", "enable server app/web3"});
 }
 
 TEST(PlanRuntimeTest, RemovedServerGoesToMaintenanceThenIsDeleted) {
@@ -235,8 +235,8 @@ TEST(PlanRuntimeTest, RenamedServerIsAddedThenTheOldOneRemoved) {
       "    balance roundrobin\n"
       "    server web1 10.0.0.1:80 check\n"
       "    server web2b 10.0.0.2:80 check weight 2\n");
-  ExpectRuntime(plan, {"add server app/web2b 10.0.0.2:80 check weight 2 enabled",
-                       "enable health app/web2b", "set server app/web2 state maint"});
+  ExpectRuntime(plan, {"add server app/web2b 10.0.0.2:80 check weight 2", "enable health app/web2b",
+                       "enable server app/web2b", "set server app/web2 state maint"});
   EXPECT_EQ(Removals(plan), (std::vector<std::string>{"app/web2"}));
 }
 
@@ -248,9 +248,9 @@ TEST(PlanRuntimeTest, AdditionsComeFirstThenChangesThenRemovalsAcrossBackends) {
       "    balance leastconn\n"
       "    server api1 10.0.1.1:8080 weight 4\n"
       "    server api2 10.0.1.2:8080\n");
-  ExpectRuntime(
-      plan, {"add server app/web3 10.0.0.3:80 enabled", "add server api/api2 10.0.1.2:8080 enabled",
-             "set server api/api1 weight 4", "set server app/web1 state maint"});
+  ExpectRuntime(plan, {"add server app/web3 10.0.0.3:80", "enable server app/web3",
+                       "add server api/api2 10.0.1.2:8080", "enable server api/api2",
+                       "set server api/api1 weight 4", "set server app/web1 state maint"});
   EXPECT_EQ(Removals(plan), (std::vector<std::string>{"app/web1"}));
   EXPECT_EQ(plan.backends, (std::vector<std::string>{"app", "api"}));
 }
@@ -262,8 +262,8 @@ TEST(PlanRuntimeTest, ServersOfAListenSectionChangeAtRuntime) {
                            "    server db1 10.0.2.1:3306 check weight 9\n" +
                            "    server db2 10.0.2.2:3306 check\n";
   const RuntimePlan plan = PlanRuntime(live, next);
-  ExpectRuntime(plan, {"add server db/db2 10.0.2.2:3306 check enabled", "enable health db/db2",
-                       "set server db/db1 weight 9"});
+  ExpectRuntime(plan, {"add server db/db2 10.0.2.2:3306 check", "enable health db/db2",
+                       "enable server db/db2", "set server db/db1 weight 9"});
   EXPECT_EQ(plan.backends, (std::vector<std::string>{"db"}));
 }
 
@@ -303,14 +303,14 @@ TEST(PlanRuntimeTest, ConsistentHashingIsDynamic) {
                             "    hash-type consistent\n"
                             "    server web1 10.0.0.1:80\n";
     ExpectRuntime(PlanRuntime(Config(app), Config(app + "    server web2 10.0.0.2:80\n")),
-                  {"add server app/web2 10.0.0.2:80 enabled"});
+                  {"add server app/web2 10.0.0.2:80", "enable server app/web2"});
   }
   // hash-type consistent from defaults.
   const std::string app = "    balance source\n    server web1 10.0.0.1:80\n";
   ExpectRuntime(PlanRuntime(Config(app, kApi, "    hash-type consistent\n"),
                             Config(app + "    server web2 10.0.0.2:80\n", kApi,
                                    "    hash-type consistent\n")),
-                {"add server app/web2 10.0.0.2:80 enabled"});
+                {"add server app/web2 10.0.0.2:80", "enable server app/web2"});
 }
 
 TEST(PlanRuntimeTest, DynamicAlgorithmsAllowAdditions) {
@@ -558,7 +558,7 @@ TEST(PlanRuntimeTest, BalanceFirstKeepsIdsOrIsAReload) {
       "backend app changes the order of its servers (balance first picks servers in id order)";
   // At the end, a runtime server gets the id a reload would give it (the lowest free one).
   ExpectRuntime(PlanRuntime(Config(app), Config(app + "    server web3 10.0.0.3:80 maxconn 10\n")),
-                {"add server app/web3 10.0.0.3:80 maxconn 10 enabled"});
+                {"add server app/web3 10.0.0.3:80 maxconn 10", "enable server app/web3"});
   ExpectRuntime(PlanRuntime(Config(app), Config("    balance first\n"
                                                 "    server web1 10.0.0.1:80 maxconn 10\n")),
                 {"set server app/web2 state maint"});
@@ -588,7 +588,7 @@ TEST(PlanRuntimeTest, StickTablesKeepIdsOrAreAReload) {
   const std::string reason =
       "backend app changes the order of its servers (stick tables refer to servers by id)";
   ExpectRuntime(PlanRuntime(Config(app), Config(app + "    server web3 10.0.0.3:80\n")),
-                {"add server app/web3 10.0.0.3:80 enabled"});
+                {"add server app/web3 10.0.0.3:80", "enable server app/web3"});
   std::string removed = app;
   removed.erase(removed.find("    server web1"),
                 removed.find("    server web2") - removed.find("    server web1"));

@@ -262,5 +262,28 @@ TEST(SettingsTest, KeysAndSectionsAreCaseInsensitive) {
   EXPECT_EQ(settings->haproxy.default_backend, "web");
 }
 
+TEST(SettingsTest, AgentIdAndGroupsFollowTheFleetNameRule) {
+  auto ok = ParseSettings(
+      "[lb-agent]\nagent_id = web-1.eu\n[fleet]\ncontroller_pub = ipc:///p\n"
+      "controller_router = ipc:///r\ngroups = web, eu\thot\nhello_interval = 0.5\n",
+      "lb.cfg", "/");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->fleet.groups, (std::vector<std::string>{"web", "eu", "hot"}));
+  EXPECT_EQ(ok->fleet.hello_interval, std::chrono::milliseconds(500));
+  EXPECT_EQ(ParseSettings("", "lb.cfg", "/")->fleet.hello_interval,
+            std::chrono::milliseconds(5000));
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"[lb-agent]\nagent_id = a/b\n", "lb.cfg: [lb-agent] agent_id \"a/b\" is not a name"},
+           {"[lb-agent]\nagent_id = " + std::string(256, 'a') + "\n", "is not a name"},
+           {"[fleet]\ngroups = web, a/b\n",
+            "lb.cfg:2: [fleet] groups: group \"a/b\" is not a name"},
+           {"[fleet]\nhello_interval = 0\n", "[fleet] hello_interval: must be more than 0"}}) {
+    auto parsed = ParseSettings(text, "lb.cfg", "/");
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_NE(parsed.status().message().find(message), std::string::npos)
+        << parsed.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace lb::common

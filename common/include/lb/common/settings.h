@@ -87,7 +87,8 @@ struct HaproxySettings {
 };
 
 // [fleet]: a controller that pushes configs to many agents (proto/PROTOCOL.md, "Fleet"). Off
-// while controller_pub is empty. The agent's id is [lb-agent] agent_id.
+// while controller_pub is empty. The agent's id is [lb-agent] agent_id. Agent ids and group names
+// are 1 to 255 bytes without '/' or control characters (proto::IsValidFleetName).
 struct FleetSettings {
   std::string controller_pub;     // the controller's PUB endpoint (pushes, beacons)
   std::string controller_router;  // the controller's ROUTER endpoint (hello, ack)
@@ -96,6 +97,10 @@ struct FleetSettings {
   std::string state_file = "/var/lib/lb-agent/fleet-state.json";
   // Silence on the PUB socket (no beacon) for this long means a dead connection.
   std::chrono::milliseconds beacon_timeout{3000};
+  // How often the agent says hello while nothing else goes to the controller: its liveness
+  // signal. The controller counts an agent silent for three intervals as lost (`lbctl fleet
+  // agents`), and a push does not wait for it. Each hello costs the controller one small answer.
+  std::chrono::milliseconds hello_interval{5000};
   // The controller's public CURVE certificate (zcert text file): the agent talks to that
   // controller only, encrypted. Empty: plaintext, allowed only on loopback/ipc:// endpoints or
   // with [security] allow_insecure.
