@@ -8,6 +8,7 @@
 #include "haproxy_parsers.h"
 #include "lb/common/log.h"
 #include "lb/common/version.h"
+#include "process.h"
 #include "sha256.h"
 
 namespace lb::agent {
@@ -41,13 +42,14 @@ class ControlStats : public StatsSource {
 Agent::Agent(const common::Settings& settings)
     : settings_(settings),
       started_(Clock::now()),
+      haproxy_env_(ChildEnvironment(settings.security.config_environment, environ)),
       store_(settings.haproxy.config_file_path, settings.agent.history_dir,
              settings.agent.history_keep),
-      validator_(settings.haproxy) {
+      validator_(settings.haproxy, haproxy_env_) {
   using common::ReloadMethod;
   switch (settings.haproxy.reload_method) {
     case ReloadMethod::kManaged:
-      supervisor_ = std::make_unique<Supervisor>(settings.haproxy);
+      supervisor_ = std::make_unique<Supervisor>(settings.haproxy, haproxy_env_);
       control_ = std::make_unique<MasterControl>(settings.haproxy, supervisor_.get());
       break;
     case ReloadMethod::kMaster:

@@ -63,6 +63,9 @@ class Agent : public CommandHandler {
   // The HAProxy side, built by the constructor.
   const common::Settings& settings_;
   const std::chrono::steady_clock::time_point started_;
+  // What haproxy (haproxy -c, managed haproxy) gets as its environment: PATH and
+  // [security] config_environment, nothing else of the agent's.
+  const std::vector<std::string> haproxy_env_;
   ConfigStore store_;
   HaproxyValidator validator_;
   std::unique_ptr<Supervisor> supervisor_;  // managed mode only
