@@ -128,6 +128,9 @@ proto::Status Agent::StartTransport() {
   proto::DecodeLimits limits;
   // Room for the largest config plus the envelope of the message.
   limits.max_frame_bytes = settings_.agent.max_config_bytes + 64 * 1024;
+  // A request is a map of a few arguments: 10,000 values is far above any real one, and keeps
+  // a frame of millions of one-byte values from costing memory and time (issue 14).
+  limits.max_objects = 10000;
   server_ =
       std::make_unique<CommandServer>(*context_, settings_.agent.command_endpoint, limits, *this);
   if (proto::Status s = server_->Bind(security_->Server("lb-agent-commands")); !s.ok()) return s;

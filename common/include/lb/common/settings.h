@@ -130,7 +130,9 @@ struct SecuritySettings {
   // resolve, after `..` and symlinks, inside one of these or the config's own directory; else
   // the config is refused before `haproxy -c` reads it. /dev/log is always a valid log target.
   std::vector<std::string> allowed_paths = {"/etc/haproxy", "/etc/ssl", "/usr/share/haproxy",
-                                            "/run/haproxy", "/var/lib/haproxy"};
+                                            "/run/haproxy", "/var/lib/haproxy",
+                                            // Debian's (and the 2015 README template's) pidfile
+                                            "/run/haproxy.pid"};
   // haproxy's environment (haproxy -c and managed haproxy), from which a config's "${NAME}" is
   // expanded: PATH, plus each NAME listed here taken from the agent's environment, or set with
   // NAME=VALUE. Nothing else of the agent's environment reaches a config.
