@@ -112,9 +112,8 @@ proto::Status Agent::StartTransport() {
   events_ = std::make_unique<EventLoop>(*context_, settings_, *stats_,
                                         [this] { return pipeline_->LiveSha256(); });
   if (proto::Status s = events_->Bind(security_->Server("lb-agent-events")); !s.ok()) return s;
-  reload_worker_ =
-      std::make_unique<ReloadWorker>([this](const ReloadRequest& r) { return pipeline_->Apply(r); },
-                                     [this] { return pipeline_->LiveSha256(); });
+  reload_worker_ = std::make_unique<ReloadWorker>(
+      [this](const ReloadRequest& r) { return pipeline_->Apply(r); });
   if (settings_.fleet.enabled()) {
     fleet_ = std::make_unique<FleetClient>(
         *context_, settings_,
@@ -169,7 +168,7 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
       events->ReloadFinished(status, result);
       reply(status, result);
     };
-    auto parsed = ReloadRequestFromArgs(request.args);
+    auto parsed = ReloadRequestFromArgs(std::move(request.args));
     if (!parsed.ok()) {
       publish_and_reply(parsed.status(), nullptr);
       return;
