@@ -376,6 +376,23 @@ ControllerCore::AgentAnswer ControllerCore::OnHello(const proto::FleetHello& hel
                           desired->args ? *desired->args : json::object()};
     return {proto::EncodePush(push), log};
   }
+  // A pending push that waits for this agent, which has not even seen it (its SUB socket was
+  // still reconnecting when the push was published, as right after a controller restart): the
+  // hello gets it, so that a push broadcast before its agents listened is not stuck pending
+  // until it times out. Agents that joined after the push wait for the decision (below).
+  for (const auto& [key, target] : state_.targets) {
+    if (!target.pending || target.awaiting.count(hello.agent) == 0 ||
+        target.pending->version <= hello.applied_version ||
+        target.pending->version <= hello.synced_version) {
+      continue;
+    }
+    const StoredPush& pending = *target.pending;
+    log += "sent pending push " + V(pending.version) + " (" + proto::TargetKey(pending.target) +
+           "), which it had not seen";
+    proto::FleetPush push{id_, pending.version, pending.target, pending.cmd,
+                          pending.args ? *pending.args : json::object()};
+    return {proto::EncodePush(push), log};
+  }
   const uint64_t latest = UptodateLatest(hello.agent, hello.groups, hello.applied_version);
   log += "uptodate (latest " + std::to_string(latest) + ")";
   if (latest < state_.latest) log += ", a newer push is pending";

@@ -383,6 +383,31 @@ TEST(ControllerCoreTest, APushBecomesTheDesiredStateOnceAnAgentAppliedIt) {
   EXPECT_EQ(listed->targets[0].pending_version, 0u);
 }
 
+TEST(ControllerCoreTest, AnAwaitedAgentThatMissedAPendingPushGetsItOnHello) {
+  // Pushed while a1 and a2 were known, but published before their SUB sockets were connected
+  // (a restarted controller): their hellos show they never saw v2.
+  ControllerCore core("ctl", PersistentState(), nullptr);
+  core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 0)), kNow);
+  core.OnAgentFrame("a2", Frame(Hello("a2", {"web"}, 0)), kNow);
+  Control(core, "push", PushArgs(FleetTarget::Group("web"), "v1\n", /*always=*/true));
+  core.OnAgentFrame("a1", Frame(AckMessage("a1", 1, "applied")), kNow);
+  core.OnAgentFrame("a2", Frame(AckMessage("a2", 1, "applied")), kNow);
+  Control(core, "push", PushArgs(FleetTarget::Group("web"), "v2\n"));
+  ASSERT_TRUE(core.state().targets.at("group/web").pending.has_value());
+  auto missed = core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 1, 1)), kNow);
+  ASSERT_TRUE(missed.reply.has_value());
+  auto push = proto::ParseControllerMessage(*missed.reply);
+  ASSERT_TRUE(push.ok()) << push.status().ToString();
+  ASSERT_TRUE(std::holds_alternative<proto::FleetPush>(*push));
+  EXPECT_EQ(std::get<proto::FleetPush>(*push).version, 2u);
+  EXPECT_NE(missed.log.find("sent pending push v2"), std::string::npos) << missed.log;
+  // Once it has it (applied_version 2, still running), the hello is answered as before.
+  auto running = core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 2, 1)), kNow);
+  EXPECT_EQ(*running.reply, proto::EncodeUptodate({"ctl", 2}));
+  // An agent that joined after the push is not given it while it is pending.
+  EXPECT_EQ(Answer(core, Hello("late", {"web"}, 1, 1)), 0u);
+}
+
 TEST(ControllerCoreTest, APushEveryAgentRefusedIsNeverHandedToAgentsThatJoinLater) {
   ControllerCore core("ctl", PersistentState(), nullptr);
   core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 0)), kNow);
