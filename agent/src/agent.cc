@@ -1,7 +1,9 @@
 #include "agent.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 #include <zmq.hpp>
 
@@ -99,12 +101,45 @@ int Agent::Run(const std::atomic<bool>& stop) {
   return 0;
 }
 
+namespace {
+
+// Raises the descriptor limit to the hard one and returns how many connections each of the two
+// server sockets may hold: `wanted`, lowered when the limit would leave no reserve for what a
+// reload opens (the config, its candidate and history, haproxy's sockets and pipes) and for
+// ZeroMQ's own descriptors.
+std::size_t ConnectionCap(std::size_t wanted) {
+  constexpr rlim_t kReserve = 256;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      LogInfo() << "file descriptor limit raised from " << before << " to the hard limit "
+                << limit.rlim_cur;
+    } else {
+      limit.rlim_cur = before;
+    }
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const rlim_t usable = limit.rlim_cur > kReserve ? limit.rlim_cur - kReserve : 0;
+  const std::size_t fits = std::max<std::size_t>(1, static_cast<std::size_t>(usable / 2));
+  if (wanted <= fits) return wanted;
+  LogWarning() << "[lb-agent] max_connections = " << wanted << " does not fit the descriptor limit "
+               << limit.rlim_cur << " (two sockets, " << kReserve << " kept for reloads): using "
+               << fits << "; raise LimitNOFILE";
+  return fits;
+}
+
+}  // namespace
+
 proto::Status Agent::StartTransport() {
   context_ = std::make_unique<zmq::context_t>();
   // Before any socket binds: the ZAP handler must be answering when the first client arrives.
-  auto security = SocketSecurity::SetUp(*context_, settings_, [](const std::string& line) {
-    common::Log(common::LogLevel::kInfo, line);
-  });
+  auto security = SocketSecurity::SetUp(
+      *context_, settings_,
+      [](const std::string& line) { common::Log(common::LogLevel::kInfo, line); },
+      ConnectionCap(static_cast<std::size_t>(settings_.agent.max_connections)));
   if (!security.ok()) return security.status();
   security_ = std::move(*security);
   for (const auto& warning : security_->warnings()) LogWarning() << warning;

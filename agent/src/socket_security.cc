@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lb/common/endpoint.h"
+#include "lb/common/log.h"
 
 namespace lb::agent {
 namespace {
@@ -69,20 +70,27 @@ Result<std::vector<std::string>> CheckSocketPolicy(const common::Settings& setti
 
 Result<std::unique_ptr<SocketSecurity>> SocketSecurity::SetUp(zmq::context_t& context,
                                                               const common::Settings& settings,
-                                                              common::ZapHandler::LogFn log) {
+                                                              common::ZapHandler::LogFn log,
+                                                              std::size_t max_connections) {
   Result<std::vector<std::string>> warnings = CheckSocketPolicy(settings);
   if (!warnings.ok()) return warnings.status();
   std::unique_ptr<SocketSecurity> security(new SocketSecurity());
   security->warnings_ = std::move(*warnings);
   const auto& sec = settings.security;
+  security->gate_ = std::make_unique<common::ConnectionGate>(context, max_connections);
+  common::ZapHandler::AdmitFn admit = [gate = security->gate_.get()](const std::string& domain) {
+    return gate->Admit(domain);
+  };
   if (sec.curve()) {
     auto own = common::ReadCertificate(sec.curve_secret_key, /*need_secret=*/true);
     if (!own.ok()) return Refuse("[security] curve_secret_key: " + own.status().message());
     security->own_ = *own;
-    auto zap = common::ZapHandler::Start(context, sec.curve_clients, std::move(log));
-    if (!zap.ok()) return Refuse("[security] curve_clients: " + zap.status().message());
-    security->zap_ = std::move(*zap);
+    security->curve_ = true;
   }
+  auto zap = common::ZapHandler::Start(context, sec.curve() ? sec.curve_clients : "",
+                                       std::move(log), std::move(admit));
+  if (!zap.ok()) return Refuse("[security] curve_clients: " + zap.status().message());
+  security->zap_ = std::move(*zap);
   if (!settings.fleet.controller_public_key.empty()) {
     auto controller = common::ReadCertificate(settings.fleet.controller_public_key, false);
     if (!controller.ok()) {
@@ -94,9 +102,21 @@ Result<std::unique_ptr<SocketSecurity>> SocketSecurity::SetUp(zmq::context_t& co
 }
 
 common::SocketSetup SocketSecurity::Server(std::string domain) const {
-  if (!zap_) return {};
   return [this, domain = std::move(domain)](zmq::socket_ref socket) {
-    common::MakeCurveServer(socket, own_, *zap_, domain);
+    if (Status watched = gate_->Watch(socket, domain); !watched.ok()) {
+      common::Log(
+          common::LogLevel::kWarning,
+          domain + ": connections are not counted (no max_connections): " + watched.message());
+    }
+    // A handshake refused by ZAP leaves the connection open until the peer closes it or this
+    // runs out; so does a peer that never finishes its greeting.
+    socket.set(zmq::sockopt::handshake_ivl, 3000);
+    if (curve_) {
+      common::MakeCurveServer(socket, own_, *zap_, domain);
+    } else {
+      // A plaintext socket with a ZAP domain has its NULL handshakes decided by the handler.
+      socket.set(zmq::sockopt::zap_domain, domain);
+    }
   };
 }
 
@@ -106,8 +126,12 @@ common::SocketSetup SocketSecurity::FleetClient() const {
 }
 
 nlohmann::json SocketSecurity::Info() const {
-  nlohmann::json info = {{"curve", zap_ != nullptr}, {"fleet_curve", !controller_key_.empty()}};
-  if (zap_) {
+  nlohmann::json info = {{"curve", curve_}, {"fleet_curve", !controller_key_.empty()}};
+  info["connections"] = {{"max", gate_->cap()},
+                         {"command", gate_->open("lb-agent-commands")},
+                         {"events", gate_->open("lb-agent-events")},
+                         {"refused", zap_->refused_busy()}};
+  if (curve_) {
     info["public_key"] = own_.public_key;
     info["clients_accepted"] = zap_->accepted();
     info["clients_refused"] = zap_->refused();

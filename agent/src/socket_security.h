@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "lb/common/connection_gate.h"
 #include "lb/common/curve_socket.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
@@ -20,26 +21,33 @@ proto::Result<std::vector<std::string>> CheckSocketPolicy(const common::Settings
 
 class SocketSecurity {
  public:
-  // Applies CheckSocketPolicy, reads the certificates and, with CURVE on, starts the ZAP
-  // handler on `context` (which must outlive the result). `log` receives the handler's lines.
+  // Applies CheckSocketPolicy, reads the certificates and starts the ZAP handler on `context`
+  // (which must outlive the result): with CURVE it checks client keys; always, it refuses a
+  // connection beyond `max_connections` open on the same socket (ConnectionGate). `log`
+  // receives the handler's lines.
   static proto::Result<std::unique_ptr<SocketSecurity>> SetUp(zmq::context_t& context,
                                                               const common::Settings& settings,
-                                                              common::ZapHandler::LogFn log);
+                                                              common::ZapHandler::LogFn log,
+                                                              std::size_t max_connections);
 
-  // What to apply to the command/event sockets (empty without CURVE) and to the fleet sockets
-  // (empty without controller_public_key).
+  // What to apply to the command/event sockets (the connection count, a ZAP domain, CURVE when
+  // on) and to the fleet sockets (empty without controller_public_key).
   common::SocketSetup Server(std::string domain) const;
   common::SocketSetup FleetClient() const;
 
-  bool curve() const { return zap_ != nullptr; }
+  bool curve() const { return curve_; }
   const std::vector<std::string>& warnings() const { return warnings_; }
-  // {"curve": bool, "clients_accepted", "clients_refused", "fleet_curve": bool}.
+  // {"curve": bool, "clients_accepted", "clients_refused", "fleet_curve": bool,
+  //  "connections": {"max", "command", "events", "refused"}}.
   nlohmann::json Info() const;
 
  private:
   SocketSecurity() = default;
   common::CurveCertificate own_;
   std::string controller_key_;
+  bool curve_ = false;
+  // The gate before the handler: the handler's thread asks the gate, so it stops first.
+  std::unique_ptr<common::ConnectionGate> gate_;
   std::unique_ptr<common::ZapHandler> zap_;
   std::vector<std::string> warnings_;
 };

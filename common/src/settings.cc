@@ -86,6 +86,8 @@ IniSchema<Settings> KnownKeys(const std::string& base_dir) {
       StringKey<Settings>([](Settings* s) { return &s->agent.command_endpoint; });
   b["max_config_bytes"] =
       IntKey<Settings>([](Settings* s) { return &s->agent.max_config_bytes; }, 1024, 1LL << 30);
+  b["max_connections"] =
+      IntKey<Settings>([](Settings* s) { return &s->agent.max_connections; }, 1, 1000000);
   b["history_dir"] = PathKey<Settings>([](Settings* s) { return &s->agent.history_dir; }, base_dir);
   b["history_keep"] =
       IntKey<Settings>([](Settings* s) { return &s->agent.history_keep; }, 0, 10000);

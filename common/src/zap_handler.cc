@@ -57,10 +57,11 @@ std::vector<Stamp> StampsOf(const std::string& path) {
 }  // namespace
 
 struct ZapHandler::Impl {
-  Impl(zmq::context_t& context, std::string path, LogFn log_fn)
+  Impl(zmq::context_t& context, std::string path, LogFn log_fn, AdmitFn admit_fn)
       : socket(context, zmq::socket_type::rep),
         allow_path(std::move(path)),
-        log(std::move(log_fn)) {}
+        log(std::move(log_fn)),
+        admit(std::move(admit_fn)) {}
 
   void Run() {
     while (!stop.load()) {
@@ -86,7 +87,26 @@ struct ZapHandler::Impl {
     std::string status = "400";
     std::string text = "unknown client key";
     std::string user;
-    if (request.size() < 7 || request[0].to_string_view() != "1.0") {
+    const std::string domain = request.size() > 2 ? request[2].to_string() : "";
+    auto admitted = [&] {
+      if (!admit || admit(domain)) return true;
+      text = "too many connections";
+      busy_count.fetch_add(1);
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_busy_log >= std::chrono::seconds(1)) {
+        last_busy_log = now;
+        log("refused a connection from " + address + " to " + domain +
+            ": too many connections open ([lb-agent] max_connections)");
+      }
+      return false;
+    };
+    if (request.size() >= 6 && request[0].to_string_view() == "1.0" &&
+        request[5].to_string_view() == "NULL") {
+      if (admitted()) {
+        status = "200";
+        text = "OK";
+      }
+    } else if (request.size() < 7 || request[0].to_string_view() != "1.0") {
       text = "malformed ZAP request";
     } else if (request[5].to_string_view() != "CURVE" || request[6].size() != 32) {
       text = "only CURVE is accepted";
@@ -95,10 +115,12 @@ struct ZapHandler::Impl {
       zmq_z85_encode(z85, static_cast<const uint8_t*>(request[6].data()), 32);
       MaybeReload();
       if (allowed.count(z85) != 0) {
-        status = "200";
-        text = "OK";
-        user = z85;
-        accepted_count.fetch_add(1);
+        if (admitted()) {
+          status = "200";
+          text = "OK";
+          user = z85;
+          accepted_count.fetch_add(1);
+        }
       } else {
         refused_count.fetch_add(1);
         // One line per refused key and address a second at most: a scan cannot flood the log.
@@ -119,6 +141,7 @@ struct ZapHandler::Impl {
 
   // Re-reads the allow-list when its stamps changed, at most once a second.
   void MaybeReload() {
+    if (allow_path.empty()) return;
     auto now = std::chrono::steady_clock::now();
     if (now - last_check < std::chrono::seconds(1)) return;
     last_check = now;
@@ -141,24 +164,31 @@ struct ZapHandler::Impl {
   zmq::socket_t socket;
   std::string allow_path;
   LogFn log;
+  AdmitFn admit;
   std::set<std::string> allowed;
   std::vector<Stamp> stamps;
   std::chrono::steady_clock::time_point last_check{};
   std::chrono::steady_clock::time_point last_refusal_log{};
+  std::chrono::steady_clock::time_point last_busy_log{};
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> accepted_count{0};
   std::atomic<uint64_t> refused_count{0};
+  std::atomic<uint64_t> busy_count{0};
   std::thread thread;
 };
 
 Result<std::unique_ptr<ZapHandler>> ZapHandler::Start(zmq::context_t& context,
-                                                      std::string allow_list_path, LogFn log) {
+                                                      std::string allow_list_path, LogFn log,
+                                                      AdmitFn admit) {
   if (!log) log = [](const std::string&) {};
-  auto impl = std::make_unique<Impl>(context, std::move(allow_list_path), std::move(log));
-  Result<std::set<std::string>> keys = ReadAllowList(impl->allow_path);
-  if (!keys.ok()) return keys.status();
-  impl->allowed = std::move(*keys);
-  impl->stamps = StampsOf(impl->allow_path);
+  auto impl =
+      std::make_unique<Impl>(context, std::move(allow_list_path), std::move(log), std::move(admit));
+  if (!impl->allow_path.empty()) {
+    Result<std::set<std::string>> keys = ReadAllowList(impl->allow_path);
+    if (!keys.ok()) return keys.status();
+    impl->allowed = std::move(*keys);
+    impl->stamps = StampsOf(impl->allow_path);
+  }
   impl->last_check = std::chrono::steady_clock::now();
   impl->socket.set(zmq::sockopt::linger, 0);
   try {
@@ -181,5 +211,6 @@ ZapHandler::~ZapHandler() {
 
 uint64_t ZapHandler::accepted() const { return impl_->accepted_count.load(); }
 uint64_t ZapHandler::refused() const { return impl_->refused_count.load(); }
+uint64_t ZapHandler::refused_busy() const { return impl_->busy_count.load(); }
 
 }  // namespace lb::common

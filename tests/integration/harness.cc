@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -187,6 +188,87 @@ std::string AgentRaw(const std::string& endpoint, const std::string& frame, mill
   zmq::message_t reply;
   if (!socket.recv(reply)) return "";
   return reply.to_string();
+}
+
+RawZmtp::RawZmtp(const std::string& ipc_endpoint, bool handshake) {
+  fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path = ipc_endpoint.substr(6);  // "ipc://"
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
+    close(fd_);
+    fd_ = -1;
+    return;
+  }
+  timeval tv{5, 0};
+  setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (!handshake) return;
+  std::string greeting(64, '\0');
+  greeting[0] = '\xff';
+  greeting[9] = '\x7f';
+  greeting[10] = 3;  // version 3.0
+  std::memcpy(&greeting[12], "NULL", 4);
+  Send(greeting);
+  std::string peer(64, '\0');
+  if (!ReadExactly(&peer)) ADD_FAILURE() << "no ZMTP greeting from the agent";
+  // READY with Socket-Type DEALER: a short command (flags 0x04).
+  std::string body = std::string("\x05READY", 6) + "\x0bSocket-Type" +
+                     std::string("\x00\x00\x00\x06", 4) + "DEALER";
+  Send(std::string(1, '\x04') + static_cast<char>(body.size()) + body);
+}
+
+RawZmtp::~RawZmtp() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void RawZmtp::AnnounceFrame(uint64_t size) {
+  std::string header(9, '\0');
+  header[0] = '\x02';
+  for (int i = 0; i < 8; ++i) header[1 + i] = static_cast<char>(size >> (56 - 8 * i));
+  Send(header);
+}
+
+std::size_t RawZmtp::SendPayload(std::size_t bytes) {
+  const std::string chunk(1 << 20, 'x');
+  std::size_t sent = 0;
+  while (fd_ >= 0 && sent < bytes) {
+    ssize_t n = send(fd_, chunk.data(), std::min(chunk.size(), bytes - sent), MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  return sent;
+}
+
+bool RawZmtp::ClosedByPeer() {
+  char buf[4096];
+  while (fd_ >= 0) {
+    ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    if (n == 0) return true;
+    if (n < 0) return errno == ECONNRESET || errno == EPIPE;
+  }
+  return false;
+}
+
+void RawZmtp::Send(const std::string& data) {
+  std::size_t off = 0;
+  while (fd_ >= 0 && off < data.size()) {
+    ssize_t n = send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+bool RawZmtp::ReadExactly(std::string* out) {
+  std::size_t off = 0;
+  while (fd_ >= 0 && off < out->size()) {
+    ssize_t n = recv(fd_, out->data() + off, out->size() - off, 0);
+    if (n <= 0) return false;
+    off += static_cast<std::size_t>(n);
+  }
+  return true;
 }
 
 Process::Process(std::vector<std::string> argv, std::string log_path) {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -95,6 +96,30 @@ proto::Result<proto::Reply> AgentCall(const std::string& endpoint, const std::st
 // Sends raw frames (no encoding) and returns the raw reply frame; "" on timeout.
 std::string AgentRaw(const std::string& endpoint, const std::string& frame,
                      milliseconds timeout = milliseconds(10000));
+
+// One connection to the agent's ipc:// socket speaking ZMTP 3.0 by hand (NULL mechanism, as a
+// DEALER), so that a frame can be announced and left unfinished, or a handshake left hanging,
+// which no ZeroMQ socket can do. Every call gives up after 5 s.
+class RawZmtp {
+ public:
+  // Connects; with `handshake`, exchanges greetings and sends READY.
+  explicit RawZmtp(const std::string& ipc_endpoint, bool handshake = true);
+  ~RawZmtp();
+  RawZmtp(const RawZmtp&) = delete;
+  RawZmtp& operator=(const RawZmtp&) = delete;
+  bool connected() const { return fd_ >= 0; }
+  // Announces a last frame of `size` bytes (a long frame: flags 0x02, 8-byte size).
+  void AnnounceFrame(uint64_t size);
+  // Sends up to `bytes` of payload; returns how many the agent took before it hung up.
+  std::size_t SendPayload(std::size_t bytes);
+  // True when the agent closed the connection (read returns 0 or a reset) within 5 s.
+  bool ClosedByPeer();
+
+ private:
+  void Send(const std::string& data);
+  bool ReadExactly(std::string* out);
+  int fd_ = -1;
+};
 
 // A child process with its output in a log file.
 class Process {

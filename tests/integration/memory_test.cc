@@ -10,9 +10,6 @@
 // Their test holds the agent to the bound SECURITY.md documents instead: 12 configs' worth,
 // whatever the number of reloads (it was 1.1 GB for 30), and pings within 1 s.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -127,98 +124,17 @@ class MemoryTest : public ::testing::Test {
   pid_t pid_ = -1;
 };
 
-// One connection to a unix socket speaking ZMTP 3.0 by hand (NULL mechanism, as a DEALER), so
-// that a frame can be announced and left unfinished, which no ZeroMQ socket can do.
-class RawZmtp {
- public:
-  explicit RawZmtp(const std::string& ipc_endpoint) {
-    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    const std::string path = ipc_endpoint.substr(6);  // "ipc://"
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ADD_FAILURE() << "connect " << path << ": " << std::strerror(errno);
-      return;
-    }
-    timeval tv{5, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string greeting(64, '\0');
-    greeting[0] = '\xff';
-    greeting[9] = '\x7f';
-    greeting[10] = 3;  // version 3.0
-    std::memcpy(&greeting[12], "NULL", 4);
-    Send(greeting);
-    std::string peer(64, '\0');
-    if (!ReadExactly(&peer)) ADD_FAILURE() << "no ZMTP greeting from the agent";
-    // READY with Socket-Type DEALER: a short command (flags 0x04).
-    std::string body = std::string("\x05READY", 6) + "\x0bSocket-Type" +
-                       std::string("\x00\x00\x00\x06", 4) + "DEALER";
-    Send(std::string(1, '\x04') + static_cast<char>(body.size()) + body);
-  }
-  ~RawZmtp() {
-    if (fd_ >= 0) close(fd_);
-  }
-  // Announces a last frame of `size` bytes (a long frame: flags 0x02, 8-byte size).
-  void AnnounceFrame(uint64_t size) {
-    std::string header(9, '\0');
-    header[0] = '\x02';
-    for (int i = 0; i < 8; ++i) header[1 + i] = static_cast<char>(size >> (56 - 8 * i));
-    Send(header);
-  }
-  // Sends up to `bytes` of payload; returns how many the agent took before it hung up.
-  std::size_t SendPayload(std::size_t bytes) {
-    const std::string chunk(1 << 20, 'x');
-    std::size_t sent = 0;
-    while (sent < bytes) {
-      ssize_t n = send(fd_, chunk.data(), std::min(chunk.size(), bytes - sent), MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<std::size_t>(n);
-    }
-    return sent;
-  }
-  // True when the agent closed the connection (read returns 0 or a reset) within 5 s.
-  bool ClosedByPeer() {
-    char buf[4096];
-    while (true) {
-      ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n == 0) return true;
-      if (n < 0) return errno == ECONNRESET || errno == EPIPE;
-    }
-  }
-
- private:
-  void Send(const std::string& data) {
-    std::size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) return;
-      off += static_cast<std::size_t>(n);
-    }
-  }
-  bool ReadExactly(std::string* out) {
-    std::size_t off = 0;
-    while (off < out->size()) {
-      ssize_t n = recv(fd_, out->data() + off, out->size() - off, 0);
-      if (n <= 0) return false;
-      off += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-  int fd_ = -1;
-};
-
 TEST_F(MemoryTest, AFrameOfMillionsOfTinyValuesIsRefusedByCountWhilePingsFlow) {
   // {"v":1,"id":"bomb","cmd":"reload","args":{"x":[[nil x 64,000] x 250]}}: 16 MB, within the
   // frame limit, 16 million values in containers each within the per-container limit.
   constexpr uint32_t kArrays = 250, kPerArray = 64000;
   std::string frame = proto::EncodeMsgpack(json{{"v", 1}, {"id", "bomb"}, {"cmd", "reload"}});
   frame[0] = static_cast<char>(0x84);  // the map gets a fourth entry, "args"
-  frame += std::string("\xa4"
-                       "args"
-                       "\x81\xa1x\xdc",
-                       9);
+  frame += std::string(
+      "\xa4"
+      "args"
+      "\x81\xa1x\xdc",
+      9);
   frame += static_cast<char>(kArrays >> 8);
   frame += static_cast<char>(kArrays & 0xff);
   for (uint32_t i = 0; i < kArrays; ++i) {

@@ -36,6 +36,10 @@ struct BridgeSettings {
 struct AgentSettings {
   std::string command_endpoint = "tcp://127.0.0.1:5555";
   std::size_t max_config_bytes = 16 * 1024 * 1024;
+  // Connections open at once on the command socket, and on the event socket (each): a
+  // handshake beyond it is refused, so that local clients cannot use up the descriptors a
+  // reload needs. Lowered at start when the descriptor limit leaves too little room.
+  int max_connections = 1000;
   std::string history_dir = "/var/lib/lb-agent/history";
   int history_keep = 10;
   // Worker threads for status/info/validate/get_config; reloads have their own thread.
