@@ -27,7 +27,20 @@ lb::proto::DecodeLimits AgentLimits() {
   lb::proto::DecodeLimits limits;
   // As Agent::Run: room for the largest config plus the envelope of the message.
   limits.max_frame_bytes = lb::common::Settings().agent.max_config_bytes + 64 * 1024;
+  limits.max_objects = 10000;
   return limits;
+}
+
+// Values of a decoded message as the object-count limit counts them: each value, container and
+// map key one (a map key seen twice collapses into one here, so this is at most the frame's).
+std::size_t CountValues(const nlohmann::json& value) {
+  std::size_t n = 1;
+  if (value.is_object()) {
+    for (const auto& [key, item] : value.items()) n += 1 + CountValues(item);
+  } else if (value.is_array()) {
+    for (const auto& item : value) n += CountValues(item);
+  }
+  return n;
 }
 
 // What `parse` accepts, `encode` writes back as a message `parse` accepts again, unchanged.
@@ -91,6 +104,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto reply = lb::proto::DecodeReply(frame, limits);
   if (reply.ok()) (void)lb::proto::ReplyToJson(*reply);
+
+  // The object-count limit (checked by a scan before unpacking) never lets more values through.
+  lb::proto::DecodeLimits few = limits;
+  few.max_objects = 16;
+  auto small = lb::proto::DecodeMsgpack(frame, few);
+  if (small.ok() && CountValues(*small) > 16) std::abort();
 
   auto value = lb::proto::DecodeMsgpack(frame, limits);
   if (value.ok()) {

@@ -10,13 +10,21 @@
 // from a fixed live config to the input (PlanRuntime): every command of a runtime plan must reach
 // haproxy as exactly one CLI command (no ';', backslash, line break or empty word), and only a
 // config whose skeleton equals the live one may be planned at runtime.
+//
+// Then the path policy (config_paths.h): every path the input names is read, resolved to an
+// absolute path (or left empty when built from an environment variable); when the policy
+// accepts the config, every path it judged lies under the allowed directory; and haproxy's
+// message about any line of it, reduced, never quotes a line of another file.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
+#include <algorithm>
 
 #include "config_lint.h"
+#include "config_paths.h"
 #include "runtime_plan.h"
 #include "server_config.h"
 
@@ -57,6 +65,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.method = lb::common::ReloadMethod::kSystemd;
   options.socket_path = "/run/haproxy/admin.sock";
   (void)lb::agent::LintConfig(facts, options);
+
+  const std::vector<lb::agent::ConfigPath> paths =
+      lb::agent::ReadConfigPaths(config, "/etc/haproxy");
+  for (const auto& p : paths) Check(p.resolved.empty() || p.resolved[0] == '/');
+  if (lb::agent::CheckConfigPaths(paths, {"/etc/haproxy"}).ok()) {
+    for (const auto& p : paths) {
+      if (p.use == lb::agent::ConfigPath::Use::kMention) continue;
+      if (p.use == lb::agent::ConfigPath::Use::kLog && p.resolved == "/dev/log") continue;
+      Check(p.resolved == "/etc/haproxy" || p.resolved.rfind("/etc/haproxy/", 0) == 0);
+    }
+  }
+  // As haproxy -c would print it about a line of another file: reduced to a location.
+  const std::string quoted = "[ALERT]    (1) : parsing [/etc/shadow:1] : " +
+                             std::string(config.substr(0, std::min<size_t>(config.size(), 200)));
+  Check(lb::agent::ReduceMessage(quoted, "haproxy.cfg", paths).find("parsing [/etc/shadow:1] :") ==
+        std::string::npos);
 
   static const std::string kLive =
       "global\n    maxconn 100\ndefaults\n    mode http\nfrontend main\n    bind :80\n"

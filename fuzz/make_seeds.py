@@ -321,9 +321,34 @@ def haproxy_configs():
           "backend scaling_nodes\n    option external-check\n"
           "    external-check command /bin/true\n    server a 127.0.0.1:80 check\n\n"
           "program logger\n    command /usr/bin/logger -t haproxy\n")
+    # Every kind of path the policy reads (config_paths.cc), inside and outside /etc/haproxy.
+    write("haproxy_config", "paths.cfg",
+          "global\n    chroot /var/lib/haproxy\n    pidfile /run/haproxy.pid\n"
+          "    crt-base /etc/ssl/private\n    ca-base ../ssl/certs\n"
+          "    server-state-file /etc/passwd\n    stats socket ipv4@127.0.0.1:9999\n"
+          "    stats socket /run/haproxy/admin.sock mode 600 level admin\n"
+          "    log /dev/log local0\n    log unix@/tmp/log.sock local1\n"
+          "    lua-prepend-path /usr/share/haproxy/?.lua\n\n"
+          "frontend f\n    bind :443 ssl crt site.pem ca-file ca.pem crt-list /etc/haproxy/l.txt\n"
+          "    bind /run/haproxy/f.sock\n    acl bad src -f /etc/haproxy/bad.lst -f ../../etc/shadow\n"
+          "    http-request set-var(txn.x) src,map_ip(/etc/haproxy/x.map)\n"
+          "    http-request set-map(/etc/haproxy/m.map) %[src] 1\n"
+          "    http-request return status 200 file \"${HOME}/x\"\n"
+          "    filter spoe engine e config /etc/shadow\n    errorfile 503 /etc/haproxy/errors/503.http\n"
+          "    default_backend b\n\nbackend b\n    server s1 /run/haproxy/app.sock\n"
+          "    server s2 unix@app2.sock\n    server s3 10.0.0.1:80 ssl ca-file /etc/ssl/certs/ca.pem\n")
     write("haproxy_config", "escapes.cfg",
           "frontend f\r\n    bind 127.0.0.1:80\n    http-request set-header X \"a\\x41\\ b\\t\"\n"
           "    default_backend\n.if defined(X)\n  lua-load x\n.endif\n")
+
+
+def many_values():
+    """Frames near and beyond the agent's object-count limit (10,000 msgpack values)."""
+    write("command_frame", "values_9000",
+          msgpack.packb({"v": 1, "id": 1, "cmd": "reload", "args": {"x": [None] * 9000}}))
+    write("command_frame", "values_12000_nested",
+          msgpack.packb({"v": 1, "id": 2, "cmd": "status",
+                         "args": {"x": [[0] * 100 for _ in range(120)]}}))
 
 
 def bridge_access():
@@ -367,6 +392,7 @@ def allow_lists():
 
 if __name__ == "__main__":
     command_frames()
+    many_values()
     fleet_frames()
     haproxy_answers()
     quoted_show_stat()
