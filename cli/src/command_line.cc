@@ -133,7 +133,8 @@ const std::vector<CommandRow>& Commands() {
        [](const Positionals& p, Options*) { return NoArguments("ping", p); }},
       {"watch", Command::kWatch, "watch [TOPIC-PREFIX]",
        "print the agent's events, one line each, until Ctrl-C;\nprefixes: server/, "
-       "server/BACKEND/, reload, haproxy, heartbeat;\nlost events are reported on stderr",
+       "server/BACKEND/, reload, haproxy, heartbeat;\non stderr: lost events, an agent gone "
+       "silent (no heartbeat)\nor back, and an agent restart (a new epoch)",
        [](const Positionals& p, Options* o) -> Status {
          if (Status s = AtMost("watch", p, 1, "at most one TOPIC-PREFIX"); !s.ok()) return s;
          if (!p.empty()) o->topic_prefix = p[0];
@@ -356,6 +357,18 @@ const std::vector<OptionRow>& OptionRows() {
          auto for_ms = ParseSeconds("--for", v);
          if (!for_ms.ok()) return for_ms.status();
          o->for_ms = *for_ms;
+         return Status::Ok();
+       }},
+      {"--silence",
+       "SECONDS",
+       {Command::kWatch},
+       "watch",
+       "say \"agent silent\" after SECONDS without an event (default:\nthree of the heartbeat "
+       "intervals the agent announces)",
+       [](const std::string& v, Options* o) -> Status {
+         auto silence = ParseSeconds("--silence", v);
+         if (!silence.ok()) return silence.status();
+         o->silence = *silence;
          return Status::Ok();
        }},
       {"--control", "ENDPOINT", kFleet, "fleet push and agents",

@@ -95,7 +95,9 @@ struct Options {
   std::string topic_prefix;       // watch: "" = every topic
   std::optional<uint64_t> count;  // watch: stop after this many events
   std::optional<std::chrono::milliseconds> for_ms;  // watch: stop after this long
-  FleetOptions fleet;                               // fleet push, agents
+  // watch: "agent silent" after this long without an event (default: 3 heartbeat intervals).
+  std::optional<std::chrono::milliseconds> silence;
+  FleetOptions fleet;  // fleet push, agents
 };
 
 // Parses argv[1..] (without the program name). Global options may appear before or after the
