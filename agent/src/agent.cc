@@ -6,7 +6,9 @@
 #include <zmq.hpp>
 
 #include "haproxy_parsers.h"
+#include "lb/common/ini.h"
 #include "lb/common/log.h"
+#include "lb/common/service_manager.h"
 #include "lb/common/version.h"
 #include "sha256.h"
 
@@ -67,14 +69,36 @@ Agent::Agent(const common::Settings& settings)
 Agent::~Agent() = default;
 
 int Agent::Run(const std::atomic<bool>& stop) {
+  // Before anything touches haproxy: a second agent on the same config would adopt the first
+  // one's haproxy, fail to bind the sockets and (stop_haproxy_on_exit) stop it on its way out.
+  auto lock = store_.Lock();
+  if (!lock.ok()) {
+    if (lock.status().code() == ErrorCode::kConflict) {
+      LogError() << "another lb-agent runs with the config " << store_.live_path() << " ("
+                 << lock.status().message()
+                 << "); one agent per config: this one exits and leaves that agent and its "
+                    "haproxy alone";
+    } else {
+      LogError() << "cannot lock the config " << store_.live_path() << ": "
+                 << lock.status().message();
+    }
+    return 1;
+  }
+  lock_ = std::move(*lock);
   int removed = store_.RemoveStaleTemps();
   if (removed > 0) {
     LogInfo() << "removed " << removed << " temp file(s) left by an earlier run next to "
               << store_.live_path();
   }
+  std::string haproxy_state = "haproxy runs";
   if (supervisor_) {
     proto::Status s = supervisor_->Start();
-    if (!s.ok()) LogError() << "haproxy not started: " << s.message();
+    if (!s.ok()) {
+      LogError() << "haproxy not started: " << s.message();
+      haproxy_state = "haproxy not running: " + s.message();
+    } else {
+      haproxy_state = "haproxy master " + std::to_string(supervisor_->master_pid()) + " serves";
+    }
   }
   if (store_.ReloadInterrupted()) {
     LogWarning() << "the previous run stopped during a reload; reloading haproxy with "
@@ -84,17 +108,66 @@ int Agent::Run(const std::atomic<bool>& stop) {
   }
   if (proto::Status s = StartTransport(); !s.ok()) {
     LogError() << s.message();
+    // A failed start never stops haproxy: whatever serves keeps serving for the next agent.
+    if (supervisor_) supervisor_->LeaveRunning();
     return 1;
+  }
+  {
+    std::lock_guard<std::mutex> lock(reread_mu_);
+    transport_ready_ = true;
   }
   LogInfo() << common::Version() << ": listening on " << server_->bound_endpoint() << ", events on "
             << events_->bound_endpoint() << (security_->curve() ? " (CURVE)" : " (no CURVE)")
             << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
             << ", config " << settings_.haproxy.config_file_path << ")";
+  common::NotifyReady("commands on " + server_->bound_endpoint() + "; " + haproxy_state);
   server_->Run(stop);
-  LogInfo() << "stopping";
+  common::NotifyStopping();
+  LogInfo() << "stopping"
+            << (supervisor_ == nullptr ? ""
+                : settings_.haproxy.stop_haproxy_on_exit
+                    ? " (and haproxy: stop_haproxy_on_exit = yes)"
+                    : "; haproxy keeps serving for the next agent (stop_haproxy_on_exit = no)");
   // Acks of reloads still queued are dropped when the fleet client stops (the controller hears
   // the outcome at the next hello); the rest of the shutdown is ~Agent.
   return 0;
+}
+
+std::string Agent::Reread() {
+  auto fresh = common::LoadSettings(settings_.path);
+  if (!fresh.ok()) {
+    LogError() << "SIGHUP: " << settings_.path
+               << " not applied, nothing changed: " << fresh.status().message();
+    return "SIGHUP: settings not applied: " + fresh.status().message();
+  }
+  common::SetLogLevel(fresh->log_level);
+  common::LogLine line(common::LogLevel::kInfo);
+  line << "SIGHUP: re-read " << settings_.path
+       << "; haproxy, its config and the sockets are left as they are";
+  line.Field("log_level", common::LogLevelName(fresh->log_level));
+  std::string summary = "re-read " + settings_.path;
+  {
+    std::lock_guard<std::mutex> lock(reread_mu_);
+    if (transport_ready_ && security_->curve()) {
+      if (fresh->security.curve_clients != settings_.security.curve_clients) {
+        line.Field("allow_list",
+                   "unchanged: curve_clients names another file (a restart reads it)");
+      } else if (auto keys = security_->ReloadAllowList(); keys.ok()) {
+        line.Field("allow_list", std::to_string(*keys) + " client key(s)");
+      } else {
+        line.Field("allow_list", "previous kept: " + keys.status().message());
+      }
+    }
+  }
+  const std::vector<std::string> changed =
+      common::ChangedKeys(settings_.file_values, fresh->file_values, {"[lb-agent] log_level"});
+  if (!changed.empty()) {
+    std::string list;
+    for (const auto& key : changed) list += (list.empty() ? "" : ", ") + key;
+    line.Field("restart_needed", list);
+    summary += "; changed keys that need a restart: " + list;
+  }
+  return summary;
 }
 
 proto::Status Agent::StartTransport() {

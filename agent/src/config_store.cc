@@ -111,6 +111,12 @@ Status ConfigStore::KeepHistory() {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<common::ExclusiveLock>> ConfigStore::Lock() const {
+  return common::ExclusiveLock::Acquire(
+      (fs::path(dir_) / (std::string(kLockPrefix) + fs::path(live_path_).filename().string()))
+          .string());
+}
+
 Status ConfigStore::BeginApply() {
   // Only a killed agent needs it, not a crashed machine (haproxy restarts with the live file
   // then), so it is not fsynced.

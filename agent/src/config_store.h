@@ -8,6 +8,8 @@
 // behind (next to the live file, or in the history directory) start with kTempPrefix and are
 // removed by RemoveStaleTemps at start-up.
 //
+// One agent per live file: Lock() takes an exclusive lock next to it before anything else.
+//
 // Between Commit and the end of haproxy's reload the live file is newer than what haproxy runs;
 // during a runtime apply haproxy is newer than the live file until the rename. A marker file
 // (kReloadMarkerPrefix + the live file's name, next to it) spans that window: BeginApply or
@@ -16,6 +18,7 @@
 // Not thread-safe: the reload worker is its only writer.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -28,10 +31,16 @@ class ConfigStore {
  public:
   static constexpr std::string_view kTempPrefix = ".lb-agent-tmp.";
   static constexpr std::string_view kReloadMarkerPrefix = ".lb-agent-reloading.";
+  static constexpr std::string_view kLockPrefix = ".lb-agent-lock.";
 
   ConfigStore(std::string live_path, std::string history_dir, int history_keep);
 
   const std::string& live_path() const { return live_path_; }
+
+  // Locks kLockPrefix + the live file's name, next to it, for as long as the result lives.
+  // kConflict "... is held by pid N" while another agent runs with this live file; an OsError
+  // when the lock file cannot be opened.
+  proto::Result<std::unique_ptr<common::ExclusiveLock>> Lock() const;
 
   // Removes kTempPrefix files in the live file's directory and in the history directory.
   // Returns how many went.

@@ -648,7 +648,8 @@ TEST_F(FleetTest, AppliedVersionSurvivesAnAgentRestart) {
   ASSERT_EQ(p.run.exit_code, 0) << p.run.Describe();
   const std::string sha1 = fleet.ShaOf(config1);
   ASSERT_TRUE(fleet.WaitSha(all, sha1, kConverge));
-  // A clean stop stops haproxy too; the restarted agent starts it from the live config.
+  // A clean stop leaves haproxy serving (stop_haproxy_on_exit = no); the restarted agent adopts
+  // it and has nothing to reload.
   fleet.agent(3).StopAgent();
   fleet.agent(3).StartAgent();
   ASSERT_FALSE(HasFailure());
