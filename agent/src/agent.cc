@@ -10,6 +10,7 @@
 #include "lb/common/log.h"
 #include "lb/common/service_manager.h"
 #include "lb/common/version.h"
+#include "process.h"
 #include "sha256.h"
 
 namespace lb::agent {
@@ -43,13 +44,14 @@ class ControlStats : public StatsSource {
 Agent::Agent(const common::Settings& settings)
     : settings_(settings),
       started_(Clock::now()),
+      haproxy_env_(ChildEnvironment(settings.security.config_environment, environ)),
       store_(settings.haproxy.config_file_path, settings.agent.history_dir,
              settings.agent.history_keep),
-      validator_(settings.haproxy) {
+      validator_(settings.haproxy, haproxy_env_) {
   using common::ReloadMethod;
   switch (settings.haproxy.reload_method) {
     case ReloadMethod::kManaged:
-      supervisor_ = std::make_unique<Supervisor>(settings.haproxy);
+      supervisor_ = std::make_unique<Supervisor>(settings.haproxy, haproxy_env_);
       control_ = std::make_unique<MasterControl>(settings.haproxy, supervisor_.get());
       break;
     case ReloadMethod::kMaster:
@@ -199,6 +201,9 @@ proto::Status Agent::StartTransport() {
   proto::DecodeLimits limits;
   // Room for the largest config plus the envelope of the message.
   limits.max_frame_bytes = settings_.agent.max_config_bytes + 64 * 1024;
+  // A request is a map of a few arguments: 10,000 values is far above any real one, and keeps
+  // a frame of millions of one-byte values from costing memory and time (issue 14).
+  limits.max_objects = 10000;
   server_ =
       std::make_unique<CommandServer>(*context_, settings_.agent.command_endpoint, limits, *this);
   if (proto::Status s = server_->Bind(security_->Server("lb-agent-commands")); !s.ok()) return s;

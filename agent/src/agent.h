@@ -76,6 +76,9 @@ class Agent : public CommandHandler {
   const std::chrono::steady_clock::time_point started_;
   // Held from Run() on, and released last: after the Supervisor has let go of haproxy.
   std::unique_ptr<common::ExclusiveLock> lock_;
+  // What haproxy (haproxy -c, managed haproxy) gets as its environment: PATH and
+  // [security] config_environment, nothing else of the agent's.
+  const std::vector<std::string> haproxy_env_;
   ConfigStore store_;
   HaproxyValidator validator_;
   std::unique_ptr<Supervisor> supervisor_;  // managed mode only

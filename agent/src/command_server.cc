@@ -62,9 +62,10 @@ Status CommandServer::Bind(const common::SocketSetup& secure) {
   try {
     impl_ = std::make_unique<Impl>(context_);
     impl_->router.set(zmq::sockopt::linger, 0);
-    // Frames far above the config limit are cut off by ZeroMQ itself (the peer is
-    // disconnected); frames up to 4x the limit are read and answered `too_large`.
-    impl_->router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.max_frame_bytes) * 4);
+    // A frame above the limit is cut off by ZeroMQ itself as soon as its header announces it
+    // (the peer is disconnected), so no connection ever holds more than one frame's worth.
+    // A config above max_config_bytes still fits in a frame and is answered `too_large`.
+    impl_->router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.max_frame_bytes));
     impl_->router.set(zmq::sockopt::sndhwm, 10000);
     if (secure) secure(impl_->router);
     impl_->router.bind(endpoint_);

@@ -63,6 +63,7 @@ std::string Printable(std::string_view bytes, std::size_t max = 64) {
 proto::DecodeLimits FrameLimits(std::size_t max_frame_bytes) {
   proto::DecodeLimits limits;
   limits.max_frame_bytes = max_frame_bytes;
+  limits.max_objects = 10000;  // a push or a beacon is a map of a few fields
   return limits;
 }
 

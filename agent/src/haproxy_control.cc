@@ -283,11 +283,13 @@ json ServiceControl::Describe() {
 }
 
 ValidateOutcome ValidateWithHaproxy(const common::HaproxySettings& settings,
-                                    const std::string& path, const std::string& display_name) {
+                                    const std::string& path, const std::string& display_name,
+                                    const std::vector<std::string>* env) {
   ValidateOutcome out;
   auto start = Clock::now();
-  auto run = RunProcess({settings.haproxy_binary, "-c", "-f", path}, settings.validate_timeout,
-                        std::filesystem::path(settings.config_file_path).parent_path().string());
+  auto run =
+      RunProcess({settings.haproxy_binary, "-c", "-f", path}, settings.validate_timeout,
+                 std::filesystem::path(settings.config_file_path).parent_path().string(), env);
   out.ms = std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
   if (!run.ok()) {
     out.status =

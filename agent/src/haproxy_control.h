@@ -93,7 +93,9 @@ struct ValidateOutcome {
   std::vector<std::string> warnings;
   int64_t ms = 0;
 };
+// `env`, when given, is haproxy's whole environment.
 ValidateOutcome ValidateWithHaproxy(const common::HaproxySettings& settings,
-                                    const std::string& path, const std::string& display_name);
+                                    const std::string& path, const std::string& display_name,
+                                    const std::vector<std::string>* env = nullptr);
 
 }  // namespace lb::agent

@@ -28,8 +28,8 @@ std::vector<char*> ToArgv(const std::vector<std::string>& argv) {
 }
 
 // In the child after fork: only async-signal-safe calls until exec.
-[[noreturn]] void ExecChild(char* const* argv, const char* cwd, int stdout_fd, int stderr_fd,
-                            int errpipe) {
+[[noreturn]] void ExecChild(char* const* argv, char* const* envp, const char* cwd, int stdout_fd,
+                            int stderr_fd, int errpipe) {
   setpgid(0, 0);
   if (cwd != nullptr && chdir(cwd) != 0) {
     int err = errno;
@@ -45,7 +45,11 @@ std::vector<char*> ToArgv(const std::vector<std::string>& argv) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   signal(SIGPIPE, SIG_DFL);
-  execvp(argv[0], argv);
+  if (envp != nullptr) {
+    execvpe(argv[0], argv, envp);
+  } else {
+    execvp(argv[0], argv);
+  }
   int err = errno;
   ssize_t ignored = write(errpipe, &err, sizeof err);
   (void)ignored;
@@ -65,11 +69,13 @@ int ReadExecErrno(int fd) {
 }  // namespace
 
 Result<pid_t> StartProcess(const std::vector<std::string>& argv, const std::string& cwd,
-                           int stdout_fd, int stderr_fd) {
+                           int stdout_fd, int stderr_fd, const std::vector<std::string>* env) {
   if (argv.empty()) return Status(ErrorCode::kInternal, "StartProcess: empty argv");
   int exec_pipe[2];
   if (pipe2(exec_pipe, O_CLOEXEC) != 0) return Status(ErrorCode::kInternal, Errno("pipe"));
   std::vector<char*> args = ToArgv(argv);
+  std::vector<char*> envp;
+  if (env != nullptr) envp = ToArgv(*env);
   pid_t pid = fork();
   if (pid < 0) {
     close(exec_pipe[0]);
@@ -77,7 +83,8 @@ Result<pid_t> StartProcess(const std::vector<std::string>& argv, const std::stri
     return Status(ErrorCode::kInternal, Errno("fork"));
   }
   if (pid == 0) {
-    ExecChild(args.data(), cwd.empty() ? nullptr : cwd.c_str(), stdout_fd, stderr_fd, exec_pipe[1]);
+    ExecChild(args.data(), env != nullptr ? envp.data() : nullptr,
+              cwd.empty() ? nullptr : cwd.c_str(), stdout_fd, stderr_fd, exec_pipe[1]);
   }
   setpgid(pid, pid);  // also in the parent, so that a kill of the group never races the child
   close(exec_pipe[1]);
@@ -92,7 +99,8 @@ Result<pid_t> StartProcess(const std::vector<std::string>& argv, const std::stri
 }
 
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
-                                 std::chrono::milliseconds timeout, const std::string& cwd) {
+                                 std::chrono::milliseconds timeout, const std::string& cwd,
+                                 const std::vector<std::string>* env) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0) return Status(ErrorCode::kInternal, Errno("pipe"));
   if (pipe2(err_pipe, O_CLOEXEC) != 0) {
@@ -100,7 +108,7 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv,
     close(out_pipe[1]);
     return Status(ErrorCode::kInternal, Errno("pipe"));
   }
-  auto started = StartProcess(argv, cwd, out_pipe[1], err_pipe[1]);
+  auto started = StartProcess(argv, cwd, out_pipe[1], err_pipe[1], env);
   close(out_pipe[1]);
   close(err_pipe[1]);
   if (!started.ok()) {
@@ -171,6 +179,30 @@ std::string DescribeExit(const ProcessResult& result, std::chrono::milliseconds 
   if (result.timed_out) return "timed out after " + std::to_string(timeout.count()) + " ms";
   if (result.term_signal != 0) return "killed by signal " + std::to_string(result.term_signal);
   return "exit code " + std::to_string(result.exit_code);
+}
+
+}  // namespace lb::agent
+
+namespace lb::agent {
+
+std::vector<std::string> ChildEnvironment(const std::vector<std::string>& entries,
+                                          const char* const* parent) {
+  std::vector<std::string> out = {
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  for (const std::string& entry : entries) {
+    if (entry.find('=') != std::string::npos) {
+      out.push_back(entry);
+      continue;
+    }
+    for (const char* const* e = parent; e != nullptr && *e != nullptr; ++e) {
+      std::string_view var(*e);
+      if (var.size() > entry.size() && var.substr(0, entry.size()) == entry &&
+          var[entry.size()] == '=') {
+        out.emplace_back(var);
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace lb::agent

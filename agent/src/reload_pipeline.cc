@@ -124,12 +124,63 @@ std::string ReloadPipeline::StateFileOf(const std::string& config) const {
                                  std::filesystem::path(store_.live_path()).parent_path().string());
 }
 
+Status ReloadPipeline::CheckPolicy(const std::string& config, const ConfigFacts& facts,
+                                   std::vector<ConfigPath>* paths) const {
+  // Before haproxy -c ever reads the file: parsing a lua-load runs the script, and haproxy's
+  // messages quote the files a config points at.
+  LintResult code = CheckCodeDirectives(facts, settings_.security.allow_programs);
+  if (!code.status.ok()) return code.status;
+  const std::string dir = std::filesystem::path(store_.live_path()).parent_path().string();
+  *paths = ReadConfigPaths(config, dir);
+  std::vector<std::string> allowed = settings_.security.allowed_paths;
+  allowed.push_back(dir);
+  if (Status s = CheckConfigPaths(*paths, allowed); !s.ok()) return s;
+  return CheckPathTargets(*paths);
+}
+
+std::string ReloadPipeline::Reduce(const std::string& text,
+                                   const std::vector<ConfigPath>& paths) const {
+  const std::string display = std::filesystem::path(store_.live_path()).filename().string();
+  std::string out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    std::size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    // haproxy's own log names the live file by its full path; -c by the display name.
+    for (std::size_t at; (at = line.find(store_.live_path())) != std::string::npos;) {
+      line.replace(at, store_.live_path().size(), display);
+    }
+    out += (pos == 0 ? "" : "\n") + ReduceMessage(line, display, paths);
+    pos = nl + 1;
+  }
+  return out;
+}
+
+Status ReloadPipeline::ReduceStatus(const Status& status,
+                                    const std::vector<ConfigPath>& paths) const {
+  json details = status.details();
+  if (details.is_object()) {
+    for (const char* key : {"haproxy_output", "reload_error"}) {
+      auto it = details.find(key);
+      if (it == details.end()) continue;
+      if (it->is_array()) {
+        for (auto& line : *it) {
+          if (line.is_string()) line = Reduce(line.get<std::string>(), paths);
+        }
+      } else if (it->is_string()) {
+        *it = Reduce(it->get<std::string>(), paths);
+      }
+    }
+  }
+  return Status(status.code(), Reduce(status.message(), paths), details);
+}
+
 Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& request) {
   if (Status size = CheckSize(request); !size.ok()) return size;
   ConfigFacts facts = ReadConfigFacts(request.config);
-  // Before haproxy -c ever reads the file: parsing a lua-load runs the script.
-  LintResult policy = CheckCodeDirectives(facts, settings_.security.allow_programs);
-  if (!policy.status.ok()) return policy.status;
+  std::vector<ConfigPath> paths;
+  if (Status s = CheckPolicy(request.config, facts, &paths); !s.ok()) return s;
 
   auto candidate = store_.WriteCandidate(request.config);
   if (!candidate.ok()) return candidate.status();
@@ -139,7 +190,7 @@ Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& reque
   ValidateOutcome v = validator_.Validate(*candidate, display);
   if (!v.status.ok()) {
     store_.Discard(*candidate);
-    return v.status;
+    return ReduceStatus(v.status, paths);
   }
   LintResult lint = Lint(facts, request.force);
   if (!lint.status.ok()) {
@@ -151,11 +202,12 @@ Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& reque
   out.sha256 = Sha256Hex(request.config);
   out.warnings = std::move(lint.warnings);
   out.validate_ms = v.ms;
+  out.paths = std::move(paths);
   const bool writes_state = !StateFileOf(request.config).empty();
   for (auto& w : v.warnings) {
     // The agent writes the state file right before the reload; haproxy -c cannot know that.
     if (writes_state && w.find("server state file") != std::string::npos) continue;
-    out.warnings.push_back(std::move(w));
+    out.warnings.push_back(Reduce(w, out.paths));
   }
   return out;
 }
@@ -282,8 +334,8 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
     return result;
   }
   const ConfigFacts facts = ReadConfigFacts(request.config);
-  LintResult policy = CheckCodeDirectives(facts, settings_.security.allow_programs);
-  if (!policy.status.ok()) return fail(policy.status);
+  std::vector<ConfigPath> paths;
+  if (Status policy = CheckPolicy(request.config, facts, &paths); !policy.ok()) return fail(policy);
 
   std::string reload_reason;
   bool touched = false;
@@ -483,6 +535,8 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
   if (restore.ok() && live.exists) again = ReloadToLive(live.text, next_model);
   const bool rolled_back = restore.ok() && (again.ok() || !live.exists);
   store_.ReloadFinished();
+  // haproxy's log lines about the new config may quote the files it names.
+  reload = ReduceStatus(reload, checked.paths);
   std::string message = "haproxy did not take the new config: " + reload.message();
   if (rolled_back) {
     message += "\nthe previous config was restored" +

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "config_lint.h"
+#include "config_paths.h"
 #include "config_store.h"
 #include "haproxy_control.h"
 #include "lb/common/settings.h"
@@ -44,13 +45,16 @@ class ConfigValidator {
 
 class HaproxyValidator : public ConfigValidator {
  public:
-  explicit HaproxyValidator(const common::HaproxySettings& settings) : settings_(settings) {}
+  // `env` (haproxy's whole environment) must outlive the validator.
+  HaproxyValidator(const common::HaproxySettings& settings, const std::vector<std::string>& env)
+      : settings_(settings), env_(env) {}
   ValidateOutcome Validate(const std::string& path, const std::string& display_name) override {
-    return ValidateWithHaproxy(settings_, path, display_name);
+    return ValidateWithHaproxy(settings_, path, display_name, &env_);
   }
 
  private:
   const common::HaproxySettings& settings_;
+  const std::vector<std::string>& env_;
 };
 
 struct ReloadRequest {
@@ -105,7 +109,16 @@ class ReloadPipeline {
     std::string sha256;
     std::vector<std::string> warnings;
     int64_t validate_ms = 0;
+    std::vector<ConfigPath> paths;  // the files and sockets it names
   };
+  // The code-loading and path policies (config_lint.h, config_paths.h): what must hold before
+  // haproxy -c reads the config. `paths` receives what it names.
+  proto::Status CheckPolicy(const std::string& config, const ConfigFacts& facts,
+                            std::vector<ConfigPath>* paths) const;
+  // haproxy's words about the config, reduced so that they quote no other file (ReduceMessage).
+  std::string Reduce(const std::string& text, const std::vector<ConfigPath>& paths) const;
+  proto::Status ReduceStatus(const proto::Status& status,
+                             const std::vector<ConfigPath>& paths) const;
   proto::Status CheckSize(const ReloadRequest& request) const;
   LintResult Lint(const ConfigFacts& facts, bool force) const;
   proto::Result<Checked> Check(const ReloadRequest& request);

@@ -120,7 +120,8 @@ Result<ProcInfo> FindRunningMaster(const common::HaproxySettings& s) {
 
 }  // namespace
 
-Supervisor::Supervisor(const common::HaproxySettings& settings) : settings_(settings) {}
+Supervisor::Supervisor(const common::HaproxySettings& settings, const std::vector<std::string>& env)
+    : settings_(settings), env_(env) {}
 
 Supervisor::~Supervisor() { Stop(); }
 
@@ -239,7 +240,7 @@ Status Supervisor::SpawnLocked() {
   auto started = StartProcess(
       {settings_.haproxy_binary, "-W", "-db", "-S", settings_.master_socket + ",mode,600", "-f",
        settings_.config_file_path, "-p", settings_.pid_file},
-      cwd, pipefd[1], pipefd[1]);
+      cwd, pipefd[1], pipefd[1], &env_);
   close(pipefd[1]);
   if (!started.ok()) {
     close(pipefd[0]);

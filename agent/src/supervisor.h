@@ -31,7 +31,8 @@ namespace lb::agent {
 
 class Supervisor {
  public:
-  explicit Supervisor(const common::HaproxySettings& settings);
+  // `env` is haproxy's whole environment; both must outlive the supervisor.
+  Supervisor(const common::HaproxySettings& settings, const std::vector<std::string>& env);
   ~Supervisor();
 
   // Adopts a running master or starts one with the live config (when the file exists), then
@@ -68,6 +69,7 @@ class Supervisor {
   void ReadLogs(int fd, std::shared_ptr<std::atomic<bool>> done);
 
   const common::HaproxySettings& settings_;
+  const std::vector<std::string>& env_;
   std::mutex mu_;
   pid_t pid_ = 0;  // the master's pid, ours or adopted
   bool own_child_ = false;

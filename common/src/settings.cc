@@ -60,6 +60,21 @@ Setter ProgramKey(F field, const std::string& base_dir) {
   };
 }
 
+// Words of a list value, separated by commas, spaces or tabs.
+std::vector<std::string> SplitList(const std::string& value) {
+  std::vector<std::string> out;
+  std::string current;
+  for (char c : value + ",") {
+    if (c == ',' || c == ' ' || c == '\t') {
+      if (!current.empty()) out.push_back(current);
+      current.clear();
+      continue;
+    }
+    current += c;
+  }
+  return out;
+}
+
 IniSchema<Settings> KnownKeys(const std::string& base_dir) {
   IniSchema<Settings> keys;
   auto& b = keys["lb-agent"];
@@ -121,6 +136,33 @@ IniSchema<Settings> KnownKeys(const std::string& base_dir) {
   f["hello_interval"] = SecondsKey<Settings>([](Settings* s) { return &s->fleet.hello_interval; });
 
   auto& sec = keys["security"];
+  // Directories a config may name files in: absolute paths, space or comma separated.
+  sec["allowed_paths"] = [base_dir](const std::string& v, Settings* s) {
+    s->security.allowed_paths.clear();
+    for (const std::string& word : SplitList(v)) {
+      if (word.empty() || word[0] != '/') {
+        return "\"" + word + "\" is not an absolute directory";
+      }
+      s->security.allowed_paths.push_back(word);
+    }
+    (void)base_dir;
+    return std::string();
+  };
+  // NAME (passed from the agent's environment) or NAME=VALUE, space separated.
+  sec["config_environment"] = [](const std::string& v, Settings* s) {
+    s->security.config_environment.clear();
+    for (const std::string& word : SplitList(v)) {
+      const std::string name = word.substr(0, word.find('='));
+      if (name.empty() ||
+          name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                 "0123456789_") != std::string::npos ||
+          (name[0] >= '0' && name[0] <= '9')) {
+        return "\"" + word + "\" is not NAME or NAME=VALUE (a variable name: letters, digits, _)";
+      }
+      s->security.config_environment.push_back(word);
+    }
+    return std::string();
+  };
   sec["curve_secret_key"] = OptionalPathKey<Settings>(
       [](Settings* s) { return &s->security.curve_secret_key; }, base_dir);
   sec["curve_clients"] =

@@ -55,6 +55,7 @@ std::string PrintableId(std::string_view bytes) {
 proto::DecodeLimits ControllerCore::AgentLimits() {
   proto::DecodeLimits limits;
   limits.max_frame_bytes = kMaxAgentFrameBytes;
+  limits.max_objects = 10000;  // a hello or an ack is a map of a few fields
   return limits;
 }
 

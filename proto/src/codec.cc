@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <msgpack.hpp>
+#include <vector>
 
 namespace lb::proto {
 namespace {
@@ -179,6 +180,139 @@ void Pack(msgpack::packer<msgpack::sbuffer>& pk, const json& value) {
   }
 }
 
+// Counts the msgpack values of `frame` without unpacking them: the type byte of each value says
+// how many bytes follow and how many values a container holds. kTooLarge past `max_objects`;
+// anything malformed is left to msgpack-c, which reports it (so this returns OK for it).
+Status CountObjects(std::string_view frame, std::size_t max_objects, std::size_t max_depth) {
+  const auto* p = reinterpret_cast<const unsigned char*>(frame.data());
+  const std::size_t size = frame.size();
+  std::size_t pos = 0, objects = 0;
+  // Values still to read in each open container (map: 2 per entry).
+  std::vector<uint64_t> open;
+  auto big_endian = [&](std::size_t at, int bytes, uint64_t* out) {
+    if (at + static_cast<std::size_t>(bytes) > size) return false;
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) v = (v << 8) | p[at + i];
+    *out = v;
+    return true;
+  };
+  while (pos < size) {
+    if (++objects > max_objects) {
+      return Status(ErrorCode::kTooLarge,
+                    "message holds more than " + std::to_string(max_objects) + " msgpack values");
+    }
+    const unsigned char b = p[pos++];
+    uint64_t skip = 0, children = 0;
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+      // fixint, nil, bool
+    } else if (b >= 0x80 && b <= 0x8f) {
+      children = 2 * static_cast<uint64_t>(b & 0x0f);
+    } else if (b >= 0x90 && b <= 0x9f) {
+      children = b & 0x0f;
+    } else if (b >= 0xa0 && b <= 0xbf) {
+      skip = b & 0x1f;
+    } else {
+      uint64_t n = 0;
+      switch (b) {
+        case 0xc4:
+        case 0xd9:
+          if (!big_endian(pos, 1, &n)) return Status::Ok();
+          skip = 1 + n;
+          break;
+        case 0xc5:
+        case 0xda:
+          if (!big_endian(pos, 2, &n)) return Status::Ok();
+          skip = 2 + n;
+          break;
+        case 0xc6:
+        case 0xdb:
+          if (!big_endian(pos, 4, &n)) return Status::Ok();
+          skip = 4 + n;
+          break;
+        case 0xc7:
+          if (!big_endian(pos, 1, &n)) return Status::Ok();
+          skip = 2 + n;
+          break;
+        case 0xc8:
+          if (!big_endian(pos, 2, &n)) return Status::Ok();
+          skip = 3 + n;
+          break;
+        case 0xc9:
+          if (!big_endian(pos, 4, &n)) return Status::Ok();
+          skip = 5 + n;
+          break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+          skip = 4;
+          break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+          skip = 8;
+          break;
+        case 0xcc:
+        case 0xd0:
+          skip = 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          skip = 2;
+          break;
+        case 0xd4:
+          skip = 2;
+          break;
+        case 0xd5:
+          skip = 3;
+          break;
+        case 0xd6:
+          skip = 5;
+          break;
+        case 0xd7:
+          skip = 9;
+          break;
+        case 0xd8:
+          skip = 17;
+          break;
+        case 0xdc:
+          if (!big_endian(pos, 2, &n)) return Status::Ok();
+          skip = 2;
+          children = n;
+          break;
+        case 0xdd:
+          if (!big_endian(pos, 4, &n)) return Status::Ok();
+          skip = 4;
+          children = n;
+          break;
+        case 0xde:
+          if (!big_endian(pos, 2, &n)) return Status::Ok();
+          skip = 2;
+          children = 2 * n;
+          break;
+        case 0xdf:
+          if (!big_endian(pos, 4, &n)) return Status::Ok();
+          skip = 4;
+          children = 2 * n;
+          break;
+        default:
+          return Status::Ok();  // 0xc1: never used; msgpack-c says so
+      }
+    }
+    if (skip > size - pos) return Status::Ok();  // truncated: msgpack-c says so
+    pos += skip;
+    // This value fills one slot of its container; finished containers close.
+    while (!open.empty() && open.back() == 0) open.pop_back();
+    if (!open.empty()) --open.back();
+    if (children > 0) {
+      if (open.size() >= max_depth) return Status::Ok();  // msgpack-c reports the depth
+      open.push_back(children);
+    }
+    while (!open.empty() && open.back() == 0) open.pop_back();
+    if (open.empty()) break;  // one value: trailing bytes are msgpack-c's to report
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
@@ -188,6 +322,9 @@ Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
                                             std::to_string(limits.max_frame_bytes) + " bytes");
   }
   if (frame.empty()) return Status(ErrorCode::kBadRequest, "empty frame; expected a msgpack map");
+  if (Status counted = CountObjects(frame, limits.max_objects, limits.max_depth); !counted.ok()) {
+    return counted;
+  }
   // Every size written in the data is capped before anything is allocated: a 5-byte map header
   // claiming 2^31 entries must not allocate 2^31 entries. Every entry takes at least one byte of
   // the frame, so no container can truthfully hold more entries than the frame has bytes.

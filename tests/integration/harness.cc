@@ -26,7 +26,12 @@ namespace lb::testing {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-std::string AgentBinary() { return LB_AGENT_BINARY; }
+// LB_TEST_AGENT_BINARY runs the tests against another build (to show that a test fails on the
+// code before a fix, say).
+std::string AgentBinary() {
+  const char* other = std::getenv("LB_TEST_AGENT_BINARY");
+  return other != nullptr && *other != '\0' ? other : LB_AGENT_BINARY;
+}
 std::string BridgeBinary() { return LB_BRIDGE_BINARY; }
 std::string ControllerBinary() { return LB_CONTROLLER_BINARY; }
 std::string HaproxyBinary() { return LB_HAPROXY_BINARY; }

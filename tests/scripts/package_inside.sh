@@ -20,6 +20,13 @@ done
 # lb-controller comes with the fleet controller's own daemon: when it is there, all of it is.
 if [ -e /usr/bin/lb-controller ]; then
   [ -s /usr/share/man/man1/lb-controller.1.gz ] || fail "no man page for lb-controller"
+  dpkg-query -W -f='${Conffiles}\n' lb-agent |
+    grep -q '^ /etc/lb-controller/lb-controller.cfg ' ||
+    fail "/etc/lb-controller/lb-controller.cfg is not a conffile"
+  cmp -s /etc/lb-controller/lb-controller.cfg /usr/share/lb-agent/lb-controller.cfg ||
+    fail "no reference /usr/share/lb-agent/lb-controller.cfg"
+  lb-controller --config /etc/lb-controller/lb-controller.cfg --check ||
+    fail "lb-controller --check with the packaged settings"
 fi
 
 getent passwd lb-agent >/dev/null || fail "no user lb-agent"

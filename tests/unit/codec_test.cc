@@ -121,6 +121,57 @@ TEST(CodecTest, HugeStringHeaderIsRejected) {
       << decoded.status().ToString();
 }
 
+// {"v":1,"cmd":"status","args":{"list":[0,1,...,n-1]}} holds 1 + 2 + 2 + 2 + n values: the
+// outer map, three keys with their values (args counts as one), the key "list", the array and
+// its n items.
+std::string RequestWithList(int n) {
+  json list = json::array();
+  for (int i = 0; i < n; ++i) list.push_back(i % 100);
+  return EncodeMsgpack(json{{"v", 1}, {"cmd", "status"}, {"args", {{"list", list}}}});
+}
+
+TEST(CodecTest, ObjectCountIsLimitedBeforeUnpacking) {
+  const std::string frame = RequestWithList(1000);  // 1,009 values
+  DecodeLimits limits;
+  limits.max_objects = 1009;
+  DecodedRequest exact = DecodeRequest(frame, limits);
+  EXPECT_TRUE(exact.status.ok()) << exact.status.ToString();
+  limits.max_objects = 1008;
+  DecodedRequest over = DecodeRequest(frame, limits);
+  ASSERT_FALSE(over.status.ok());
+  EXPECT_EQ(over.status.code(), ErrorCode::kTooLarge);
+  EXPECT_NE(over.status.message().find("1008 msgpack values"), std::string::npos)
+      << over.status.message();
+}
+
+TEST(CodecTest, ObjectCountSeesValuesInsideNestedContainersAndExtTypes) {
+  // [[1, {"a": nil}], ext8(2 bytes), "x"]: 1 + 1 + 1 + 1 + 2 + 1 + 1 = 8 values.
+  const std::string frame =
+      Bytes({0x93, 0x92, 0x01, 0x81, 0xa1, 'a', 0xc0, 0xc7, 0x02, 0x05, 0x00, 0x00, 0xa1, 'x'});
+  DecodeLimits limits;
+  limits.max_objects = 7;
+  Result<json> decoded = DecodeMsgpack(frame, limits);
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), ErrorCode::kTooLarge) << decoded.status().ToString();
+  limits.max_objects = 8;
+  // Within the count, the ext value itself is what the codec refuses (not JSON).
+  Result<json> counted = DecodeMsgpack(frame, limits);
+  EXPECT_NE(counted.status().code(), ErrorCode::kTooLarge) << counted.status().ToString();
+}
+
+TEST(CodecTest, AMillionTinyValuesAreRefusedByCountNotByMemory) {
+  // 1,000,000 nils in an array32: 1 MB of frame that msgpack-c would turn into ~24 MB of
+  // objects. The agent's limit (10,000) refuses it by count before unpacking.
+  std::string frame = Bytes({0xdd, 0x00, 0x0f, 0x42, 0x40});
+  frame.append(1000000, static_cast<char>(0xc0));
+  DecodeLimits limits;
+  limits.max_objects = 10000;
+  Result<json> decoded = DecodeMsgpack(frame, limits);
+  ASSERT_FALSE(decoded.ok());
+  EXPECT_EQ(decoded.status().code(), ErrorCode::kTooLarge) << decoded.status().ToString();
+  EXPECT_NE(decoded.status().message().find("10000 msgpack values"), std::string::npos);
+}
+
 TEST(CodecTest, GarbageBytesAreBadRequest) {
   // 0xc1 is the one byte msgpack never uses.
   DecodedRequest decoded = DecodeRequest(Bytes({0xc1, 0xc1, 0xc1}), DecodeLimits());

@@ -259,6 +259,7 @@ class ReloadPipelineTest : public ::testing::Test {
     settings_.haproxy.save_server_state = true;
     // Most tests here are about the reload path; the runtime path's tests turn this on.
     settings_.haproxy.runtime_updates = false;
+    settings_.security.allowed_paths.push_back(tmp_.path());  // the state file in tmp/state
     store_ = std::make_unique<ConfigStore>(live_, settings_.agent.history_dir,
                                            settings_.agent.history_keep);
     control_ = std::make_unique<FakeControl>(live_, state_);

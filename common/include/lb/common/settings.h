@@ -128,6 +128,18 @@ struct SecuritySettings {
   // HAProxy directives that run programs or load code (external-check, lua-load, program
   // sections, insecure-fork-wanted, ...) are refused in pushed configs unless this is yes.
   bool allow_programs = false;
+  // Directories a pushed config may name files and sockets in (state file, stats socket, maps,
+  // ACL files, certificates, errorfiles, SPOE files, chroot, log sockets): every such path must
+  // resolve, after `..` and symlinks, inside one of these or the config's own directory; else
+  // the config is refused before `haproxy -c` reads it. /dev/log is always a valid log target.
+  std::vector<std::string> allowed_paths = {"/etc/haproxy", "/etc/ssl", "/usr/share/haproxy",
+                                            "/run/haproxy", "/var/lib/haproxy",
+                                            // Debian's (and the 2015 README template's) pidfile
+                                            "/run/haproxy.pid"};
+  // haproxy's environment (haproxy -c and managed haproxy), from which a config's "${NAME}" is
+  // expanded: PATH, plus each NAME listed here taken from the agent's environment, or set with
+  // NAME=VALUE. Nothing else of the agent's environment reaches a config.
+  std::vector<std::string> config_environment;
 
   // lb-bridge: its own CURVE certificate (secret part) towards the agent, and the agent's
   // public certificate. agent_public_key defaults to curve_secret_key without "_secret"

@@ -26,6 +26,10 @@ struct DecodeLimits {
   // Largest map or array (entries) and deepest nesting.
   std::size_t max_container_entries = 100000;
   std::size_t max_depth = 32;
+  // Most msgpack values (every nil, number, string, container and map key counts one) in one
+  // frame, counted by a scan of the bytes before anything is unpacked: a frame of millions of
+  // one-byte values would otherwise cost dozens of bytes of memory and a little time each.
+  std::size_t max_objects = 2000000;
 };
 
 // Decodes one msgpack value that must fill the whole frame.
