@@ -5,6 +5,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "config_history.h"
 #include "haproxy_parsers.h"
 #include "lb/common/ini.h"
 #include "lb/common/log.h"
@@ -24,7 +25,7 @@ using proto::ErrorCode;
 using proto::Result;
 using Clock = std::chrono::steady_clock;
 
-const char* const kCommands = "ping, info, status, validate, reload, get_config";
+const char* const kCommands = "ping, info, status, validate, reload, get_config, history, rollback";
 
 // The event loop's view of haproxy: `show stat` from a worker and the worker's pid.
 class ControlStats : public StatsSource {
@@ -92,6 +93,7 @@ int Agent::Run(const std::atomic<bool>& stop) {
     LogInfo() << "removed " << removed << " temp file(s) left by an earlier run next to "
               << store_.live_path();
   }
+  store_.MarkInterrupted();
   std::string haproxy_state = "haproxy runs";
   if (supervisor_) {
     proto::Status s = supervisor_->Start();
@@ -220,12 +222,72 @@ void Agent::SubmitFleetReload(const json& args, ReplyFn reply) {
     reply(request.status(), nullptr);
     return;
   }
+  SubmitReload(std::move(*request), std::move(reply), "fleet");
+}
+
+void Agent::SubmitReload(ReloadRequest request, ReplyFn reply, const std::string& source) {
+  // Every reload outcome is also an event.
   events_->ReloadStarted();
-  reload_worker_->Submit(std::move(*request), [events = events_.get(), reply = std::move(reply)](
-                                                  const proto::Status& status, const json& result) {
-    events->ReloadFinished(status, result, "fleet");
-    reply(status, result);
-  });
+  reload_worker_->Submit(std::move(request),
+                         [events = events_.get(), source, reply = std::move(reply)](
+                             const proto::Status& status, const json& result) {
+                           events->ReloadFinished(status, result, source);
+                           reply(status, result);
+                         });
+}
+
+void Agent::Rollback(const json& args, ReplyFn reply) {
+  const std::string live_sha = pipeline_->LiveSha256();
+  std::vector<KeptConfig> kept = ListKeptConfigs(store_, live_sha);
+  auto chosen = ChooseRollback(kept, args);
+  if (!chosen.ok()) {
+    reply(chosen.status(), nullptr);
+    return;
+  }
+  const KeptConfig& target = kept[*chosen];
+  auto text = store_.ReadEntry(target.entry);
+  if (!text.ok()) {
+    reply(text.status(), nullptr);
+    return;
+  }
+  // An ordinary reload of that text: the reload's own args (expect_sha256, force, apply_via)
+  // apply, and so do every check and the config path policy.
+  json reload_args = json::object();
+  for (const char* key : {"expect_sha256", "force", "apply_via"}) {
+    if (auto it = args.find(key); it != args.end()) reload_args[key] = *it;
+  }
+  reload_args["config"] = std::move(*text);
+  auto request = ReloadRequestFromArgs(reload_args);
+  if (!request.ok()) {
+    reply(request.status(), nullptr);
+    return;
+  }
+  json rollback_to = {{"n", *chosen},
+                      {"id", target.entry.id},
+                      {"sha256", target.sha256},
+                      {"time_unix_ms", target.entry.time_unix_us / 1000},
+                      {"outcome", target.entry.outcome}};
+  LogInfo() << "rollback to history entry " << *chosen << " (" << target.entry.id << ", "
+            << target.entry.outcome << ", sha256 " << target.sha256 << ")";
+  SubmitReload(
+      std::move(*request),
+      [reply = std::move(reply), rollback_to](const proto::Status& status, const json& result) {
+        if (!status.ok()) {
+          json details = status.details().is_object() ? status.details() : json::object();
+          details["rollback_to"] = rollback_to;
+          reply(proto::Status(status.code(), status.message(), details), nullptr);
+          return;
+        }
+        json out = result;
+        out["rollback_to"] = rollback_to;
+        reply(status, out);
+      },
+      "rollback");
+}
+
+Result<json> Agent::History() {
+  const std::string live_sha = pipeline_->LiveSha256();
+  return HistoryResult(store_, ListKeptConfigs(store_, live_sha), live_sha);
 }
 
 void Agent::Handle(proto::Request request, ReplyFn reply) {
@@ -235,19 +297,15 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     return;
   }
   if (cmd == "reload") {
-    // Every reload outcome is also an event.
-    events_->ReloadStarted();
-    ReplyFn publish_and_reply = [events = events_.get(), reply](const proto::Status& status,
-                                                                const json& result) {
-      events->ReloadFinished(status, result);
-      reply(status, result);
-    };
     auto parsed = ReloadRequestFromArgs(request.args);
     if (!parsed.ok()) {
-      publish_and_reply(parsed.status(), nullptr);
+      // A refused reload is a reload outcome too: an event.
+      events_->ReloadStarted();
+      events_->ReloadFinished(parsed.status(), nullptr);
+      reply(parsed.status(), nullptr);
       return;
     }
-    reload_worker_->Submit(std::move(*parsed), std::move(publish_and_reply));
+    SubmitReload(std::move(*parsed), std::move(reply));
     return;
   }
   auto answer = [reply](const Result<json>& result) {
@@ -263,6 +321,11 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     pool_->Submit([this, answer] { answer(Info()); });
   } else if (cmd == "get_config") {
     pool_->Submit([this, answer] { answer(GetConfig()); });
+  } else if (cmd == "history") {
+    pool_->Submit([this, answer] { answer(History()); });
+  } else if (cmd == "rollback") {
+    // The kept file is read on the pool, then reloaded on the reload worker like `reload`.
+    pool_->Submit([this, args = std::move(request.args), reply] { Rollback(args, reply); });
   } else if (cmd == "validate") {
     pool_->Submit([this, args = std::move(request.args), answer] {
       auto parsed = ReloadRequestFromArgs(args);

@@ -64,12 +64,17 @@ class Agent : public CommandHandler {
  private:
   // Builds the transport (context, security, events, workers, fleet client, command socket).
   proto::Status StartTransport();
-  // A fleet push's reload: the command's path (same worker, coalescing, events) with its events
-  // marked source "fleet".
+  // A fleet push's reload: the command's path (SubmitReload) with its events marked "fleet".
   void SubmitFleetReload(const nlohmann::json& args, ReplyFn reply);
   proto::Result<nlohmann::json> StatusCommand(const nlohmann::json& args);
   nlohmann::json Info();
   proto::Result<nlohmann::json> GetConfig();
+  proto::Result<nlohmann::json> History();
+  // `rollback`: picks the kept config (config_history.h) and reloads it like `reload`.
+  void Rollback(const nlohmann::json& args, ReplyFn reply);
+  // A reload request from the command socket or a rollback: the reload worker, with its outcome
+  // published as an event of `source` ("command", "fleet", "rollback").
+  void SubmitReload(ReloadRequest request, ReplyFn reply, const std::string& source = "command");
 
   // The HAProxy side, built by the constructor.
   const common::Settings& settings_;

@@ -74,6 +74,15 @@ Result<WireRequest> BuildRequest(const Options& options, std::istream& in) {
     case Command::kGetConfig:
       request.cmd = "get_config";
       break;
+    case Command::kHistory:
+      request.cmd = "history";
+      break;
+    case Command::kRollback:
+      request.cmd = "rollback";
+      if (options.rollback_n) request.args["n"] = *options.rollback_n;
+      if (options.force) request.args["force"] = true;
+      if (!options.expect_sha256.empty()) request.args["expect_sha256"] = options.expect_sha256;
+      break;
     case Command::kPing:
       request.cmd = "ping";
       break;
@@ -157,6 +166,12 @@ int CallAndPrint(const Options& options, const Environment& env, std::istream& i
       break;
     case Command::kInfo:
       out << FormatInfo(result);
+      break;
+    case Command::kHistory:
+      out << FormatHistory(result);
+      break;
+    case Command::kRollback:
+      out << FormatRollback(result);
       break;
     case Command::kPing:
       out << FormatPing(result, options.agent_endpoint, rtt_ms);

@@ -437,6 +437,36 @@ std::string FormatInfo(const json& result) {
   return out.str();
 }
 
+std::string FormatHistory(const json& result) {
+  std::ostringstream out;
+  out << "history " << Field(result, "history_dir") << " (keeps " << Field(result, "keep")
+      << "; newest first)\n";
+  const json* entries = Member(result, "entries");
+  if (entries == nullptr || !entries->is_array() || entries->empty()) {
+    out << "  (no kept config: nothing applied yet, or history_keep = 0)\n";
+    return out.str();
+  }
+  std::vector<std::vector<std::string>> rows = {{"N", "TIME", "OUTCOME", "SHA256", "BYTES", ""}};
+  for (const json& entry : *entries) {
+    std::string sha = Field(entry, "sha256");
+    if (sha.size() > 12) sha = sha.substr(0, 12);
+    rows.push_back({Field(entry, "n"), FormatTimestamp(Int(entry, "time_unix_ms", 0)),
+                    Field(entry, "outcome"), sha, Field(entry, "bytes"),
+                    Bool(entry, "live") ? "live" : ""});
+  }
+  PrintTable(rows, -1, false, out);
+  return out.str();
+}
+
+std::string FormatRollback(const json& result) {
+  const json& target = Object(result, "rollback_to");
+  std::string sha = Field(target, "sha256");
+  if (sha.size() > 12) sha = sha.substr(0, 12);
+  return "rollback to history entry " + Field(target, "n") + " (" +
+         FormatTimestamp(Int(target, "time_unix_ms", 0)) + ", " + Field(target, "outcome") +
+         ", sha256 " + sha + ")\n" + FormatReload(result);
+}
+
 std::string FormatPing(const json& result, const std::string& endpoint, double rtt_ms) {
   char rtt[32];
   std::snprintf(rtt, sizeof rtt, "%.1f ms", rtt_ms);

@@ -25,6 +25,12 @@ std::string FormatValidate(const nlohmann::json& result);
 // The `info` result as labelled lines.
 std::string FormatInfo(const nlohmann::json& result);
 
+// The `history` result: a heading (the history directory, how many are kept) and a table N,
+// TIME, OUTCOME, SHA256 (12 digits), BYTES, with "live" after the live config's entry.
+std::string FormatHistory(const nlohmann::json& result);
+// The `rollback` result: which entry was rolled back to, then FormatReload.
+std::string FormatRollback(const nlohmann::json& result);
+
 // `ping`: "pong from lb-agent <version> at <endpoint> (<rtt>)".
 std::string FormatPing(const nlohmann::json& result, const std::string& endpoint, double rtt_ms);
 

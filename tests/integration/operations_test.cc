@@ -77,6 +77,14 @@ class OperationsTest : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return agent_.ServerStatus("a") == "UP"; }, milliseconds(10000)));
   }
   bool Serves() { return HttpGetBody(frontend_) == "a"; }
+  // The one backend that answered 10 requests through `port`, or what answered instead.
+  static std::string Answers(int port) {
+    std::string first = HttpGetBody(port);
+    for (int i = 0; i < 9; ++i) {
+      if (HttpGetBody(port) != first) return "mixed";
+    }
+    return first;
+  }
 
   // Requests through the frontend on a thread of their own, counted, until Finish().
   void StartTraffic() {
@@ -103,6 +111,7 @@ class OperationsTest : public ::testing::Test {
   }
 
   HttpBackend a_{"a"};
+  HttpBackend b_{"b"};
   AgentFixture agent_;
   int frontend_ = 0;
   std::thread traffic_;
@@ -250,6 +259,56 @@ TEST_F(StopOnExitTest, StartThatFailsNeverStopsHaproxy) {
       << "haproxy's worker is gone";
   EXPECT_TRUE(Serves());
   EXPECT_EQ(failed_, 0) << served_ << " served";
+}
+
+// history and rollback, through the agent's command socket and through lbctl: a rollback is an
+// ordinary, verified reload of a kept file, and traffic follows it.
+TEST_F(OperationsTest, HistoryListsTheKeptConfigsAndRollbackReloadsOne) {
+  HttpBackend& b = b_;
+  Start();
+  ASSERT_FALSE(HasFatalFailure());
+  const std::string v1 = ReadFile(agent_.config_path());
+  const std::string v2 = HaproxyConfig(frontend_, {{"b", b.port()}});
+  ASSERT_EQ(agent_.Ok("reload", {{"config", v2}, {"apply_via", "reload"}})["outcome"], "applied");
+  ASSERT_TRUE(WaitFor([&] { return HttpGetBody(frontend_) == "b"; }, milliseconds(5000)));
+  EXPECT_EQ(agent_.ErrorCode("reload", {{"config", "global\n  nonsense\n"}}), "invalid_config");
+
+  json history = agent_.Ok("history");
+  ASSERT_TRUE(history.is_object());
+  const json& entries = history["entries"];
+  ASSERT_EQ(entries.size(), 2u) << "a config refused by validation is never kept: "
+                                << history.dump();
+  EXPECT_EQ(entries[0]["outcome"], "applied");
+  EXPECT_EQ(entries[0]["live"], true);
+  EXPECT_EQ(entries[0]["sha256"], history["live_sha256"]);
+  EXPECT_EQ(entries[1]["outcome"], "was_live");
+  EXPECT_EQ(entries[1]["live"], false);
+
+  const std::string lbctl = LBCTL_BINARY;
+  CommandResult listed = RunCommand({lbctl, "--agent", agent_.endpoint(), "history"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.Describe();
+  EXPECT_NE(listed.out.find("was_live"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("live\n"), std::string::npos) << listed.out;
+
+  CommandResult rolled = RunCommand({lbctl, "--agent", agent_.endpoint(), "rollback"});
+  EXPECT_EQ(rolled.exit_code, 0) << rolled.Describe();
+  EXPECT_NE(rolled.out.find("rollback to history entry 1 ("), std::string::npos) << rolled.out;
+  EXPECT_EQ(ReadFile(agent_.config_path()), v1);
+  EXPECT_EQ(Answers(frontend_), "a") << "traffic follows the rollback";
+  json after = agent_.Ok("history")["entries"];
+  ASSERT_EQ(after.size(), 3u) << after.dump();
+  EXPECT_EQ(after[0]["outcome"], "applied");
+  EXPECT_EQ(after[0]["sha256"], entries[1]["sha256"]);
+  EXPECT_EQ(after[0]["live"], true);
+
+  // The default rollback from v1 goes back to v2; a number that does not exist is refused.
+  json again = agent_.Ok("rollback");
+  EXPECT_EQ(again["rollback_to"]["sha256"], entries[0]["sha256"]) << again.dump();
+  EXPECT_EQ(ReadFile(agent_.config_path()), v2);
+  CommandResult missing = RunCommand({lbctl, "--agent", agent_.endpoint(), "rollback", "9"});
+  EXPECT_EQ(missing.exit_code, 1) << missing.Describe();
+  EXPECT_NE(missing.err.find("no entry 9 in the history"), std::string::npos) << missing.err;
+  EXPECT_EQ(ReadFile(agent_.config_path()), v2);
 }
 
 TEST(CheckTest, AgentAndBridgeCheckWhatTheBridgeReads) {

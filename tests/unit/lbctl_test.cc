@@ -122,6 +122,45 @@ TEST(LbctlTest, ParsesTheCommandsOwnOptions) {
   EXPECT_FALSE(all.for_ms.has_value());
   EXPECT_FALSE(all.silence.has_value());
   EXPECT_EQ(Parse({"watch", "--silence", "2.5"}).silence, milliseconds(2500));
+  EXPECT_EQ(Parse({"history"}).command, Command::kHistory);
+  Options rollback = Parse({"rollback", "2", "--force"});
+  EXPECT_EQ(rollback.command, Command::kRollback);
+  EXPECT_EQ(rollback.rollback_n, 2u);
+  EXPECT_TRUE(rollback.force);
+  EXPECT_FALSE(Parse({"rollback"}).rollback_n.has_value()) << "the agent picks the default";
+}
+
+TEST(LbctlTest, RollbackWantsAnEntryNumber) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"rollback", "x"}, {"rollback", "-1"}, {"rollback", "1", "2"}, {"history", "1"}}) {
+    auto parsed = ParseCommandLine(args, {});
+    EXPECT_FALSE(parsed.ok()) << args[0] << " " << args[1];
+  }
+}
+
+TEST(LbctlTest, HistoryIsATableWithTheLiveEntryMarked) {
+  const json result = {{"history_dir", "/var/lib/lb-agent/history"},
+                       {"keep", 10},
+                       {"entries",
+                        {{{"n", 0},
+                          {"time_unix_ms", 1795516262123},
+                          {"outcome", "applied"},
+                          {"sha256", std::string(64, 'a')},
+                          {"bytes", 120},
+                          {"live", true}},
+                         {{"n", 1},
+                          {"time_unix_ms", 1795516200000},
+                          {"outcome", "was_live\x1b[2J"},
+                          {"sha256", std::string(64, 'b')},
+                          {"bytes", 99},
+                          {"live", false}}}}};
+  const std::string text = FormatHistory(result);
+  EXPECT_EQ(text.rfind("history /var/lib/lb-agent/history (keeps 10; newest first)\n", 0), 0u)
+      << text;
+  EXPECT_NE(text.find("aaaaaaaaaaaa  120    live"), std::string::npos) << text;
+  EXPECT_EQ(text.find(std::string(13, 'a')), std::string::npos) << "12 digits of the sha";
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_NE(FormatHistory({{"entries", json::array()}}).find("no kept config"), std::string::npos);
 }
 
 TEST(LbctlTest, BadUsageExitsTwoWithAMessage) {
@@ -146,9 +185,9 @@ TEST(LbctlTest, BadUsageExitsTwoWithAMessage) {
       {{"--timeout", "1e9", "ping"}, "at most 86400"},
       {{"ping", "--timeout"}, "--timeout needs a value"},
       {{"--json=yes", "ping"}, "--json takes no value"},
-      {{"ping", "--force"}, "--force is an option of reload and validate only"},
+      {{"ping", "--force"}, "--force is an option of reload, validate and rollback only"},
       {{"status", "--count", "2"}, "--count is an option of watch only"},
-      {{"validate", "f", "--expect-sha256", std::string(64, 'a')}, "of reload only"},
+      {{"validate", "f", "--expect-sha256", std::string(64, 'a')}, "of reload and rollback only"},
       {{"watch", "--count", "0"}, "--count wants a positive whole number"},
       {{"watch", "--for", "x"}, "--for wants a number of seconds"},
       {{"reload", "f", "--expect-sha256", "abc"}, "64 hex digits"},
