@@ -163,13 +163,11 @@ std::string Agent::Reread() {
       }
     }
   }
-  const std::vector<std::string> changed =
-      common::ChangedKeys(settings_.file_values, fresh->file_values, {"[lb-agent] log_level"});
-  if (!changed.empty()) {
-    std::string list;
-    for (const auto& key : changed) list += (list.empty() ? "" : ", ") + key;
-    line.Field("restart_needed", list);
-    summary += "; changed keys that need a restart: " + list;
+  const std::string restart =
+      common::RestartNeeded(settings_.file_values, fresh->file_values, {"[lb-agent] log_level"});
+  if (!restart.empty()) {
+    line.Field("restart_needed", restart);
+    summary += "; changed keys that need a restart: " + restart;
   }
   return summary;
 }

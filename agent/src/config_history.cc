@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "lb/common/text.h"
 #include "sha256.h"
 
 namespace lb::agent {
@@ -13,17 +14,6 @@ using nlohmann::json;
 using proto::ErrorCode;
 using proto::Result;
 using proto::Status;
-
-std::string Rfc3339(int64_t unix_us) {
-  const time_t seconds = static_cast<time_t>(unix_us / 1000000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_us % 1000000));
-  return text;
-}
 
 bool WasLive(const std::string& outcome) {
   return outcome == "applied" || outcome == "was_live" || outcome == "replaced";
@@ -53,14 +43,15 @@ json HistoryResult(const ConfigStore& store, const std::vector<KeptConfig>& kept
   json entries = json::array();
   for (std::size_t n = 0; n < kept.size(); ++n) {
     const KeptConfig& k = kept[n];
-    entries.push_back({{"n", n},
-                       {"id", k.entry.id},
-                       {"time_unix_ms", k.entry.time_unix_us / 1000},
-                       {"time", Rfc3339(k.entry.time_unix_us)},
-                       {"outcome", k.entry.outcome},
-                       {"sha256", k.sha256},
-                       {"bytes", k.entry.bytes},
-                       {"live", k.live}});
+    entries.push_back(
+        {{"n", n},
+         {"id", k.entry.id},
+         {"time_unix_ms", k.entry.time_unix_us / 1000},
+         {"time", common::FormatUtc(k.entry.time_unix_us, common::UtcFormat::kMicros)},
+         {"outcome", k.entry.outcome},
+         {"sha256", k.sha256},
+         {"bytes", k.entry.bytes},
+         {"live", k.live}});
   }
   return json{{"history_dir", store.history_dir()},
               {"keep", store.history_keep()},

@@ -13,6 +13,8 @@
 #include <optional>
 #include <vector>
 
+#include "lb/common/text.h"
+
 namespace lb::agent {
 namespace fs = std::filesystem;
 namespace {
@@ -88,14 +90,7 @@ namespace {
 
 // "20261124T103102.123456Z" for unix microseconds, and back (nullopt: not that shape).
 std::string HistoryStamp(int64_t unix_us) {
-  const time_t seconds = static_cast<time_t>(unix_us / 1000000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d%02d%02dT%02d%02d%02d.%06dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_us % 1000000));
-  return text;
+  return common::FormatUtc(unix_us, common::UtcFormat::kCompact);
 }
 
 std::optional<int64_t> ParseHistoryStamp(std::string_view stamp) {

@@ -87,13 +87,11 @@ std::string Reread(const lb::common::Settings& running, lb::bridge::TokenStore& 
       summary += "; tokens file refused, previous tokens kept";
     }
   }
-  const std::vector<std::string> changed =
-      lb::common::ChangedKeys(running.file_values, fresh->file_values, {"[lb-agent] log_level"});
-  if (!changed.empty()) {
-    std::string list;
-    for (const auto& key : changed) list += (list.empty() ? "" : ", ") + key;
-    line.Field("restart_needed", list);
-    summary += "; changed keys that need a restart: " + list;
+  const std::string restart =
+      lb::common::RestartNeeded(running.file_values, fresh->file_values, {"[lb-agent] log_level"});
+  if (!restart.empty()) {
+    line.Field("restart_needed", restart);
+    summary += "; changed keys that need a restart: " + restart;
   }
   return summary;
 }

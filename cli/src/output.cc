@@ -7,6 +7,8 @@
 #include <sstream>
 #include <vector>
 
+#include "lb/common/text.h"
+
 namespace lb::cli {
 namespace {
 
@@ -132,37 +134,7 @@ std::string DumpJson(const json& value, int indent) {
 std::string SafeText(std::string_view text, bool keep_newlines) {
   std::string out;
   out.reserve(text.size());
-  // The code point at text[i] and its length; length 0 for a byte that is not valid UTF-8.
-  auto decode = [&text](size_t i) -> std::pair<char32_t, size_t> {
-    const auto b0 = static_cast<unsigned char>(text[i]);
-    if (b0 < 0x80) return {b0, 1};
-    size_t length = 0;
-    char32_t cp = 0;
-    char32_t min = 0;
-    if ((b0 & 0xE0) == 0xC0) {
-      length = 2;
-      cp = b0 & 0x1F;
-      min = 0x80;
-    } else if ((b0 & 0xF0) == 0xE0) {
-      length = 3;
-      cp = b0 & 0x0F;
-      min = 0x800;
-    } else if ((b0 & 0xF8) == 0xF0) {
-      length = 4;
-      cp = b0 & 0x07;
-      min = 0x10000;
-    } else {
-      return {0, 0};
-    }
-    if (i + length > text.size()) return {0, 0};
-    for (size_t k = 1; k < length; ++k) {
-      const auto b = static_cast<unsigned char>(text[i + k]);
-      if ((b & 0xC0) != 0x80) return {0, 0};
-      cp = (cp << 6) | (b & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0, 0};
-    return {cp, length};
-  };
+  auto decode = [&text](size_t i) { return common::DecodeUtf8(text, i); };
   // Skips a control string (OSC, DCS, SOS, PM, APC) up to its terminator: BEL, ESC \ or ST.
   auto skip_string = [&](size_t i) {
     while (i < text.size()) {
@@ -265,15 +237,7 @@ std::string Field(const json& object, std::string_view key) {
 }
 
 std::string FormatTimestamp(int64_t unix_ms) {
-  if (unix_ms < 0) unix_ms = 0;
-  const time_t seconds = static_cast<time_t>(unix_ms / 1000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_ms % 1000));
-  return text;
+  return common::FormatUtc(unix_ms < 0 ? 0 : unix_ms * 1000, common::UtcFormat::kMillis);
 }
 
 std::string FormatDuration(int64_t seconds) {

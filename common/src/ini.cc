@@ -97,6 +97,16 @@ std::map<std::string, std::string> IniValues(const IniFile& ini) {
   return values;
 }
 
+std::string RestartNeeded(const std::map<std::string, std::string>& before,
+                          const std::map<std::string, std::string>& after,
+                          const std::vector<std::string>& applied_live) {
+  std::string list;
+  for (const auto& key : ChangedKeys(before, after, applied_live)) {
+    list += (list.empty() ? "" : ", ") + key;
+  }
+  return list;
+}
+
 std::vector<std::string> ChangedKeys(const std::map<std::string, std::string>& before,
                                      const std::map<std::string, std::string>& after,
                                      const std::vector<std::string>& applied_live) {

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "lb/common/text.h"
+
 namespace lb::common {
 namespace {
 
@@ -54,33 +56,6 @@ int Priority(LogLevel level) {
   return 6;
 }
 
-// The code point of the UTF-8 sequence at text[i] and its length, or length 0 when the bytes
-// there are not a valid (shortest-form, non-surrogate) sequence.
-std::pair<char32_t, std::size_t> DecodeUtf8(std::string_view text, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[i + k]); };
-  const unsigned char b0 = byte(0);
-  std::size_t length = 0;
-  char32_t cp = 0;
-  char32_t min = 0;
-  if (b0 < 0x80) return {b0, 1};
-  if ((b0 & 0xE0) == 0xC0) {
-    length = 2, cp = b0 & 0x1F, min = 0x80;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    length = 3, cp = b0 & 0x0F, min = 0x800;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    length = 4, cp = b0 & 0x07, min = 0x10000;
-  } else {
-    return {0, 0};
-  }
-  if (i + length > text.size()) return {0, 0};
-  for (std::size_t k = 1; k < length; ++k) {
-    if ((byte(k) & 0xC0) != 0x80) return {0, 0};
-    cp = (cp << 6) | (byte(k) & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0, 0};
-  return {cp, length};
-}
-
 // Code points that end or rewrite a line in some viewer: C0, DEL, C1, and the Unicode line and
 // paragraph separators.
 bool IsControl(char32_t cp) {
@@ -91,19 +66,6 @@ void AppendHex(std::string& out, const char* prefix, unsigned value, int digits)
   char text[16];
   std::snprintf(text, sizeof text, "%s%0*x", prefix, digits, value);
   out += text;
-}
-
-std::string Timestamp(std::chrono::system_clock::time_point now) {
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
-  const time_t seconds = static_cast<time_t>(ms / 1000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return text;
 }
 
 // Keys are the code's own words; anything unexpected in one becomes '_'.
@@ -202,7 +164,12 @@ std::string FormatLogLine(LogLevel level, std::string_view program, std::string_
   if (journald) {
     line = "<" + std::to_string(Priority(level)) + ">";
   } else {
-    line = "ts=" + Timestamp(now) + " ";
+    line =
+        "ts=" +
+        FormatUtc(
+            std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count(),
+            UtcFormat::kMillis) +
+        " ";
   }
   line += "level=";
   line += LogLevelName(level);

@@ -58,13 +58,11 @@ std::string Reread(const lb::controller::ControllerSettings& running,
       line.Field("allow_list", "previous kept: " + keys.status().message());
     }
   }
-  const std::vector<std::string> changed =
-      lb::common::ChangedKeys(running.file_values, fresh->file_values, {"[controller] log_level"});
-  if (!changed.empty()) {
-    std::string list;
-    for (const auto& key : changed) list += (list.empty() ? "" : ", ") + key;
-    line.Field("restart_needed", list);
-    summary += "; changed keys that need a restart: " + list;
+  const std::string restart = lb::common::RestartNeeded(running.file_values, fresh->file_values,
+                                                        {"[controller] log_level"});
+  if (!restart.empty()) {
+    line.Field("restart_needed", restart);
+    summary += "; changed keys that need a restart: " + restart;
   }
   return summary;
 }

@@ -18,6 +18,7 @@
 #include "lb/common/log.h"
 #include "lb/common/service_manager.h"
 #include "lb/common/settings.h"
+#include "lb/common/text.h"
 #include "temp_dir.h"
 
 namespace lb::common {
@@ -127,6 +128,31 @@ TEST(SettingsRereadTest, ChangedKeysListsWhatOnlyARestartApplies) {
   EXPECT_EQ(ChangedKeys(IniValues(*before), IniValues(*after), {"[lb-agent] log_level"}),
             (std::vector<std::string>{"[fleet] y", "[haproxy] x", "[lb-agent] port"}));
   EXPECT_TRUE(ChangedKeys(IniValues(*before), IniValues(*before), {}).empty());
+  EXPECT_EQ(RestartNeeded(IniValues(*before), IniValues(*after), {"[lb-agent] log_level"}),
+            "[fleet] y, [haproxy] x, [lb-agent] port");
+  EXPECT_EQ(RestartNeeded(IniValues(*before), IniValues(*before), {}), "");
+}
+
+TEST(TextTest, UtcTimeStampsInEachFormat) {
+  const int64_t us = 1795516262123456;  // 2026-11-24T10:31:02.123456Z
+  EXPECT_EQ(FormatUtc(us, UtcFormat::kMillis), "2026-11-24T10:31:02.123Z");
+  EXPECT_EQ(FormatUtc(us, UtcFormat::kMicros), "2026-11-24T10:31:02.123456Z");
+  EXPECT_EQ(FormatUtc(us, UtcFormat::kCompact), "20261124T103102.123456Z");
+  EXPECT_EQ(FormatUtc(-5, UtcFormat::kMillis), "1970-01-01T00:00:00.000Z");
+}
+
+TEST(TextTest, DecodesUtf8AndRefusesWhatIsNot) {
+  using Decoded = std::pair<char32_t, std::size_t>;
+  EXPECT_EQ(DecodeUtf8("a", 0), Decoded('a', 1));
+  EXPECT_EQ(DecodeUtf8("\xc3\xa9", 0), Decoded(0xE9, 2));
+  EXPECT_EQ(DecodeUtf8("\xe2\x80\xa8", 0), Decoded(0x2028, 3));
+  EXPECT_EQ(DecodeUtf8("\xf0\x9f\x98\x80", 0), Decoded(0x1F600, 4));
+  EXPECT_EQ(DecodeUtf8("x\xc2\x9b", 1), Decoded(0x9B, 2));
+  EXPECT_EQ(DecodeUtf8("\xc3", 0).second, 0u) << "truncated";
+  EXPECT_EQ(DecodeUtf8("\xc0\xaf", 0).second, 0u) << "overlong";
+  EXPECT_EQ(DecodeUtf8("\xed\xa0\x80", 0).second, 0u) << "surrogate";
+  EXPECT_EQ(DecodeUtf8("\xf4\x90\x80\x80", 0).second, 0u) << "above U+10FFFF";
+  EXPECT_EQ(DecodeUtf8("\xff", 0).second, 0u);
 }
 
 TEST(SettingsRereadTest, LogLevelAndStopHaproxyOnExitDefaults) {

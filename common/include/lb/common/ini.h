@@ -33,6 +33,11 @@ std::map<std::string, std::string> IniValues(const IniFile& ini);
 // What a re-read of a settings file (SIGHUP) changed: the keys whose value differs between `before`
 // and `after` (set, changed or removed), in order, except those in `applied_live` (the keys a
 // re-read applies without a restart).
+// ChangedKeys as one line for a log field and systemd's STATUS= ("[lb-agent] port, [fleet] x"),
+// "" when nothing waits for a restart.
+std::string RestartNeeded(const std::map<std::string, std::string>& before,
+                          const std::map<std::string, std::string>& after,
+                          const std::vector<std::string>& applied_live);
 std::vector<std::string> ChangedKeys(const std::map<std::string, std::string>& before,
                                      const std::map<std::string, std::string>& after,
                                      const std::vector<std::string>& applied_live);
