@@ -185,9 +185,8 @@ proto::Status Agent::StartTransport() {
   events_ = std::make_unique<EventLoop>(*context_, settings_, *stats_,
                                         [this] { return pipeline_->LiveSha256(); });
   if (proto::Status s = events_->Bind(security_->Server("lb-agent-events")); !s.ok()) return s;
-  reload_worker_ =
-      std::make_unique<ReloadWorker>([this](const ReloadRequest& r) { return pipeline_->Apply(r); },
-                                     [this] { return pipeline_->LiveSha256(); });
+  reload_worker_ = std::make_unique<ReloadWorker>(
+      [this](const ReloadRequest& r) { return pipeline_->Apply(r); });
   if (settings_.fleet.enabled()) {
     fleet_ = std::make_unique<FleetClient>(
         *context_, settings_,
@@ -255,7 +254,7 @@ void Agent::Rollback(const json& args, ReplyFn reply) {
     if (auto it = args.find(key); it != args.end()) reload_args[key] = *it;
   }
   reload_args["config"] = std::move(*text);
-  auto request = ReloadRequestFromArgs(reload_args);
+  auto request = ReloadRequestFromArgs(std::move(reload_args));
   if (!request.ok()) {
     reply(request.status(), nullptr);
     return;
@@ -295,7 +294,7 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     return;
   }
   if (cmd == "reload") {
-    auto parsed = ReloadRequestFromArgs(request.args);
+    auto parsed = ReloadRequestFromArgs(std::move(request.args));
     if (!parsed.ok()) {
       // A refused reload is a reload outcome too: an event.
       events_->ReloadStarted();

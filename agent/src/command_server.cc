@@ -68,6 +68,10 @@ Status CommandServer::Bind(const common::SocketSetup& secure) {
     // A config above max_config_bytes still fits in a frame and is answered `too_large`.
     impl_->router.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(limits_.max_frame_bytes));
     impl_->router.set(zmq::sockopt::sndhwm, 10000);
+    // At most two received frames wait per connection (clients are REQ sockets, one request
+    // at a time): a client that pipelines 16 MB reloads is held back in its own socket
+    // buffers, not queued here. SECURITY.md has the bound across connections.
+    impl_->router.set(zmq::sockopt::rcvhwm, 2);
     if (secure) secure(impl_->router);
     impl_->router.bind(endpoint_);
     bound_ = impl_->router.get(zmq::sockopt::last_endpoint);
@@ -99,6 +103,19 @@ ReplyFn CommandServer::MakeReply(std::vector<std::string> envelope, const proto:
 
 void CommandServer::Run(const std::atomic<bool>& stop) {
   zmq::socket_t& router = impl_->router;
+  auto send_replies = [&] {
+    std::deque<Outgoing> out = mailbox_->TakeAll();
+    for (auto& msg : out) {
+      try {
+        for (auto& frame : msg.envelope) {
+          router.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+        }
+        router.send(zmq::buffer(msg.payload), zmq::send_flags::dontwait);
+      } catch (const zmq::error_t& e) {
+        common::LogWarning() << "reply dropped: " << e.what();
+      }
+    }
+  };
   while (!stop) {
     common::ServiceWatchdog();  // this loop turns at least every 200 ms while it serves
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
@@ -110,22 +127,13 @@ void CommandServer::Run(const std::atomic<bool>& stop) {
       common::LogError() << "command socket poll failed: " << e.what();
       return;
     }
-    if (items[1].revents & ZMQ_POLLIN) {
-      std::deque<Outgoing> out = mailbox_->TakeAll();
-      for (auto& msg : out) {
-        try {
-          for (auto& frame : msg.envelope) {
-            router.send(zmq::buffer(frame), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-          }
-          router.send(zmq::buffer(msg.payload), zmq::send_flags::dontwait);
-        } catch (const zmq::error_t& e) {
-          common::LogWarning() << "reply dropped: " << e.what();
-        }
-      }
-    }
+    if (items[1].revents & ZMQ_POLLIN) send_replies();
     if (!(items[0].revents & ZMQ_POLLIN)) continue;
-    // Read everything that is waiting, so one poll wake-up serves a burst of clients.
+    // Read everything that is waiting, so one poll wake-up serves a burst of clients; the
+    // replies ready meanwhile go out after each request, so that a stream of large frames
+    // never holds up another client's answer.
     while (true) {
+      send_replies();
       std::vector<zmq::message_t> frames;
       try {
         zmq::message_t frame;

@@ -161,9 +161,8 @@ void EventLoop::ReloadFinished(const Status& status, const json& result,
   if (applied) ++applied_pending_;
   last_reload_end_ms_ = NowMs();
   if (reloads_running_ > 0) reloads_running_--;
-  const std::string why = result.is_object() && result.value("applied_via", "") == "runtime"
-                              ? "runtime"
-                              : "reload";
+  const std::string why =
+      result.is_object() && result.value("applied_via", "") == "runtime" ? "runtime" : "reload";
   answers_.Push(ReloadAnswer{std::move(event), applied, why});
 }
 

@@ -25,13 +25,17 @@ int64_t MsSince(Clock::time_point start) {
 }  // namespace
 
 Result<ReloadRequest> ReloadRequestFromArgs(const json& args) {
+  return ReloadRequestFromArgs(json(args));
+}
+
+Result<ReloadRequest> ReloadRequestFromArgs(json&& args) {
   ReloadRequest out;
   auto config = args.find("config");
   if (config == args.end() || !config->is_string()) {
     return Status(ErrorCode::kBadRequest,
                   "argument \"config\" (the whole haproxy config, a string) is required");
   }
-  out.config = config->get<std::string>();
+  out.config = std::move(config->get_ref<std::string&>());
   auto expect = proto::StringArg(args, "expect_sha256", "");
   if (!expect.ok()) return expect.status();
   if (!expect->empty()) out.expect_sha256 = *expect;

@@ -68,6 +68,8 @@ struct ReloadRequest {
 
 // Parses the `args` of a reload or validate command.
 proto::Result<ReloadRequest> ReloadRequestFromArgs(const nlohmann::json& args);
+// The same, taking the config out of `args` instead of copying it (a config can be 16 MB).
+proto::Result<ReloadRequest> ReloadRequestFromArgs(nlohmann::json&& args);
 
 class ReloadPipeline {
  public:

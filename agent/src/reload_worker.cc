@@ -1,13 +1,14 @@
 #include "reload_worker.h"
 
+#include "sha256.h"
+
 namespace lb::agent {
 
 using nlohmann::json;
 using proto::ErrorCode;
 using proto::Status;
 
-ReloadWorker::ReloadWorker(ApplyFn apply, std::function<std::string()> live_sha256)
-    : apply_(std::move(apply)), live_sha256_(std::move(live_sha256)) {
+ReloadWorker::ReloadWorker(ApplyFn apply) : apply_(std::move(apply)) {
   thread_ = std::thread(&ReloadWorker::Run, this);
 }
 
@@ -21,11 +22,18 @@ ReloadWorker::~ReloadWorker() {
 }
 
 void ReloadWorker::Submit(ReloadRequest request, ReplyFn reply) {
+  std::optional<Job> older;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Job{std::move(request), std::move(reply)});
+    if (waiting_) {
+      older = std::move(waiting_);
+      superseded_.push_back(std::move(older->reply));
+      counters_.superseded++;
+    }
+    waiting_.emplace(Job{std::move(request), std::move(reply)});
   }
   cv_.notify_one();
+  // `older`'s config is freed here, outside the lock.
 }
 
 ReloadWorker::Counters ReloadWorker::counters() const {
@@ -35,37 +43,43 @@ ReloadWorker::Counters ReloadWorker::counters() const {
 
 void ReloadWorker::Run() {
   while (true) {
-    std::deque<Job> batch;
+    Job job;
+    std::vector<ReplyFn> replaced;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      batch.swap(queue_);
+      cv_.wait(lock, [this] { return stopping_ || waiting_.has_value(); });
       if (stopping_) {
-        for (auto& job : batch) {
-          job.reply(Status(ErrorCode::kInternal, "the agent is shutting down"), nullptr);
+        std::vector<ReplyFn> unanswered = std::move(superseded_);
+        if (waiting_) unanswered.push_back(std::move(waiting_->reply));
+        waiting_.reset();
+        lock.unlock();
+        for (auto& reply : unanswered) {
+          reply(Status(ErrorCode::kInternal, "the agent is shutting down"), nullptr);
         }
         return;
       }
+      job = std::move(*waiting_);
+      waiting_.reset();
+      replaced.swap(superseded_);
       counters_.applied_calls++;
-      counters_.superseded += static_cast<int64_t>(batch.size()) - 1;
     }
-    Job newest = std::move(batch.back());
-    batch.pop_back();
-    auto result = apply_(newest.request);
+    if (!replaced.empty()) {
+      const std::string sha256 = Sha256Hex(job.request.config);
+      for (auto& reply : replaced) {
+        reply(Status(ErrorCode::kSuperseded,
+                     "a newer reload arrived while this one waited behind a running one and "
+                     "replaced it: config " +
+                         sha256,
+                     json{{"sha256", sha256}}),
+              nullptr);
+      }
+      replaced.clear();
+    }
+    auto result = apply_(job.request);
     if (result.ok()) {
-      newest.reply(Status::Ok(), *result);
+      job.reply(Status::Ok(), *result);
     } else {
-      newest.reply(result.status(), nullptr);
-    }
-    if (batch.empty()) continue;
-    const std::string winner = live_sha256_();
-    for (auto& job : batch) {
-      job.reply(Status(ErrorCode::kSuperseded,
-                       "a newer reload queued behind the same running reload was applied "
-                       "instead; the live config is " +
-                           winner,
-                       json{{"sha256", winner}}),
-                nullptr);
+      job.reply(result.status(), nullptr);
     }
   }
 }

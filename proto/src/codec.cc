@@ -333,8 +333,13 @@ Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
                               limits.max_depth);
   try {
     std::size_t offset = 0;
+    // Strings and binaries point into `frame` (which outlives `handle`) instead of being copied
+    // into msgpack's zone: ToJson copies each once, and a 16 MB config is not held twice.
+    auto reference = [](msgpack::type::object_type type, std::size_t, void*) {
+      return type == msgpack::type::STR || type == msgpack::type::BIN;
+    };
     msgpack::object_handle handle =
-        msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
+        msgpack::unpack(frame.data(), frame.size(), offset, +reference, nullptr, limit);
     if (offset != frame.size()) {
       return Status(ErrorCode::kBadRequest,
                     "frame holds " + std::to_string(frame.size() - offset) +

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "sha256.h"
 #include "work_pool.h"
 
 namespace lb::agent {
@@ -94,7 +95,7 @@ ReplyFn Recorder(std::shared_ptr<Board> board, std::size_t index) {
 TEST(ReloadWorkerTest, LoneSubmitIsAppliedImmediately) {
   auto board = std::make_shared<Board>();
   board->Release();  // nothing blocks
-  ReloadWorker worker(BlockingApply(board), [] { return std::string("live-sha"); });
+  ReloadWorker worker(BlockingApply(board));
   const auto start = std::chrono::steady_clock::now();
   worker.Submit(Request("only"), Recorder(board, 0));
   ASSERT_TRUE(board->WaitFor([&] { return board->AnswerCount() == 1; }))
@@ -110,13 +111,19 @@ TEST(ReloadWorkerTest, LoneSubmitIsAppliedImmediately) {
 
 TEST(ReloadWorkerTest, CoalescesReloadsQueuedBehindARunningOne) {
   auto board = std::make_shared<Board>();
-  const std::string winner_sha = std::string(64, 'b');
-  auto worker = std::make_unique<ReloadWorker>(BlockingApply(board), [&] { return winner_sha; });
+  auto worker = std::make_unique<ReloadWorker>(BlockingApply(board));
   worker->Submit(Request("cfg0"), Recorder(board, 0));
   ASSERT_TRUE(board->WaitFor([&] { return board->applied.size() == 1; }))
       << "the first reload never started";
   for (int i = 1; i <= 5; ++i) {
     worker->Submit(Request("cfg" + std::to_string(i)), Recorder(board, i));
+  }
+  // Nothing but the running config and the newest waiting one is held; the replaced ones are
+  // answered when the worker takes the newest.
+  {
+    std::lock_guard<std::mutex> lock(board->mu);
+    EXPECT_EQ(board->applied, std::vector<std::string>{"cfg0"});
+    EXPECT_EQ(board->AnswerCount(), 0);
   }
   board->Release();
   ASSERT_TRUE(board->WaitFor([&] { return board->AnswerCount() == 6; }))
@@ -131,7 +138,8 @@ TEST(ReloadWorkerTest, CoalescesReloadsQueuedBehindARunningOne) {
     for (int i = 1; i <= 4; ++i) {
       SCOPED_TRACE("job " + std::to_string(i));
       EXPECT_EQ(board->answers[i]->status.code(), ErrorCode::kSuperseded);
-      EXPECT_EQ(board->answers[i]->status.details()["sha256"], winner_sha);
+      // Named by the config that replaced it for good.
+      EXPECT_EQ(board->answers[i]->status.details()["sha256"], Sha256Hex("cfg5"));
     }
   }
   ReloadWorker::Counters counters = worker->counters();
@@ -141,11 +149,9 @@ TEST(ReloadWorkerTest, CoalescesReloadsQueuedBehindARunningOne) {
 
 TEST(ReloadWorkerTest, FailedApplyIsAnsweredWithItsStatus) {
   auto board = std::make_shared<Board>();
-  ReloadWorker worker(
-      [](const ReloadRequest&) -> proto::Result<json> {
-        return Status(ErrorCode::kInvalidConfig, "[ALERT] bad");
-      },
-      [] { return std::string(); });
+  ReloadWorker worker([](const ReloadRequest&) -> proto::Result<json> {
+    return Status(ErrorCode::kInvalidConfig, "[ALERT] bad");
+  });
   worker.Submit(Request("bad"), Recorder(board, 0));
   ASSERT_TRUE(board->WaitFor([&] { return board->AnswerCount() == 1; }));
   std::lock_guard<std::mutex> lock(board->mu);
@@ -155,8 +161,7 @@ TEST(ReloadWorkerTest, FailedApplyIsAnsweredWithItsStatus) {
 
 TEST(ReloadWorkerTest, DestructorAnswersQueuedJobs) {
   auto board = std::make_shared<Board>();
-  auto worker =
-      std::make_unique<ReloadWorker>(BlockingApply(board), [] { return std::string("w"); });
+  auto worker = std::make_unique<ReloadWorker>(BlockingApply(board));
   worker->Submit(Request("running"), Recorder(board, 0));
   ASSERT_TRUE(board->WaitFor([&] { return board->applied.size() == 1; }));
   worker->Submit(Request("queued1"), Recorder(board, 1));
@@ -177,8 +182,8 @@ TEST(ReloadWorkerTest, DestructorAnswersQueuedJobs) {
   std::lock_guard<std::mutex> lock(board->mu);
   ASSERT_EQ(board->AnswerCount(), 3) << "a queued reload was never answered";
   EXPECT_TRUE(board->answers[0]->status.ok());
-  // Whether the destructor or the released apply took the lock first decides how the queued
-  // two are answered; either way each gets exactly one answer and none is lost.
+  // queued1 was replaced by queued2 on arrival. Whether the destructor or the released apply
+  // took the lock first decides how both are answered; either way each gets exactly one answer.
   const ErrorCode one = board->answers[1]->status.code();
   const ErrorCode two = board->answers[2]->status.code();
   const bool shut_down = one == ErrorCode::kInternal && two == ErrorCode::kInternal;
@@ -189,9 +194,7 @@ TEST(ReloadWorkerTest, DestructorAnswersQueuedJobs) {
 
 TEST(ReloadWorkerTest, DestructorOfIdleWorkerReturns) {
   auto board = std::make_shared<Board>();
-  {
-    ReloadWorker worker(BlockingApply(board), [] { return std::string(); });
-  }
+  { ReloadWorker worker(BlockingApply(board)); }
   std::lock_guard<std::mutex> lock(board->mu);
   EXPECT_TRUE(board->applied.empty());
 }
