@@ -7,8 +7,11 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "config_history.h"
 #include "haproxy_parsers.h"
+#include "lb/common/ini.h"
 #include "lb/common/log.h"
+#include "lb/common/service_manager.h"
 #include "lb/common/version.h"
 #include "process.h"
 #include "sha256.h"
@@ -24,7 +27,7 @@ using proto::ErrorCode;
 using proto::Result;
 using Clock = std::chrono::steady_clock;
 
-const char* const kCommands = "ping, info, status, validate, reload, get_config";
+const char* const kCommands = "ping, info, status, validate, reload, get_config, history, rollback";
 
 // The event loop's view of haproxy: `show stat` from a worker and the worker's pid.
 class ControlStats : public StatsSource {
@@ -71,14 +74,37 @@ Agent::Agent(const common::Settings& settings)
 Agent::~Agent() = default;
 
 int Agent::Run(const std::atomic<bool>& stop) {
+  // Before anything touches haproxy: a second agent on the same config would adopt the first
+  // one's haproxy, fail to bind the sockets and (stop_haproxy_on_exit) stop it on its way out.
+  auto lock = store_.Lock();
+  if (!lock.ok()) {
+    if (lock.status().code() == ErrorCode::kConflict) {
+      LogError() << "another lb-agent runs with the config " << store_.live_path() << " ("
+                 << lock.status().message()
+                 << "); one agent per config: this one exits and leaves that agent and its "
+                    "haproxy alone";
+    } else {
+      LogError() << "cannot lock the config " << store_.live_path() << ": "
+                 << lock.status().message();
+    }
+    return 1;
+  }
+  lock_ = std::move(*lock);
   int removed = store_.RemoveStaleTemps();
   if (removed > 0) {
     LogInfo() << "removed " << removed << " temp file(s) left by an earlier run next to "
               << store_.live_path();
   }
+  store_.MarkInterrupted();
+  std::string haproxy_state = "haproxy runs";
   if (supervisor_) {
     proto::Status s = supervisor_->Start();
-    if (!s.ok()) LogError() << "haproxy not started: " << s.message();
+    if (!s.ok()) {
+      LogError() << "haproxy not started: " << s.message();
+      haproxy_state = "haproxy not running: " + s.message();
+    } else {
+      haproxy_state = "haproxy master " + std::to_string(supervisor_->master_pid()) + " serves";
+    }
   }
   if (store_.ReloadInterrupted()) {
     LogWarning() << "the previous run stopped during a reload; reloading haproxy with "
@@ -88,14 +114,26 @@ int Agent::Run(const std::atomic<bool>& stop) {
   }
   if (proto::Status s = StartTransport(); !s.ok()) {
     LogError() << s.message();
+    // A failed start never stops haproxy: whatever serves keeps serving for the next agent.
+    if (supervisor_) supervisor_->LeaveRunning();
     return 1;
+  }
+  {
+    std::lock_guard<std::mutex> lock(reread_mu_);
+    transport_ready_ = true;
   }
   LogInfo() << common::Version() << ": listening on " << server_->bound_endpoint() << ", events on "
             << events_->bound_endpoint() << (security_->curve() ? " (CURVE)" : " (no CURVE)")
             << " (reload_method=" << common::ReloadMethodName(settings_.haproxy.reload_method)
             << ", config " << settings_.haproxy.config_file_path << ")";
+  common::NotifyReady("commands on " + server_->bound_endpoint() + "; " + haproxy_state);
   server_->Run(stop);
-  LogInfo() << "stopping";
+  common::NotifyStopping();
+  LogInfo() << "stopping"
+            << (supervisor_ == nullptr ? ""
+                : settings_.haproxy.stop_haproxy_on_exit
+                    ? " (and haproxy: stop_haproxy_on_exit = yes)"
+                    : "; haproxy keeps serving for the next agent (stop_haproxy_on_exit = no)");
   // Acks of reloads still queued are dropped when the fleet client stops (the controller hears
   // the outcome at the next hello); the rest of the shutdown is ~Agent.
   return 0;
@@ -132,6 +170,41 @@ std::size_t ConnectionCap(std::size_t wanted) {
 }
 
 }  // namespace
+
+std::string Agent::Reread() {
+  auto fresh = common::LoadSettings(settings_.path);
+  if (!fresh.ok()) {
+    LogError() << "SIGHUP: " << settings_.path
+               << " not applied, nothing changed: " << fresh.status().message();
+    return "SIGHUP: settings not applied: " + fresh.status().message();
+  }
+  common::SetLogLevel(fresh->log_level);
+  common::LogLine line(common::LogLevel::kInfo);
+  line << "SIGHUP: re-read " << settings_.path
+       << "; haproxy, its config and the sockets are left as they are";
+  line.Field("log_level", common::LogLevelName(fresh->log_level));
+  std::string summary = "re-read " + settings_.path;
+  {
+    std::lock_guard<std::mutex> lock(reread_mu_);
+    if (transport_ready_ && security_->curve()) {
+      if (fresh->security.curve_clients != settings_.security.curve_clients) {
+        line.Field("allow_list",
+                   "unchanged: curve_clients names another file (a restart reads it)");
+      } else if (auto keys = security_->ReloadAllowList(); keys.ok()) {
+        line.Field("allow_list", std::to_string(*keys) + " client key(s)");
+      } else {
+        line.Field("allow_list", "previous kept: " + keys.status().message());
+      }
+    }
+  }
+  const std::string restart =
+      common::RestartNeeded(settings_.file_values, fresh->file_values, {"[lb-agent] log_level"});
+  if (!restart.empty()) {
+    line.Field("restart_needed", restart);
+    summary += "; changed keys that need a restart: " + restart;
+  }
+  return summary;
+}
 
 proto::Status Agent::StartTransport() {
   context_ = std::make_unique<zmq::context_t>();
@@ -181,12 +254,72 @@ void Agent::SubmitFleetReload(const json& args, ReplyFn reply) {
     reply(request.status(), nullptr);
     return;
   }
+  SubmitReload(std::move(*request), std::move(reply), "fleet");
+}
+
+void Agent::SubmitReload(ReloadRequest request, ReplyFn reply, const std::string& source) {
+  // Every reload outcome is also an event.
   events_->ReloadStarted();
-  reload_worker_->Submit(std::move(*request), [events = events_.get(), reply = std::move(reply)](
-                                                  const proto::Status& status, const json& result) {
-    events->ReloadFinished(status, result, "fleet");
-    reply(status, result);
-  });
+  reload_worker_->Submit(std::move(request),
+                         [events = events_.get(), source, reply = std::move(reply)](
+                             const proto::Status& status, const json& result) {
+                           events->ReloadFinished(status, result, source);
+                           reply(status, result);
+                         });
+}
+
+void Agent::Rollback(const json& args, ReplyFn reply) {
+  const std::string live_sha = pipeline_->LiveSha256();
+  std::vector<KeptConfig> kept = ListKeptConfigs(store_, live_sha);
+  auto chosen = ChooseRollback(kept, args);
+  if (!chosen.ok()) {
+    reply(chosen.status(), nullptr);
+    return;
+  }
+  const KeptConfig& target = kept[*chosen];
+  auto text = store_.ReadEntry(target.entry);
+  if (!text.ok()) {
+    reply(text.status(), nullptr);
+    return;
+  }
+  // An ordinary reload of that text: the reload's own args (expect_sha256, force, apply_via)
+  // apply, and so do every check and the config path policy.
+  json reload_args = json::object();
+  for (const char* key : {"expect_sha256", "force", "apply_via"}) {
+    if (auto it = args.find(key); it != args.end()) reload_args[key] = *it;
+  }
+  reload_args["config"] = std::move(*text);
+  auto request = ReloadRequestFromArgs(std::move(reload_args));
+  if (!request.ok()) {
+    reply(request.status(), nullptr);
+    return;
+  }
+  json rollback_to = {{"n", *chosen},
+                      {"id", target.entry.id},
+                      {"sha256", target.sha256},
+                      {"time_unix_ms", target.entry.time_unix_us / 1000},
+                      {"outcome", target.entry.outcome}};
+  LogInfo() << "rollback to history entry " << *chosen << " (" << target.entry.id << ", "
+            << target.entry.outcome << ", sha256 " << target.sha256 << ")";
+  SubmitReload(
+      std::move(*request),
+      [reply = std::move(reply), rollback_to](const proto::Status& status, const json& result) {
+        if (!status.ok()) {
+          json details = status.details().is_object() ? status.details() : json::object();
+          details["rollback_to"] = rollback_to;
+          reply(proto::Status(status.code(), status.message(), details), nullptr);
+          return;
+        }
+        json out = result;
+        out["rollback_to"] = rollback_to;
+        reply(status, out);
+      },
+      "rollback");
+}
+
+Result<json> Agent::History() {
+  const std::string live_sha = pipeline_->LiveSha256();
+  return HistoryResult(store_, ListKeptConfigs(store_, live_sha), live_sha);
 }
 
 void Agent::Handle(proto::Request request, ReplyFn reply) {
@@ -196,19 +329,15 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     return;
   }
   if (cmd == "reload") {
-    // Every reload outcome is also an event.
-    events_->ReloadStarted();
-    ReplyFn publish_and_reply = [events = events_.get(), reply](const proto::Status& status,
-                                                                const json& result) {
-      events->ReloadFinished(status, result);
-      reply(status, result);
-    };
     auto parsed = ReloadRequestFromArgs(std::move(request.args));
     if (!parsed.ok()) {
-      publish_and_reply(parsed.status(), nullptr);
+      // A refused reload is a reload outcome too: an event.
+      events_->ReloadStarted();
+      events_->ReloadFinished(parsed.status(), nullptr);
+      reply(parsed.status(), nullptr);
       return;
     }
-    reload_worker_->Submit(std::move(*parsed), std::move(publish_and_reply));
+    SubmitReload(std::move(*parsed), std::move(reply));
     return;
   }
   auto answer = [reply](const Result<json>& result) {
@@ -224,6 +353,11 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     pool_->Submit([this, answer] { answer(Info()); });
   } else if (cmd == "get_config") {
     pool_->Submit([this, answer] { answer(GetConfig()); });
+  } else if (cmd == "history") {
+    pool_->Submit([this, answer] { answer(History()); });
+  } else if (cmd == "rollback") {
+    // The kept file is read on the pool, then reloaded on the reload worker like `reload`.
+    pool_->Submit([this, args = std::move(request.args), reply] { Rollback(args, reply); });
   } else if (cmd == "validate") {
     pool_->Submit([this, args = std::move(request.args), answer] {
       auto parsed = ReloadRequestFromArgs(args);

@@ -11,12 +11,14 @@
 // the fleet client (no new push), the reload worker (finishes the running reload and answers
 // the queued ones, whose events still go out), the event loop, the CURVE handler, the ZeroMQ
 // context, and last the HAProxy side (the Supervisor stops haproxy in managed mode when
-// stop_haproxy_on_exit).
+// stop_haproxy_on_exit and the agent served; by default haproxy keeps running and the next
+// agent adopts it) and the lock.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 
 #include "command_server.h"
 #include "config_store.h"
@@ -43,26 +45,42 @@ class Agent : public CommandHandler {
   explicit Agent(const common::Settings& settings);
   ~Agent() override;
 
-  // Cleans up after a killed predecessor, starts haproxy (managed mode), binds the sockets and
-  // serves until `stop` is set. Returns the process exit code: 0 after `stop`, 1 when a socket
-  // could not be set up (the reason is logged). Call once.
+  // Takes the lock of the live config (one agent per config: ConfigStore::Lock) before anything
+  // touches haproxy, cleans up after a killed predecessor, starts or adopts haproxy (managed
+  // mode), binds the sockets, tells systemd READY=1 and serves until `stop` is set. Returns the
+  // process exit code: 0 after `stop`; 1 when another agent holds the lock or a socket could not
+  // be set up (the reason is logged). A start that fails never stops an haproxy, whatever
+  // stop_haproxy_on_exit says. Call once.
   int Run(const std::atomic<bool>& stop);
+
+  // SIGHUP (any thread, any time): re-reads the settings file and applies what can change
+  // without a restart (log_level, the CURVE allow-list), and logs what it did and which changed
+  // keys wait for a restart. Never touches haproxy or the sockets.
+  // Returns the summary for systemd's STATUS=.
+  std::string Reread();
 
   void Handle(proto::Request request, ReplyFn reply) override;
 
  private:
   // Builds the transport (context, security, events, workers, fleet client, command socket).
   proto::Status StartTransport();
-  // A fleet push's reload: the command's path (same worker, coalescing, events) with its events
-  // marked source "fleet".
+  // A fleet push's reload: the command's path (SubmitReload) with its events marked "fleet".
   void SubmitFleetReload(const nlohmann::json& args, ReplyFn reply);
   proto::Result<nlohmann::json> StatusCommand(const nlohmann::json& args);
   nlohmann::json Info();
   proto::Result<nlohmann::json> GetConfig();
+  proto::Result<nlohmann::json> History();
+  // `rollback`: picks the kept config (config_history.h) and reloads it like `reload`.
+  void Rollback(const nlohmann::json& args, ReplyFn reply);
+  // A reload request from the command socket or a rollback: the reload worker, with its outcome
+  // published as an event of `source` ("command", "fleet", "rollback").
+  void SubmitReload(ReloadRequest request, ReplyFn reply, const std::string& source = "command");
 
   // The HAProxy side, built by the constructor.
   const common::Settings& settings_;
   const std::chrono::steady_clock::time_point started_;
+  // Held from Run() on, and released last: after the Supervisor has let go of haproxy.
+  std::unique_ptr<common::ExclusiveLock> lock_;
   // What haproxy (haproxy -c, managed haproxy) gets as its environment: PATH and
   // [security] config_environment, nothing else of the agent's.
   const std::vector<std::string> haproxy_env_;
@@ -72,6 +90,9 @@ class Agent : public CommandHandler {
   std::unique_ptr<HaproxyControl> control_;
   std::unique_ptr<ReloadPipeline> pipeline_;
   std::unique_ptr<StatsSource> stats_;  // control_, as the event loop reads it
+
+  std::mutex reread_mu_;          // Reread() against StartTransport()
+  bool transport_ready_ = false;  // guarded by reread_mu_
 
   // The transport and the workers, built by Run() in this order (see the DESIGN above).
   std::unique_ptr<zmq::context_t> context_;

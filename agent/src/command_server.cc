@@ -5,6 +5,7 @@
 #include <zmq.hpp>
 
 #include "lb/common/log.h"
+#include "lb/common/service_manager.h"
 
 namespace lb::agent {
 namespace {
@@ -19,15 +20,23 @@ constexpr std::size_t kMaxEnvelopeFrames = 8;
 
 std::string ShortId(const json& id) {
   if (id.is_null()) return "-";
-  std::string s = id.dump(-1, ' ', false, json::error_handler_t::replace);
+  // A string id as it is (the log quotes and escapes it when needed), anything else as JSON.
+  std::string s = id.is_string() ? id.get<std::string>()
+                                 : id.dump(-1, ' ', false, json::error_handler_t::replace);
   return s.size() > 40 ? s.substr(0, 37) + "..." : s;
 }
 
+// Reads that succeeded are debug lines (a bridge polled every second would fill the log); every
+// change, refusal and failure is an info line. The command name is the client's: common/log
+// escapes whatever it holds.
 void LogRequest(const std::string& cmd, const json& id, const Status& status, double ms) {
   char elapsed[32];
   std::snprintf(elapsed, sizeof elapsed, "%.1f", ms);
-  common::LogInfo()
-      .Field("cmd", cmd.empty() ? "-" : cmd)
+  const bool read =
+      cmd == "ping" || cmd == "status" || cmd == "info" || cmd == "get_config" || cmd == "history";
+  common::LogLine line(status.ok() && read ? common::LogLevel::kDebug : common::LogLevel::kInfo);
+  line << "request";
+  line.Field("cmd", cmd.empty() ? "-" : cmd)
       .Field("id", ShortId(id))
       .Field("outcome", status.ok() ? "ok" : std::string(proto::ErrorCodeName(status.code())))
       .Field("ms", elapsed);
@@ -108,6 +117,7 @@ void CommandServer::Run(const std::atomic<bool>& stop) {
     }
   };
   while (!stop) {
+    common::ServiceWatchdog();  // this loop turns at least every 200 ms while it serves
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, mailbox_->fd(), ZMQ_POLLIN, 0}};
     try {

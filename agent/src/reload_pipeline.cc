@@ -446,6 +446,7 @@ std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
                            (back.ok() ? "" : " (which failed: " + back.message() + ")")));
   }
   store_.ReloadFinished();
+  store_.SetOutcome("applied");
   const std::string sha = Sha256Hex(request.config);
   json result = {{"outcome", "applied"},
                  {"applied_via", "runtime"},
@@ -517,6 +518,7 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
   }
   if (reload.ok()) {
     store_.ReloadFinished();
+    store_.SetOutcome("applied");
     json result = {{"outcome", "applied"},
                    {"applied_via", "reload"},
                    {"verified", verified},
@@ -541,6 +543,7 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
   store_.ReloadFinished();
   // haproxy's log lines about the new config may quote the files it names.
   reload = ReduceStatus(reload, checked.paths);
+  store_.SetOutcome(rolled_back ? "rolled_back" : "failed");
   std::string message = "haproxy did not take the new config: " + reload.message();
   if (rolled_back) {
     message += "\nthe previous config was restored" +

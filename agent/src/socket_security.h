@@ -10,6 +10,7 @@
 #include "lb/common/connection_gate.h"
 #include "lb/common/curve_socket.h"
 #include "lb/common/settings.h"
+#include "lb/common/zap_handler.h"
 #include "lb/proto/status.h"
 
 namespace lb::agent {
@@ -36,6 +37,9 @@ class SocketSecurity {
   common::SocketSetup FleetClient() const;
 
   bool curve() const { return curve_; }
+  // SIGHUP: re-reads the allow-list (curve_clients) now: its number of keys, or why the
+  // previous list stays. Precondition: curve().
+  proto::Result<std::size_t> ReloadAllowList() { return zap_->Reload(); }
   const std::vector<std::string>& warnings() const { return warnings_; }
   // {"curve": bool, "clients_accepted", "clients_refused", "fleet_curve": bool,
   //  "connections": {"max", "command", "events", "refused"}}.

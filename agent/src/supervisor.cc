@@ -153,7 +153,12 @@ void Supervisor::ReadLogs(int fd, std::shared_ptr<std::atomic<bool>> done) {
     while ((nl = pending.find('\n')) != std::string::npos) {
       std::string line = pending.substr(0, nl);
       pending.erase(0, nl + 1);
-      common::LogInfo() << "haproxy: " << line;
+      // haproxy's own tag decides the level: [ALERT] error, [WARNING] warning, else info.
+      const common::LogLevel level =
+          line.find("[ALERT]") != std::string::npos     ? common::LogLevel::kError
+          : line.find("[WARNING]") != std::string::npos ? common::LogLevel::kWarning
+                                                        : common::LogLevel::kInfo;
+      common::LogLine(level) << "haproxy: " << line;
       std::lock_guard<std::mutex> lock(log_mu_);
       log_.push_back(std::move(line));
       ++log_seq_;
@@ -355,7 +360,7 @@ void Supervisor::Stop() {
     pid = AliveLocked() ? pid_ : 0;
     own = own_child_;
   }
-  if (pid > 0 && settings_.stop_haproxy_on_exit) {
+  if (pid > 0 && settings_.stop_haproxy_on_exit && !leave_running_) {
     // SIGUSR1 is haproxy's soft stop: finish what is in flight, then exit.
     kill(pid, SIGUSR1);
     const auto deadline = Clock::now() + milliseconds(5000);

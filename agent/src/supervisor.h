@@ -7,8 +7,9 @@
 // killed leaves haproxy serving; at its next start it adopts the running master found on the
 // master socket instead of starting a second one (a master that is re-executing itself for a
 // reload answers a moment later: while the pid file names a live haproxy of the config, the
-// agent waits for it up to reload_timeout). Stop() (clean agent exit) stops haproxy when
-// stop_haproxy_on_exit is set. All public methods are thread-safe.
+// agent waits for it up to reload_timeout). Stop() (clean agent exit) stops haproxy only when
+// stop_haproxy_on_exit is set (default no: an agent restart never interrupts traffic) and the
+// agent did serve (LeaveRunning). All public methods are thread-safe.
 #pragma once
 
 #include <sys/types.h>
@@ -52,8 +53,12 @@ class Supervisor {
   uint64_t LogMark();
   std::vector<std::string> LogSince(uint64_t mark);
 
-  // Stops the monitor; stops haproxy too if stop_haproxy_on_exit.
+  // Stops the monitor; stops haproxy too if stop_haproxy_on_exit, unless LeaveRunning() was
+  // called.
   void Stop();
+  // Stop() will leave haproxy running whatever stop_haproxy_on_exit says: the agent failed to
+  // start, and an haproxy that serves must keep serving for the next one.
+  void LeaveRunning() { leave_running_ = true; }
 
  private:
   proto::Status SpawnLocked();
@@ -71,6 +76,7 @@ class Supervisor {
   bool want_running_ = false;
   std::atomic<int64_t> starts_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> leave_running_{false};
   std::condition_variable cv_;
   std::thread monitor_;
   // One reader per haproxy start; finished ones are joined at the next start.

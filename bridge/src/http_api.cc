@@ -191,7 +191,8 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
 
 class Handlers {
  public:
-  Handlers(client::CommandClient& agent, const common::Settings& settings, TokenSet tokens)
+  Handlers(client::CommandClient& agent, const common::Settings& settings,
+           std::shared_ptr<const TokenStore> tokens)
       : agent_(agent),
         tokens_(std::move(tokens)),
         default_backend_(settings.haproxy.default_backend),
@@ -248,7 +249,7 @@ class Handlers {
   void Healthz(const httplib::Request&, httplib::Response& res) const {
     proto::Result<proto::Reply> reply = CallAgent("ping", json::object());
     Status status = reply.ok() ? reply->status : reply.status();
-    if (!tokens_.empty() && !request_authenticated) {
+    if (!tokens_->Get()->empty() && !request_authenticated) {
       return SendJson(res, status.ok() ? 200 : HttpStatusFor(status.code()),
                       {{"success", status.ok()}, {"agent", status.ok() ? "up" : "down"}});
     }
@@ -290,7 +291,7 @@ class Handlers {
   // httplib will read no body; otherwise leaves it in pending_refusal for Guarded / Error.
   // Returns true when the request has been answered.
   bool CheckAccess(const httplib::Request& req, httplib::Response& res) const {
-    AccessDecision decision = DecideAccess(req.method, req.path, req.headers, tokens_);
+    AccessDecision decision = DecideAccess(req.method, req.path, req.headers, *tokens_->Get());
     request_authenticated = decision.authenticated;
     if (decision.allowed()) return false;
     LogRefusal(req, decision);
@@ -348,7 +349,7 @@ class Handlers {
   }
 
   client::CommandClient& agent_;
-  const TokenSet tokens_;
+  const std::shared_ptr<const TokenStore> tokens_;
   const std::string default_backend_;
   const std::string instance_prefix_;
   const size_t max_body_bytes_;
@@ -454,7 +455,7 @@ client::CommandClientOptions AgentClientOptions(const common::Settings& settings
 }
 
 void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
-                    const common::Settings& settings, TokenSet tokens) {
+                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens) {
   auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens));
   // Every route with a body answers a refusal left by the pre-routing handler, once the body has
   // been read (see pending_refusal).

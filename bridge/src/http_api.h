@@ -20,6 +20,7 @@
 #include <httplib.h>  // CPPHTTPLIB_* definitions come with PkgConfig::HTTPLIB (see CMakeLists.txt)
 
 #include <cstddef>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -60,12 +61,18 @@ proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t
 client::CommandClientOptions AgentClientOptions(const common::Settings& settings,
                                                 std::optional<common::CurveClientKeys> curve);
 
-// Installs the routes, the access check of security.h (bearer `tokens` when not empty, else the
-// cross-site rule) in front of every route (GET /events included), the JSON answers for unknown
-// routes and httplib's own errors, the request log, the body size limit
-// (settings.bridge.max_body_bytes) and the connection timeouts on `server`. Call before
-// binding. `agent` must outlive `server`; `settings` is copied.
+// Installs the routes, the access check of security.h (bearer tokens from `tokens` when the set
+// is not empty, else the cross-site rule) in front of every route (GET /events included), the
+// JSON answers for unknown routes and httplib's own errors, the request log, the body size
+// limit (settings.bridge.max_body_bytes) and the connection timeouts on `server`. Call before
+// binding. `agent` must outlive `server`; `settings` is copied; `tokens` may be replaced while
+// the server runs (SIGHUP).
 void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
-                    const common::Settings& settings, TokenSet tokens = {});
+                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens);
+// The same with a fixed set of tokens (none: the cross-site rule).
+inline void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
+                           const common::Settings& settings, TokenSet tokens = {}) {
+  InstallHttpApi(server, agent, settings, std::make_shared<const TokenStore>(std::move(tokens)));
+}
 
 }  // namespace lb::bridge

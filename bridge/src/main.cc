@@ -3,7 +3,6 @@
 // routes, lb/client/command_client.h the agent connection, and event_stream.h / event_hub.h
 // GET /events.
 #include <httplib.h>
-#include <signal.h>
 
 #include <atomic>
 #include <cerrno>
@@ -13,9 +12,11 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <variant>
+#include <vector>
 #include <zmq.hpp>
 
 #include "event_hub.h"
@@ -23,7 +24,9 @@
 #include "http_api.h"
 #include "lb/client/command_client.h"
 #include "lb/common/daemon.h"
+#include "lb/common/ini.h"
 #include "lb/common/log.h"
+#include "lb/common/service_manager.h"
 #include "lb/common/settings.h"
 #include "lb/common/version.h"
 #include "security.h"
@@ -31,7 +34,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: lb-bridge [--config PATH] [--help] [--version]\n"
+    "usage: lb-bridge [--config PATH] [--check] [--help] [--version]\n"
     "\n"
     "Serves the HTTP API of the 2015 lb-agent (POST /reload, /reloadHaproxy, /getBackends) and\n"
     "GET /healthz, and forwards each request to lb-agent's command socket. GET /events streams\n"
@@ -39,27 +42,80 @@ constexpr const char* kUsage =
     "[security] adds bearer tokens, HTTPS and a CURVE key towards the agent (SECURITY.md).\n"
     "\n"
     "  --config PATH   settings file (default /etc/lb-agent/lb-agent.cfg; keys: etc/lb-agent.cfg)\n"
+    "  --check         load and check the settings and every file of [security] the bridge\n"
+    "                  reads (tokens, CURVE keys, TLS certificate and key), then exit (0 when\n"
+    "                  all is well); binds nothing\n"
     "  --help          this text\n"
-    "  --version       the version\n";
+    "  --version       the version\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT stop it; SIGHUP re-reads log_level and the bearer tokens file, and\n"
+    "never stops anything.\n"
+    "Exit status: 0 after SIGTERM/SIGINT or a good --check; 1 when it cannot serve (port in\n"
+    "use); 2 for a bad settings file or a bad file it names.\n";
+
+using lb::common::LogError;
+using lb::common::LogInfo;
+using lb::common::LogWarning;
+
+// SIGHUP: log_level and the tokens file, re-read; the listener, TLS and the agent connection
+// stay as they are. Returns the summary for systemd's STATUS=.
+std::string Reread(const lb::common::Settings& running, lb::bridge::TokenStore& tokens) {
+  auto fresh = lb::common::LoadSettings(running.path);
+  if (!fresh.ok()) {
+    LogError() << "SIGHUP: " << running.path
+               << " not applied, nothing changed: " << fresh.status().message();
+    return "SIGHUP: settings not applied: " + fresh.status().message();
+  }
+  lb::common::SetLogLevel(fresh->log_level);
+  lb::common::LogLine line(lb::common::LogLevel::kInfo);
+  line << "SIGHUP: re-read " << running.path
+       << "; the listener and the agent connection are left as they are";
+  line.Field("log_level", lb::common::LogLevelName(fresh->log_level));
+  std::string summary = "re-read " + running.path;
+  const std::string& path = running.security.bridge_tokens_file;
+  if (!path.empty()) {
+    if (fresh->security.bridge_tokens_file != path) {
+      line.Field("tokens", "unchanged: bridge_tokens_file names another file (a restart reads it)");
+    } else if (auto loaded = lb::bridge::LoadTokensFile(path); loaded.ok()) {
+      line.Field("tokens", loaded->size());
+      summary += "; " + std::to_string(loaded->size()) + " bearer token(s)";
+      tokens.Set(std::move(loaded).value());
+    } else {
+      // The tokens in use stay: a file being edited must not turn authentication off.
+      line.Field("tokens", "previous " + std::to_string(tokens.Get()->size()) +
+                               " kept: " + loaded.status().message());
+      summary += "; tokens file refused, previous tokens kept";
+    }
+  }
+  const std::string restart =
+      lb::common::RestartNeeded(running.file_values, fresh->file_values, {"[lb-agent] log_level"});
+  if (!restart.empty()) {
+    line.Field("restart_needed", restart);
+    summary += "; changed keys that need a restart: " + restart;
+  }
+  return summary;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  using lb::common::LogError;
-  using lb::common::LogInfo;
-  using lb::common::LogWarning;
+  // First, before any thread exists: every thread inherits the mask, and a signal during
+  // start-up waits for the signal thread.
+  const lb::common::DaemonSignals signals;
+  lb::common::InitServiceManager();
   lb::common::SetLogProgram("lb-bridge");
   auto parsed = lb::common::ParseDaemonArgs(
-      argc, argv, {"lb-bridge", kUsage, "/etc/lb-agent/lb-agent.cfg", /*takes_check=*/false});
+      argc, argv, {"lb-bridge", kUsage, "/etc/lb-agent/lb-agent.cfg", /*takes_check=*/true});
   if (const int* exit_code = std::get_if<int>(&parsed)) return *exit_code;
-  const std::string config_path = std::get<lb::common::DaemonArgs>(parsed).config_path;
-  auto loaded = lb::common::LoadSettings(config_path);
+  const lb::common::DaemonArgs& args = std::get<lb::common::DaemonArgs>(parsed);
+  auto loaded = lb::common::LoadSettings(args.config_path);
   if (!loaded.ok()) {
     LogError() << loaded.status().message();
     return 2;
   }
   const lb::common::Settings& settings = *loaded;
   const lb::common::SecuritySettings& security = settings.security;
+  lb::common::SetLogLevel(settings.log_level);
 
   // Everything [security] names is read now: a missing or bad file stops the bridge here.
   lb::bridge::TokenSet tokens;
@@ -81,6 +137,10 @@ int main(int argc, char** argv) {
     LogError() << made_server.status().message() << " (" << settings.path << ")";
     return 2;
   }
+  if (args.check) {
+    std::cout << args.config_path << ": ok\n";
+    return 0;
+  }
   std::unique_ptr<httplib::Server> server = std::move(made_server).value();
   const bool tls = !security.bridge_tls_cert.empty();
   if (!lb::bridge::IsLoopbackHost(settings.bridge.host) && tokens.empty()) {
@@ -89,10 +149,8 @@ int main(int argc, char** argv) {
                     "port can replace the HAProxy configuration. Set [security] "
                     "bridge_tokens_file (SECURITY.md), or [lb-agent] host = 127.0.0.1";
   }
-
-  // Signals are taken by one thread with sigwait; the mask is set before any other thread
-  // (httplib's pool, libzmq's I/O threads) exists, so none of them ever sees SIGTERM or SIGINT.
-  const lb::common::StopSignals signals;
+  const std::size_t token_count = tokens.size();
+  auto token_store = std::make_shared<lb::bridge::TokenStore>(std::move(tokens));
 
   int code = 0;
   try {
@@ -107,7 +165,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::unique_ptr<lb::bridge::EventHub> events = std::move(hub).value();
-    lb::bridge::InstallHttpApi(*server, agent, settings, tokens);
+    lb::bridge::InstallHttpApi(*server, agent, settings, token_store);
     lb::bridge::InstallEventStream(*server, *events);
 
     const std::string& host = settings.bridge.host;
@@ -129,42 +187,44 @@ int main(int argc, char** argv) {
     std::mutex mutex;
     std::condition_variable listen_returned_cv;
     bool listen_returned = false;
-    std::thread waiter([&] {
-      const int sig = signals.Wait();
-      if (!stopping.exchange(true)) {
-        LogInfo() << "received " << strsignal(sig) << ", stopping";
-      }
+    lb::common::SignalActions actions;
+    actions.stop = [&] {
+      stopping = true;
       // httplib's stop() does nothing before listen_after_bind() has started, so a signal that
-      // arrives that early is answered by stopping again until listening has ended. Called from
-      // this thread, never from a signal handler. The hub is stopped after the server, so that
-      // the event streams it ends are not followed by another request on their connection.
+      // arrives that early is answered by stopping again until listening has ended. The hub is
+      // stopped after the server, so that the event streams it ends are not followed by another
+      // request on their connection.
       std::unique_lock lock(mutex);
       while (!listen_returned) {
         server->stop();
         events->Stop();
         listen_returned_cv.wait_for(lock, std::chrono::milliseconds(50));
       }
-    });
+    };
+    actions.reload = [&settings, &token_store] { return Reread(settings, *token_store); };
+    actions.tick = [&server] {
+      if (server->is_running()) lb::common::ServiceWatchdog();
+    };
+    std::optional<lb::common::SignalThread> signal_thread;
+    signal_thread.emplace(signals, std::move(actions));
     LogInfo() << lb::common::Version() << " listening on " << host << ":" << port
               << (tls ? " (HTTPS)" : "") << " -> agent " << settings.agent.command_endpoint
               << ", events " << settings.agent.event_endpoint
-              << (tokens.empty() ? "" : ", bearer tokens: " + std::to_string(tokens.size()))
+              << (token_count == 0 ? "" : ", bearer tokens: " + std::to_string(token_count))
               << (curve->has_value() ? ", CURVE" : "");
+    // Bound: connections wait in the backlog until listen_after_bind() accepts them.
+    lb::common::NotifyReady("listening on " + host + ":" + std::to_string(port));
     bool served = server->listen_after_bind();
     {
       std::lock_guard lock(mutex);
       listen_returned = true;
     }
     listen_returned_cv.notify_all();
-    if (!stopping.exchange(true)) {
-      // listen_after_bind() returned on its own: release the waiter thread.
-      pthread_kill(waiter.native_handle(), SIGTERM);
-      if (!served) {
-        LogError() << "the HTTP server stopped unexpectedly";
-        code = 1;
-      }
+    signal_thread.reset();  // joins it; it ends without stopping when no signal came
+    if (!stopping && !served) {
+      LogError() << "the HTTP server stopped unexpectedly";
+      code = 1;
     }
-    waiter.join();
   } catch (const std::exception& e) {
     // zmq::context_t and std::thread are the only things here that throw: out of resources.
     LogError() << e.what();

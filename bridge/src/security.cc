@@ -129,15 +129,8 @@ Result<TokenSet> ParseTokens(std::string_view text, const std::string& origin) {
 
 Result<TokenSet> LoadTokensFile(const std::string& path) {
   const std::string what = "[security] bridge_tokens_file";
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) {
-    return BadRequest(what + " " + path + ": cannot read: " + std::strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode)) return BadRequest(what + " " + path + ": not a regular file");
-  if ((st.st_mode & S_IROTH) != 0) {
-    return BadRequest(what + " " + path +
-                      ": readable by other users; tokens are secrets (chmod o-rwx " + path + ")");
-  }
+  if (Status s = common::CheckSecretFile(path); !s.ok())
+    return BadRequest(what + " " + s.message());
   // One byte over the limit is enough for ParseTokens to name the limit.
   Result<std::string> text = common::ReadSmallFile(path, kMaxTokensFileBytes + 1);
   if (!text.ok() && text.status().code() != ErrorCode::kTooLarge) {

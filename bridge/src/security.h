@@ -34,6 +34,7 @@
 #include <array>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -58,6 +59,27 @@ struct TokenSet {
   std::vector<std::array<unsigned char, 32>> digests;
   bool empty() const { return digests.empty(); }
   std::size_t size() const { return digests.size(); }
+};
+
+// The tokens the routes check, replaced while requests run when SIGHUP re-reads the file. A
+// request holds the set it started with. Thread-safe.
+class TokenStore {
+ public:
+  explicit TokenStore(TokenSet tokens = {})
+      : tokens_(std::make_shared<const TokenSet>(std::move(tokens))) {}
+  std::shared_ptr<const TokenSet> Get() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return tokens_;
+  }
+  void Set(TokenSet tokens) {
+    auto fresh = std::make_shared<const TokenSet>(std::move(tokens));
+    std::lock_guard<std::mutex> lock(mutex_);
+    tokens_ = std::move(fresh);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const TokenSet> tokens_;
 };
 
 // Parses a tokens file's text: one token per line; blank lines and lines whose first non-blank

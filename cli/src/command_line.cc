@@ -129,11 +129,35 @@ const std::vector<CommandRow>& Commands() {
       {"get-config", Command::kGetConfig, "get-config",
        "print the live config exactly as it is on disk:\nlbctl get-config > haproxy.cfg",
        [](const Positionals& p, Options*) { return NoArguments("get-config", p); }},
+      {"history", Command::kHistory, "history",
+       "the configs the agent kept (history_dir), newest first:\nN, time, outcome, sha256; the "
+       "live one marked",
+       [](const Positionals& p, Options*) { return NoArguments("history", p); }},
+      {"rollback", Command::kRollback, "rollback [N]",
+       "reload kept config N of `lbctl history` (an ordinary\nreload: same checks, verified, "
+       "rolled back on failure);\nwithout N the newest one that was live before the live "
+       "config",
+       [](const Positionals& p, Options* o) -> Status {
+         if (Status s = AtMost("rollback", p, 1, "at most one N"); !s.ok()) return s;
+         if (p.empty()) return Status::Ok();
+         uint64_t n = 0;
+         const char* end = p[0].data() + p[0].size();
+         auto [ptr, ec] = std::from_chars(p[0].data(), end, n);
+         if (p[0].empty() || ec != std::errc() || ptr != end || n > 100000) {
+           return Usage(
+               "rollback wants N, an entry number of `lbctl history` (0, 1, 2, ...), "
+               "not \"" +
+               p[0] + "\"");
+         }
+         o->rollback_n = n;
+         return Status::Ok();
+       }},
       {"ping", Command::kPing, "ping", "check that the agent answers",
        [](const Positionals& p, Options*) { return NoArguments("ping", p); }},
       {"watch", Command::kWatch, "watch [TOPIC-PREFIX]",
        "print the agent's events, one line each, until Ctrl-C;\nprefixes: server/, "
-       "server/BACKEND/, reload, haproxy, heartbeat;\nlost events are reported on stderr",
+       "server/BACKEND/, reload, haproxy, heartbeat;\non stderr: lost events, an agent gone "
+       "silent (no heartbeat)\nor back, and an agent restart (a new epoch)",
        [](const Positionals& p, Options* o) -> Status {
          if (Status s = AtMost("watch", p, 1, "at most one TOPIC-PREFIX"); !s.ok()) return s;
          if (!p.empty()) o->topic_prefix = p[0];
@@ -192,8 +216,8 @@ const CommandRow* FindCommand(std::string_view words) {
 
 // The commands that open a socket to the agent (and take --curve-key/--server-key).
 const std::set<Command> kTalksToAgent = {Command::kStatus,   Command::kInfo,      Command::kReload,
-                                         Command::kValidate, Command::kGetConfig, Command::kPing,
-                                         Command::kWatch};
+                                         Command::kValidate, Command::kGetConfig, Command::kHistory,
+                                         Command::kRollback, Command::kPing,      Command::kWatch};
 
 struct OptionRow {
   std::string_view name;        // "--timeout"
@@ -320,8 +344,8 @@ const std::vector<OptionRow>& OptionRows() {
       // Options of some commands.
       {"--expect-sha256",
        "SHA",
-       {Command::kReload},
-       "reload",
+       {Command::kReload, Command::kRollback},
+       "reload and rollback",
        "only if the live config's sha256 is SHA (else: conflict)",
        [](const std::string& v, Options* o) -> Status {
          auto sha = ParseSha256(v);
@@ -331,8 +355,8 @@ const std::vector<OptionRow>& OptionRows() {
        }},
       {"--force",
        "",
-       {Command::kReload, Command::kValidate, Command::kFleetPush},
-       "reload and validate",
+       {Command::kReload, Command::kValidate, Command::kRollback, Command::kFleetPush},
+       "reload, validate and rollback",
        "even if default_backend is missing or has no server",
        Set(&Options::force),
        "fleet push"},
@@ -356,6 +380,18 @@ const std::vector<OptionRow>& OptionRows() {
          auto for_ms = ParseSeconds("--for", v);
          if (!for_ms.ok()) return for_ms.status();
          o->for_ms = *for_ms;
+         return Status::Ok();
+       }},
+      {"--silence",
+       "SECONDS",
+       {Command::kWatch},
+       "watch",
+       "say \"agent silent\" after SECONDS without an event (default:\nthree of the heartbeat "
+       "intervals the agent announces)",
+       [](const std::string& v, Options* o) -> Status {
+         auto silence = ParseSeconds("--silence", v);
+         if (!silence.ok()) return silence.status();
+         o->silence = *silence;
          return Status::Ok();
        }},
       {"--control", "ENDPOINT", kFleet, "fleet push and agents",

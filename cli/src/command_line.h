@@ -36,6 +36,8 @@ enum class Command {
   kValidate,
   kInfo,
   kGetConfig,
+  kHistory,   // lbctl history: the configs the agent kept
+  kRollback,  // lbctl rollback [N]: reload a kept config
   kPing,
   kWatch,
   kFleetPush,    // lbctl fleet push FILE: a rollout through the controller's control socket
@@ -90,12 +92,15 @@ struct Options {
   Command command = Command::kHelp;
   std::string backend;            // status: empty = the agent's default_backend, "*" = all
   std::string file;               // reload, validate: a path, or "-" for stdin; keygen: PATH
-  std::string expect_sha256;      // reload: lower-case hex, or empty
-  bool force = false;             // reload, validate
+  std::string expect_sha256;      // reload, rollback: lower-case hex, or empty
+  bool force = false;             // reload, validate, rollback
   std::string topic_prefix;       // watch: "" = every topic
   std::optional<uint64_t> count;  // watch: stop after this many events
   std::optional<std::chrono::milliseconds> for_ms;  // watch: stop after this long
-  FleetOptions fleet;                               // fleet push, agents
+  // watch: "agent silent" after this long without an event (default: 3 heartbeat intervals).
+  std::optional<std::chrono::milliseconds> silence;
+  std::optional<uint64_t> rollback_n;  // rollback: the entry of `history`; none: the default
+  FleetOptions fleet;                  // fleet push, agents
 };
 
 // Parses argv[1..] (without the program name). Global options may appear before or after the

@@ -32,9 +32,10 @@ proto::DecodeLimits EventLimits() {
 
 }  // namespace
 
-EventSubscriber::EventSubscriber(zmq::context_t& context, std::string endpoint, std::string prefix,
+EventSubscriber::EventSubscriber(zmq::context_t& context, std::string endpoint,
+                                 std::vector<std::string> prefixes,
                                  const common::CurveClientKeys* keys)
-    : context_(context), endpoint_(std::move(endpoint)), prefix_(std::move(prefix)) {
+    : context_(context), endpoint_(std::move(endpoint)), prefixes_(std::move(prefixes)) {
   if (keys != nullptr) keys_ = *keys;
 }
 
@@ -54,7 +55,7 @@ Status EventSubscriber::Open() {
   try {
     socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::sub);
     socket_->set(zmq::sockopt::linger, 0);
-    socket_->set(zmq::sockopt::subscribe, prefix_);
+    for (const auto& prefix : prefixes_) socket_->set(zmq::sockopt::subscribe, prefix);
     if (keys_) common::MakeCurveClient(*socket_, keys_->own, keys_->server_public_key);
     monitor_ = std::make_unique<HandshakeMonitor>(context_, *socket_);
     socket_->connect(endpoint_);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lb/client/handshake_monitor.h"
 #include "lb/common/curve_socket.h"
@@ -34,7 +35,8 @@ struct Event {
 class EventSubscriber {
  public:
   // `context` must outlive the subscriber. With `keys`, the socket is a CURVE client.
-  EventSubscriber(zmq::context_t& context, std::string endpoint, std::string prefix,
+  // `prefixes`: the topic prefixes subscribed to ("" is every topic).
+  EventSubscriber(zmq::context_t& context, std::string endpoint, std::vector<std::string> prefixes,
                   const common::CurveClientKeys* keys = nullptr);
   ~EventSubscriber();
   EventSubscriber(const EventSubscriber&) = delete;
@@ -59,7 +61,7 @@ class EventSubscriber {
  private:
   zmq::context_t& context_;
   const std::string endpoint_;
-  const std::string prefix_;
+  const std::vector<std::string> prefixes_;
   std::optional<common::CurveClientKeys> keys_;
   std::unique_ptr<zmq::socket_t> socket_;
   std::unique_ptr<client::HandshakeMonitor> monitor_;  // destroyed before socket_

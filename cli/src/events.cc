@@ -1,5 +1,8 @@
 #include "events.h"
 
+#include <algorithm>
+
+#include "lb/client/describe.h"
 #include "output.h"
 
 namespace lb::cli {
@@ -140,6 +143,56 @@ uint64_t GapDetector::Observe(const std::string& topic, const json& body) {
   const uint64_t last = it->second;
   it->second = *topic_seq;
   return *topic_seq > last + 1 ? *topic_seq - last - 1 : 0;
+}
+
+std::chrono::milliseconds AgentLiveness::silence() const {
+  if (fixed_silence_) return *fixed_silence_;
+  if (heartbeat_interval_)
+    return std::max(*heartbeat_interval_ * 3, std::chrono::milliseconds(1000));
+  return std::chrono::milliseconds(15000);
+}
+
+std::vector<std::string> AgentLiveness::Observe(const json& body, Clock::time_point now) {
+  std::vector<std::string> lines;
+  if (body.is_object()) {
+    if (auto it = body.find("agent"); it != body.end() && it->is_string()) {
+      agent_ = OneLine(it->get<std::string>());
+    }
+  }
+  const std::string who = agent_.empty() ? "agent" : "agent " + agent_;
+  if (silent_ && last_event_) {
+    const auto seconds =
+        std::chrono::duration_cast<std::chrono::seconds>(now - *last_event_).count();
+    lines.push_back(who + " back after " + std::to_string(seconds) + " s of silence");
+  }
+  silent_ = false;
+  const std::optional<int64_t> epoch = Signed(body, "epoch");
+  if (epoch && epoch_ && *epoch != *epoch_) {
+    lines.push_back(who + " restarted: epoch " + std::to_string(*epoch_) + " -> " +
+                    std::to_string(*epoch) + " (a new process; its seq starts again)");
+  }
+  if (epoch) epoch_ = epoch;
+  if (body.is_object() && body.value("type", json()) == "heartbeat") {
+    if (auto it = body.find("interval_s"); it != body.end() && it->is_number()) {
+      const double seconds = it->get<double>();
+      if (seconds > 0 && seconds <= 86400) {
+        heartbeat_interval_ = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+      }
+    }
+  }
+  last_event_ = now;
+  return lines;
+}
+
+std::optional<std::string> AgentLiveness::Idle(Clock::time_point now) {
+  if (!last_event_ || silent_ || now - *last_event_ < silence()) return std::nullopt;
+  silent_ = true;
+  const std::string who = agent_.empty() ? "agent" : "agent " + agent_;
+  std::string line =
+      who + " silent: no event, not even a heartbeat, for " + client::DescribeSeconds(silence());
+  if (heartbeat_interval_)
+    line += " (heartbeats expected every " + client::DescribeSeconds(*heartbeat_interval_) + ")";
+  return line + "; is lb-agent running?";
 }
 
 }  // namespace lb::cli

@@ -2,11 +2,13 @@
 // one line of output, and how lost events are noticed. Pure: no sockets, no clock.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace lb::cli {
 
@@ -44,6 +46,38 @@ class GapDetector {
   std::optional<int64_t> epoch_;
   std::optional<uint64_t> last_seq_;
   std::map<std::string, uint64_t> last_topic_seq_;
+};
+
+// What `watch` says about the agent behind the events, on stderr: that it went silent (no
+// event, not even a heartbeat, for `silence`, by default three of the heartbeat intervals the
+// agent announces, 15 s before one is seen), that it is back, and that it restarted (a new
+// `epoch`: a new agent process, whose seq starts again). Pure: the clock is passed in.
+class AgentLiveness {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // `silence`: a fixed threshold (--silence), or nullopt for the default above.
+  explicit AgentLiveness(std::optional<std::chrono::milliseconds> silence = std::nullopt)
+      : fixed_silence_(silence) {}
+
+  // An event arrived at `now`: the lines to print, without "lbctl: " and without a newline
+  // ("agent lb1 restarted: epoch 1733... -> 1733... (seq starts again)", "agent lb1 back after
+  // 21 s of silence").
+  std::vector<std::string> Observe(const nlohmann::json& body, Clock::time_point now);
+  // No event until `now`: the line to print once per silence ("agent lb1 silent: no heartbeat
+  // for 15 s (expected every 5 s)"), else nullopt. Nothing before the first event (the caller
+  // says "nothing heard" then).
+  std::optional<std::string> Idle(Clock::time_point now);
+
+  // The threshold in use now.
+  std::chrono::milliseconds silence() const;
+
+ private:
+  std::optional<std::chrono::milliseconds> fixed_silence_;
+  std::optional<std::chrono::milliseconds> heartbeat_interval_;
+  std::optional<Clock::time_point> last_event_;
+  std::optional<int64_t> epoch_;
+  std::string agent_;
+  bool silent_ = false;
 };
 
 }  // namespace lb::cli

@@ -29,7 +29,8 @@ constexpr std::size_t kMaxFileBytes = 200 * 1024 * 1024;
 // How often `watch` looks at stop_requested and --for when no event arrives.
 constexpr std::chrono::milliseconds kWatchTick{250};
 // A SUB socket cannot tell "nobody there" from "nothing happened"; heartbeats can. After this
-// long without even a heartbeat (default heartbeat_interval: 5 s), `watch` says so once.
+// long without even a heartbeat before the first event (default heartbeat_interval: 5 s),
+// `watch` says so once; after the first event AgentLiveness watches the heartbeats.
 constexpr std::chrono::milliseconds kSilenceWarning{15000};
 
 // The text of FILE, or of `in` for "-". Errors name the file and the OS's reason.
@@ -72,6 +73,15 @@ Result<WireRequest> BuildRequest(const Options& options, std::istream& in) {
       break;
     case Command::kGetConfig:
       request.cmd = "get_config";
+      break;
+    case Command::kHistory:
+      request.cmd = "history";
+      break;
+    case Command::kRollback:
+      request.cmd = "rollback";
+      if (options.rollback_n) request.args["n"] = *options.rollback_n;
+      if (options.force) request.args["force"] = true;
+      if (!options.expect_sha256.empty()) request.args["expect_sha256"] = options.expect_sha256;
       break;
     case Command::kPing:
       request.cmd = "ping";
@@ -126,7 +136,7 @@ int CallAndPrint(const Options& options, const Environment& env, std::istream& i
   auto reply = agent.Call(request->cmd, request->args);
   const double rtt_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   if (!reply.ok()) {
-    err << "lbctl: " << reply.status().message() << "\n";
+    err << "lbctl: " << Printable(reply.status().message()) << "\n";
     return reply.status().code() == ErrorCode::kBadRequest ? kExitUsage : kExitUnreachable;
   }
   if (!reply->status.ok()) {
@@ -156,6 +166,12 @@ int CallAndPrint(const Options& options, const Environment& env, std::istream& i
       break;
     case Command::kInfo:
       out << FormatInfo(result);
+      break;
+    case Command::kHistory:
+      out << FormatHistory(result);
+      break;
+    case Command::kRollback:
+      out << FormatRollback(result);
       break;
     case Command::kPing:
       out << FormatPing(result, options.agent_endpoint, rtt_ms);
@@ -188,13 +204,19 @@ int Watch(const Options& options, std::ostream& out, std::ostream& err,
     return kExitUsage;
   }
   zmq::context_t context;
-  EventSubscriber subscriber(context, options.events_endpoint, options.topic_prefix,
-                             KeysOrNull(*keys));
+  // Heartbeats tell a silent agent from a quiet one: with a topic prefix they are subscribed
+  // too, for the liveness lines, and printed only when the prefix asks for them.
+  const std::string& prefix = options.topic_prefix;
+  std::vector<std::string> prefixes = {prefix};
+  const bool extra_heartbeats = !prefix.empty() && std::string("heartbeat").rfind(prefix, 0) != 0;
+  if (extra_heartbeats) prefixes.push_back("heartbeat");
+  EventSubscriber subscriber(context, options.events_endpoint, prefixes, KeysOrNull(*keys));
   if (Status open = subscriber.Open(); !open.ok()) {
     err << "lbctl: " << open.message() << "\n";
     return open.code() == ErrorCode::kBadRequest ? kExitUsage : kExitUnreachable;
   }
-  GapDetector gaps(options.topic_prefix);
+  GapDetector gaps(prefix);
+  AgentLiveness liveness(options.silence);
   const std::optional<Clock::time_point> deadline =
       options.for_ms ? std::optional(Clock::now() + *options.for_ms) : std::nullopt;
   const Clock::time_point started = Clock::now();
@@ -210,15 +232,18 @@ int Watch(const Options& options, std::ostream& out, std::ostream& err,
     }
     auto next = subscriber.Next(wait);
     if (!next.ok()) {
-      err << "lbctl: " << next.status().message() << std::endl;
+      err << "lbctl: " << Printable(next.status().message()) << std::endl;
       if (next.status().code() == ErrorCode::kBadRequest) continue;  // one bad event
       return kExitUnreachable;
     }
     if (!next->has_value()) {
-      if (!heard_anything && !warned_silence && options.topic_prefix.empty() &&
-          Clock::now() - started >= kSilenceWarning) {
+      if (std::optional<std::string> silent = liveness.Idle(Clock::now())) {
+        err << "lbctl: " << *silent << std::endl;
+      }
+      const auto first_silence = options.silence.value_or(kSilenceWarning);
+      if (!heard_anything && !warned_silence && Clock::now() - started >= first_silence) {
         err << "lbctl: no event from " << options.events_endpoint << " in "
-            << DescribeSeconds(kSilenceWarning) << ", not even a heartbeat (";
+            << DescribeSeconds(first_silence) << ", not even a heartbeat (";
         if (std::string trouble = subscriber.HandshakeTrouble(); !trouble.empty()) {
           err << trouble;
         } else {
@@ -235,9 +260,13 @@ int Watch(const Options& options, std::ostream& out, std::ostream& err,
     }
     heard_anything = true;
     const Event& event = **next;
+    for (const std::string& line : liveness.Observe(event.body, Clock::now())) {
+      err << "lbctl: " << line << std::endl;
+    }
+    if (extra_heartbeats && event.topic == "heartbeat") continue;  // for liveness only
     if (const uint64_t lost = gaps.Observe(event.topic, event.body); lost > 0) {
       err << "lbctl: lost " << Count(static_cast<int64_t>(lost), "event");
-      if (!options.topic_prefix.empty()) err << " on " << OneLine(event.topic);
+      if (!prefix.empty()) err << " on " << OneLine(event.topic);
       err << std::endl;
     }
     out << FormatEventLine(event.topic, event.body, options.json) << "\n" << std::flush;

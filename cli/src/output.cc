@@ -7,6 +7,8 @@
 #include <sstream>
 #include <vector>
 
+#include "lb/common/text.h"
+
 namespace lb::cli {
 namespace {
 
@@ -103,21 +105,107 @@ std::string Count(int64_t n, std::string_view noun) {
 }
 
 std::string DumpJson(const json& value, int indent) {
-  return value.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
-std::string OneLine(std::string_view text) {
+  std::string text = value.dump(indent, ' ', false, json::error_handler_t::replace);
+  // json::dump escapes C0 controls but writes C1 controls (U+0080-U+009F, e.g. U+009B, CSI) and
+  // the line separators U+2028/U+2029 as raw UTF-8, which a terminal may obey. They can only
+  // appear inside strings, where \u escapes mean the same.
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto next = i + 1 < text.size() ? static_cast<unsigned char>(text[i + 1]) : 0;
+    if (c == 0xC2 && next >= 0x80 && next <= 0x9F) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", next);
+      out += escaped;
+      ++i;
+    } else if (c == 0xE2 && next == 0x80 && i + 2 < text.size() &&
+               (static_cast<unsigned char>(text[i + 2]) == 0xA8 ||
+                static_cast<unsigned char>(text[i + 2]) == 0xA9)) {
+      out += static_cast<unsigned char>(text[i + 2]) == 0xA8 ? "\\u2028" : "\\u2029";
+      i += 2;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string SafeText(std::string_view text, bool keep_newlines) {
+  std::string out;
+  out.reserve(text.size());
+  auto decode = [&text](size_t i) { return common::DecodeUtf8(text, i); };
+  // Skips a control string (OSC, DCS, SOS, PM, APC) up to its terminator: BEL, ESC \ or ST.
+  auto skip_string = [&](size_t i) {
+    while (i < text.size()) {
+      auto [cp, length] = decode(i);
+      if (cp == 0x07 || cp == 0x9C) return i + length;
+      if (cp == 0x1B && i + 1 < text.size() && text[i + 1] == '\\') return i + 2;
+      i += length == 0 ? 1 : length;
+    }
+    return i;
+  };
+  // Skips the parameters, intermediates and final byte of a CSI sequence.
+  auto skip_csi = [&](size_t i) {
+    while (i < text.size() && static_cast<unsigned char>(text[i]) >= 0x20 &&
+           static_cast<unsigned char>(text[i]) <= 0x3F) {
+      ++i;
+    }
+    if (i < text.size() && static_cast<unsigned char>(text[i]) >= 0x40 &&
+        static_cast<unsigned char>(text[i]) <= 0x7E) {
+      ++i;
+    }
+    return i;
+  };
+  size_t i = 0;
+  while (i < text.size()) {
+    auto [cp, length] = decode(i);
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD: a lone byte (0x9B is CSI on an 8-bit terminal)
+      ++i;
+      continue;
+    }
+    i += length;
+    if (cp == '\n' || (cp == '\r' && keep_newlines)) {
+      out += keep_newlines ? static_cast<char>(cp) : ' ';
+    } else if (cp == 0x1B) {
+      // An escape sequence goes whole: ESC [ ... final, ESC ] ... ST, ESC <intermediates> final.
+      if (i >= text.size()) continue;
+      const char kind = text[i];
+      if (kind == '[') {
+        i = skip_csi(i + 1);
+      } else if (kind == ']' || kind == 'P' || kind == 'X' || kind == '^' || kind == '_') {
+        i = skip_string(i + 1);
+      } else {
+        while (i < text.size() && text[i] >= 0x20 && text[i] <= 0x2F) ++i;
+        if (i < text.size() && text[i] >= 0x30 && text[i] <= 0x7E) ++i;
+      }
+    } else if (cp == 0x9B) {
+      i = skip_csi(i);
+    } else if (cp == 0x9D || cp == 0x90 || cp == 0x98 || cp == 0x9E || cp == 0x9F) {
+      i = skip_string(i);
+    } else if (cp < 0x20 || cp == 0x7F || cp == 0x2028 || cp == 0x2029) {
+      out += ' ';
+    } else if (cp >= 0x80 && cp <= 0x9F) {
+      // Another C1 control: dropped.
+    } else {
+      out.append(text.substr(i - length, length));
+    }
+  }
+  return out;
+}
+
+std::string OneLine(std::string_view raw) {
+  const std::string text = SafeText(raw, /*keep_newlines=*/true);
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
     if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') continue;
     if (c == '\n' || c == '\r') {
       out += " | ";
-    } else if (c < 0x20 || c == 0x7f) {
-      out += ' ';
     } else {
-      out += static_cast<char>(c);
+      out += c;
     }
   }
   // Trim blanks and separators left by leading or trailing newlines.
@@ -131,10 +219,9 @@ std::string OneLine(std::string_view text) {
 
 // Keeps the lines of a multi-line message but no other control characters.
 std::string Printable(std::string_view text) {
-  std::string out(text);
+  std::string out = SafeText(text, /*keep_newlines=*/true);
   for (char& c : out) {
-    const unsigned char u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\n') || u == 0x7f) c = ' ';
+    if (c == '\r') c = ' ';
   }
   return out;
 }
@@ -150,15 +237,7 @@ std::string Field(const json& object, std::string_view key) {
 }
 
 std::string FormatTimestamp(int64_t unix_ms) {
-  if (unix_ms < 0) unix_ms = 0;
-  const time_t seconds = static_cast<time_t>(unix_ms / 1000);
-  struct tm tm {};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(unix_ms % 1000));
-  return text;
+  return common::FormatUtc(unix_ms < 0 ? 0 : unix_ms * 1000, common::UtcFormat::kMillis);
 }
 
 std::string FormatDuration(int64_t seconds) {
@@ -320,6 +399,36 @@ std::string FormatInfo(const json& result) {
     }
   }
   return out.str();
+}
+
+std::string FormatHistory(const json& result) {
+  std::ostringstream out;
+  out << "history " << Field(result, "history_dir") << " (keeps " << Field(result, "keep")
+      << "; newest first)\n";
+  const json* entries = Member(result, "entries");
+  if (entries == nullptr || !entries->is_array() || entries->empty()) {
+    out << "  (no kept config: nothing applied yet, or history_keep = 0)\n";
+    return out.str();
+  }
+  std::vector<std::vector<std::string>> rows = {{"N", "TIME", "OUTCOME", "SHA256", "BYTES", ""}};
+  for (const json& entry : *entries) {
+    std::string sha = Field(entry, "sha256");
+    if (sha.size() > 12) sha = sha.substr(0, 12);
+    rows.push_back({Field(entry, "n"), FormatTimestamp(Int(entry, "time_unix_ms", 0)),
+                    Field(entry, "outcome"), sha, Field(entry, "bytes"),
+                    Bool(entry, "live") ? "live" : ""});
+  }
+  PrintTable(rows, -1, false, out);
+  return out.str();
+}
+
+std::string FormatRollback(const json& result) {
+  const json& target = Object(result, "rollback_to");
+  std::string sha = Field(target, "sha256");
+  if (sha.size() > 12) sha = sha.substr(0, 12);
+  return "rollback to history entry " + Field(target, "n") + " (" +
+         FormatTimestamp(Int(target, "time_unix_ms", 0)) + ", " + Field(target, "outcome") +
+         ", sha256 " + sha + ")\n" + FormatReload(result);
 }
 
 std::string FormatPing(const json& result, const std::string& endpoint, double rtt_ms) {

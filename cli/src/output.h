@@ -25,6 +25,12 @@ std::string FormatValidate(const nlohmann::json& result);
 // The `info` result as labelled lines.
 std::string FormatInfo(const nlohmann::json& result);
 
+// The `history` result: a heading (the history directory, how many are kept) and a table N,
+// TIME, OUTCOME, SHA256 (12 digits), BYTES, with "live" after the live config's entry.
+std::string FormatHistory(const nlohmann::json& result);
+// The `rollback` result: which entry was rolled back to, then FormatReload.
+std::string FormatRollback(const nlohmann::json& result);
+
 // `ping`: "pong from lb-agent <version> at <endpoint> (<rtt>)".
 std::string FormatPing(const nlohmann::json& result, const std::string& endpoint, double rtt_ms);
 
@@ -38,17 +44,23 @@ std::string FormatRefusal(const proto::Status& status);
 std::string FormatTimestamp(int64_t unix_ms);
 // "45s", "3m12s", "2h05m", "3d04h"; "-" for a negative value (haproxy does not know).
 std::string FormatDuration(int64_t seconds);
-// Text from the agent made safe for one terminal line: newlines become " | ", other control
-// characters (escape sequences included) become spaces, surrounding blanks are trimmed.
+// Text a remote side wrote (the agent, haproxy's check output, a backend) made safe for a
+// terminal: every escape sequence is removed whole (ESC [ ... final, ESC ] ... BEL/ST, and the
+// C1 forms U+009B CSI, U+009D OSC, ...), every other C1 control (U+0080-U+009F) is removed,
+// other C0 controls, DEL and U+2028/U+2029 become spaces, and a byte that is not UTF-8 becomes
+// U+FFFD. `keep_newlines`: '\n' and '\r' stay (else they become spaces).
+std::string SafeText(std::string_view text, bool keep_newlines);
+// SafeText for one terminal line: newlines become " | ", surrounding blanks are trimmed.
 std::string OneLine(std::string_view text);
-// Text from the agent for stderr: keeps newlines, turns other control characters into spaces.
+// SafeText for stderr: keeps newlines ('\r' becomes a space).
 std::string Printable(std::string_view text);
 // json -> display text: strings as they are, numbers and booleans printed, null/missing as "-".
 std::string Field(const nlohmann::json& object, std::string_view key);
 
 // "1 server", "2 servers".
 std::string Count(int64_t n, std::string_view noun);
-// A JSON value as text with invalid UTF-8 replaced (json::dump would throw).
+// A JSON value as text with invalid UTF-8 replaced (json::dump would throw), and C1 controls
+// and U+2028/U+2029 escaped (\u009b) like json::dump escapes C0 controls.
 std::string DumpJson(const nlohmann::json& value, int indent);
 
 }  // namespace lb::cli

@@ -1,11 +1,14 @@
 #include "lb/common/daemon.h"
 
 #include <pthread.h>
+#include <time.h>
 
+#include <cerrno>
 #include <cstring>
 #include <iostream>
 
 #include "lb/common/log.h"
+#include "lb/common/service_manager.h"
 #include "lb/common/version.h"
 
 namespace lb::common {
@@ -38,7 +41,7 @@ std::variant<DaemonArgs, int> ParseDaemonArgs(int argc, char** argv, const Daemo
   return args;
 }
 
-StopSignals::StopSignals() {
+DaemonSignals::DaemonSignals() {
   sigemptyset(&set_);
   sigaddset(&set_, SIGTERM);
   sigaddset(&set_, SIGINT);
@@ -47,27 +50,44 @@ StopSignals::StopSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-int StopSignals::Wait() const {
-  int sig = 0;
-  sigwait(&set_, &sig);
-  return sig;
+int DaemonSignals::Wait(std::chrono::milliseconds timeout) const {
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  const timespec ts{static_cast<time_t>(seconds.count()),
+                    static_cast<long>((timeout - seconds).count() * 1000000)};
+  const int sig = sigtimedwait(&set_, nullptr, &ts);
+  return sig > 0 ? sig : 0;
 }
 
-StopOnSignal::StopOnSignal(const StopSignals& signals, std::atomic<bool>& stop) : stop_(stop) {
-  thread_ = std::thread([this, &signals] {
-    const int sig = signals.Wait();
-    if (!signalled_.exchange(true)) {
-      LogInfo() << "received " << strsignal(sig);
-      stop_ = true;
+SignalThread::SignalThread(const DaemonSignals& signals, SignalActions actions)
+    : signals_(signals), actions_(std::move(actions)) {
+  thread_ = std::thread([this] {
+    while (true) {
+      const int sig = signals_.Wait(std::chrono::milliseconds(1000));
+      if (ending_) break;
+      if (sig == 0) {
+        if (actions_.tick) actions_.tick();
+        continue;
+      }
+      if (sig == SIGHUP) {
+        LogInfo() << "received " << strsignal(sig) << ": re-reading the settings (SIGHUP never "
+                  << "stops anything)";
+        NotifyReloading();
+        NotifyReady(actions_.reload ? actions_.reload() : "");
+        continue;
+      }
+      LogInfo() << "received " << strsignal(sig) << ", stopping";
+      NotifyStopping();
+      if (actions_.stop) actions_.stop();
+      break;
     }
+    finished_ = true;
   });
 }
 
-StopOnSignal::~StopOnSignal() {
-  if (!signalled_.exchange(true)) {
-    // The daemon ended on its own (a socket it could not bind): wake the waiting thread.
-    pthread_kill(thread_.native_handle(), SIGTERM);
-  }
+SignalThread::~SignalThread() {
+  ending_ = true;
+  // Wakes the thread at once rather than at its next second; it ends without acting.
+  if (!finished_) pthread_kill(thread_.native_handle(), SIGHUP);
   thread_.join();
 }
 

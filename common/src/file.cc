@@ -1,10 +1,12 @@
 #include "lb/common/file.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <vector>
@@ -140,5 +142,49 @@ Status WriteNewFile(const std::string& path, std::string_view text, mode_t mode)
   if (!written.ok()) unlink(path.c_str());
   return written;
 }
+
+Status CheckSecretFile(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return Status(ErrorCode::kBadRequest, path + ": cannot read: " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) return Status(ErrorCode::kBadRequest, path + ": not a regular file");
+  if ((st.st_mode & S_IROTH) != 0) {
+    return Status(ErrorCode::kBadRequest, path +
+                                              ": readable by other users; it holds secrets "
+                                              "(chmod o-rwx " +
+                                              path + ")");
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<ExclusiveLock>> ExclusiveLock::Acquire(const std::string& path,
+                                                              mode_t mode) {
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, mode);
+  const bool writable = fd >= 0;
+  if (fd < 0 && (errno == EROFS || errno == EACCES)) fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return OsError("open", path, errno);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    char buffer[32] = {};
+    const ssize_t n = pread(fd, buffer, sizeof buffer - 1, 0);
+    close(fd);
+    if (error != EWOULDBLOCK) return OsError("flock", path, error);
+    const long pid = n > 0 ? std::strtol(buffer, nullptr, 10) : 0;
+    if (pid <= 0) return Status(ErrorCode::kConflict, path + " is held by another process");
+    return Status(ErrorCode::kConflict, path + " is held by pid " + std::to_string(pid),
+                  nlohmann::json{{"pid", pid}});
+  }
+  if (writable) {
+    // The holder's pid, for the message above; informative only.
+    const std::string pid = std::to_string(getpid()) + "\n";
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+      // Not fatal: the lock is what matters.
+    }
+  }
+  return std::unique_ptr<ExclusiveLock>(new ExclusiveLock(fd));
+}
+
+ExclusiveLock::~ExclusiveLock() { close(fd_); }  // releases the flock
 
 }  // namespace lb::common

@@ -89,4 +89,41 @@ proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin
   return out;
 }
 
+std::map<std::string, std::string> IniValues(const IniFile& ini) {
+  std::map<std::string, std::string> values;
+  for (const auto& [section, keys] : ini) {
+    for (const auto& [key, value] : keys) values["[" + section + "] " + key] = value.value;
+  }
+  return values;
+}
+
+std::string RestartNeeded(const std::map<std::string, std::string>& before,
+                          const std::map<std::string, std::string>& after,
+                          const std::vector<std::string>& applied_live) {
+  std::string list;
+  for (const auto& key : ChangedKeys(before, after, applied_live)) {
+    list += (list.empty() ? "" : ", ") + key;
+  }
+  return list;
+}
+
+std::vector<std::string> ChangedKeys(const std::map<std::string, std::string>& before,
+                                     const std::map<std::string, std::string>& after,
+                                     const std::vector<std::string>& applied_live) {
+  std::vector<std::string> changed;
+  auto note = [&](const std::string& key) {
+    if (std::find(applied_live.begin(), applied_live.end(), key) != applied_live.end()) return;
+    if (std::find(changed.begin(), changed.end(), key) == changed.end()) changed.push_back(key);
+  };
+  for (const auto& [key, value] : before) {
+    auto it = after.find(key);
+    if (it == after.end() || it->second != value) note(key);
+  }
+  for (const auto& [key, value] : after) {
+    if (before.find(key) == before.end()) note(key);
+  }
+  std::sort(changed.begin(), changed.end());
+  return changed;
+}
+
 }  // namespace lb::common

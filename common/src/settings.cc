@@ -13,6 +13,7 @@
 #include <system_error>
 #include <type_traits>
 
+#include "lb/common/file.h"
 #include "lb/common/ini_schema.h"
 #include "lb/proto/fleet.h"
 
@@ -99,6 +100,7 @@ IniSchema<Settings> KnownKeys(const std::string& base_dir) {
   b["heartbeat_interval"] =
       SecondsKey<Settings>([](Settings* s) { return &s->agent.heartbeat_interval; });
   b["event_hwm"] = IntKey<Settings>([](Settings* s) { return &s->agent.event_hwm; }, 1, 10000000);
+  b["log_level"] = LogLevelKey<Settings>([](Settings* s) { return &s->log_level; });
   b["log_listener"] = [base_dir](const std::string& v, Settings* s) {
     if (v.empty() || v.rfind("udp@", 0) == 0 || v[0] == '/') {
       s->agent.log_listener = v;
@@ -273,6 +275,7 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
     return set_method(v, s);
   };
   if (Status s = ApplyIni(text, origin, schema, "etc/lb-agent.cfg", &settings); !s.ok()) return s;
+  if (auto ini = ParseIni(text, origin); ini.ok()) settings.file_values = IniValues(*ini);
   if (!method_given) {
     // The 2015 agent chose by which key was set; keep that for its files.
     if (!settings.haproxy.systemd_service_name.empty()) {
@@ -331,6 +334,34 @@ Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
   // The bridge accepts exactly the configs the agent accepts (the agent answers too_large).
   settings.bridge.max_body_bytes = settings.agent.max_config_bytes;
   return settings;
+}
+
+std::vector<std::string> CheckBridgeFiles(const Settings& settings) {
+  std::vector<std::string> problems;
+  const SecuritySettings& security = settings.security;
+  const std::string where = settings.path + ": [security] ";
+  if (!security.bridge_tokens_file.empty()) {
+    if (Status s = CheckSecretFile(security.bridge_tokens_file); !s.ok()) {
+      problems.push_back(where + "bridge_tokens_file " + s.message() + " (lb-bridge refuses it)");
+    }
+  }
+  const std::pair<const char*, const std::string*> files[] = {
+      {"bridge_curve_secret_key", &security.bridge_curve_secret_key},
+      {"agent_public_key", &security.agent_public_key},
+      {"bridge_tls_cert", &security.bridge_tls_cert},
+      {"bridge_tls_key", &security.bridge_tls_key}};
+  for (const auto& [key, path] : files) {
+    if (path->empty()) continue;
+    std::error_code ec;
+    const auto type = std::filesystem::status(*path, ec).type();
+    if (type != std::filesystem::file_type::regular) {
+      const std::string problem = type == std::filesystem::file_type::not_found ? "does not exist"
+                                  : ec                                          ? ec.message()
+                                       : "not a regular file";
+      problems.push_back(where + key + " " + *path + ": " + problem + " (lb-bridge refuses it)");
+    }
+  }
+  return problems;
 }
 
 Result<Settings> LoadSettings(const std::string& path) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
@@ -114,7 +115,12 @@ struct ZapHandler::Impl {
       char z85[41] = {};
       zmq_z85_encode(z85, static_cast<const uint8_t*>(request[6].data()), 32);
       MaybeReload();
-      if (allowed.count(z85) != 0) {
+      bool known;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        known = allowed.count(z85) != 0;
+      }
+      if (known) {
         if (admitted()) {
           status = "200";
           text = "OK";
@@ -146,25 +152,37 @@ struct ZapHandler::Impl {
     if (now - last_check < std::chrono::seconds(1)) return;
     last_check = now;
     std::vector<Stamp> current = StampsOf(allow_path);
-    if (current == stamps) return;
-    stamps = current;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (current == stamps) return;
+    }
+    Read(/*quiet_if_unchanged=*/true);
+  }
+
+  // Reads the list now and keeps it, or keeps the previous one; logs either.
+  Result<std::size_t> Read(bool quiet_if_unchanged) {
+    std::vector<Stamp> current = StampsOf(allow_path);
     Result<std::set<std::string>> keys = ReadAllowList(allow_path);
+    std::lock_guard<std::mutex> lock(mutex);
+    stamps = current;
     if (!keys.ok()) {
       log("allow-list not reloaded, keeping the previous " + std::to_string(allowed.size()) +
           " key(s): " + keys.status().message());
-      return;
+      return keys.status();
     }
-    if (*keys != allowed) {
+    if (*keys != allowed || !quiet_if_unchanged) {
       log("allow-list " + allow_path + " reloaded: " + std::to_string(keys->size()) +
           " client key(s)");
     }
     allowed = std::move(*keys);
+    return allowed.size();
   }
 
   zmq::socket_t socket;
   std::string allow_path;
   LogFn log;
   AdmitFn admit;
+  std::mutex mutex;  // guards allowed and stamps: Reload() comes from another thread
   std::set<std::string> allowed;
   std::vector<Stamp> stamps;
   std::chrono::steady_clock::time_point last_check{};
@@ -207,6 +225,11 @@ ZapHandler::ZapHandler(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ZapHandler::~ZapHandler() {
   impl_->stop = true;
   if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+Result<std::size_t> ZapHandler::Reload() {
+  if (impl_->allow_path.empty()) return std::size_t{0};  // no CURVE clients: nothing to read
+  return impl_->Read(/*quiet_if_unchanged=*/false);
 }
 
 uint64_t ZapHandler::accepted() const { return impl_->accepted_count.load(); }

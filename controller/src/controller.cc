@@ -11,6 +11,7 @@
 #include "lb/common/allow_list.h"
 #include "lb/common/endpoint.h"
 #include "lb/common/log.h"
+#include "lb/common/service_manager.h"
 #include "lb/proto/codec.h"
 #include "state_dir.h"
 
@@ -301,6 +302,7 @@ Status Controller::Run(const std::atomic<bool>& stop) {
   }
   SteadyClock::time_point next_beacon = SteadyClock::now();
   while (!stop) {
+    common::ServiceWatchdog();  // this loop turns at least every 100 ms while it serves
     const SteadyClock::time_point now = SteadyClock::now();
     if (now >= next_beacon) {
       try {

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "lb/common/curve_socket.h"
+#include "lb/common/zap_handler.h"
 #include "lb/proto/status.h"
 #include "settings.h"
 #include "state_store.h"
@@ -72,6 +73,10 @@ class Controller {
   // Serves until `stop` is set (looked at least every 100 ms). Returns ok then, or the ZeroMQ
   // failure that made serving impossible.
   proto::Status Run(const std::atomic<bool>& stop);
+
+  // SIGHUP, from any thread: re-reads the allow-list (curve_clients) now. The number of keys, or
+  // why the previous list stays. Precondition: Open() succeeded with CURVE (zap() not null).
+  proto::Result<std::size_t> ReloadAllowList() { return zap_->Reload(); }
 
   // The controller's CURVE public key ("" without CURVE), and the ZAP handler's counts.
   const std::string& public_key() const { return own_.public_key; }

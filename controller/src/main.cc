@@ -4,11 +4,14 @@
 #include <iostream>
 #include <string>
 #include <variant>
+#include <vector>
 #include <zmq.hpp>
 
 #include "controller.h"
 #include "lb/common/daemon.h"
+#include "lb/common/ini.h"
 #include "lb/common/log.h"
+#include "lb/common/service_manager.h"
 #include "settings.h"
 
 namespace {
@@ -26,12 +29,49 @@ constexpr const char* kUsage =
     "  --help          this text\n"
     "  --version       the version\n"
     "\n"
-    "Exit status: 0 after SIGTERM/SIGINT/SIGHUP or a good --check; 1 when it cannot serve\n"
-    "(endpoint in use, state dir locked or unreadable); 2 for a bad settings file or key file.\n";
+    "Signals: SIGTERM/SIGINT stop it; SIGHUP re-reads log_level and the CURVE allow-list\n"
+    "(curve_clients), and never stops anything.\n"
+    "Exit status: 0 after SIGTERM/SIGINT or a good --check; 1 when it cannot serve (endpoint\n"
+    "in use, state dir locked or unreadable); 2 for a bad settings file or key file.\n";
+
+// SIGHUP: log_level and the allow-list, re-read; the sockets and the state stay as they are.
+// Returns the summary for systemd's STATUS=.
+std::string Reread(const lb::controller::ControllerSettings& running,
+                   lb::controller::Controller& controller) {
+  auto fresh = lb::controller::LoadControllerSettings(running.path);
+  if (!fresh.ok()) {
+    lb::common::LogError() << "SIGHUP: " << running.path
+                           << " not applied, nothing changed: " << fresh.status().message();
+    return "SIGHUP: settings not applied: " + fresh.status().message();
+  }
+  lb::common::SetLogLevel(fresh->log_level);
+  lb::common::LogLine line(lb::common::LogLevel::kInfo);
+  line << "SIGHUP: re-read " << running.path << "; the sockets and the state are left as they are";
+  line.Field("log_level", lb::common::LogLevelName(fresh->log_level));
+  std::string summary = "re-read " + running.path;
+  if (controller.zap() != nullptr) {
+    if (fresh->curve_clients != running.curve_clients) {
+      line.Field("allow_list", "unchanged: curve_clients names another file (a restart reads it)");
+    } else if (auto keys = controller.ReloadAllowList(); keys.ok()) {
+      line.Field("allow_list", std::to_string(*keys) + " agent key(s)");
+    } else {
+      line.Field("allow_list", "previous kept: " + keys.status().message());
+    }
+  }
+  const std::string restart = lb::common::RestartNeeded(running.file_values, fresh->file_values,
+                                                        {"[controller] log_level"});
+  if (!restart.empty()) {
+    line.Field("restart_needed", restart);
+    summary += "; changed keys that need a restart: " + restart;
+  }
+  return summary;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  const lb::common::DaemonSignals signals;  // first, before any other thread exists
+  lb::common::InitServiceManager();
   lb::common::SetLogProgram("lb-controller");
   auto parsed = lb::common::ParseDaemonArgs(
       argc, argv,
@@ -43,6 +83,7 @@ int main(int argc, char** argv) {
     lb::common::LogError() << settings.status().message();
     return 2;
   }
+  lb::common::SetLogLevel(settings->log_level);
   if (args.check) {
     auto checked = lb::controller::CheckSettings(*settings);
     if (!checked.ok()) {
@@ -53,9 +94,7 @@ int main(int argc, char** argv) {
     std::cout << args.config_path << ": ok\n";
     return 0;
   }
-  const lb::common::StopSignals signals;  // before any other thread exists
   std::atomic<bool> stop{false};
-  const lb::common::StopOnSignal waiter(signals, stop);
   try {
     zmq::context_t context;
     lb::controller::Controller controller(context, *settings);
@@ -63,6 +102,13 @@ int main(int argc, char** argv) {
       lb::common::LogError() << open.message() << " (" << args.config_path << ")";
       return open.code() == lb::proto::ErrorCode::kBadRequest ? 2 : 1;
     }
+    lb::common::SignalActions actions;
+    actions.stop = [&stop] { stop = true; };
+    actions.reload = [&] { return Reread(*settings, controller); };
+    const lb::common::SignalThread signal_thread(signals, std::move(actions));
+    lb::common::NotifyReady("pub " + controller.pub_endpoint() + ", router " +
+                            controller.router_endpoint() + ", control " +
+                            controller.control_endpoint());
     if (lb::proto::Status run = controller.Run(stop); !run.ok()) {
       lb::common::LogError() << run.message();
       return 1;

@@ -45,6 +45,7 @@ IniSchema<S> KnownKeys(const std::string& base_dir) {
   c["control"] = EndpointKey(&S::control_endpoint);
   c["state_dir"] = common::PathKey<S>([](S* s) { return &s->state_dir; }, base_dir);
   c["beacon_interval"] = common::SecondsKey<S>([](S* s) { return &s->beacon_interval; });
+  c["log_level"] = common::LogLevelKey<S>([](S* s) { return &s->log_level; });
   auto& sec = keys["security"];
   sec["curve_secret_key"] =
       common::OptionalPathKey<S>([](S* s) { return &s->curve_secret_key; }, base_dir);
@@ -71,6 +72,9 @@ Result<ControllerSettings> ParseControllerSettings(std::string_view text, const 
           common::ApplyIni(text, origin, KnownKeys(base_dir), "etc/lb-controller.cfg", &settings);
       !s.ok()) {
     return s;
+  }
+  if (auto ini = common::ParseIni(text, origin); ini.ok()) {
+    settings.file_values = common::IniValues(*ini);
   }
   if (settings.id.empty()) settings.id = DefaultControllerId();
   auto problem = [&](const std::string& what) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "lb/common/log.h"
 #include "lb/proto/status.h"
 
 namespace lb::controller {
@@ -20,6 +21,8 @@ struct ControllerSettings {
   std::string control_endpoint = "ipc:///run/lb-controller/control.sock";  // lbctl fleet
   std::string state_dir = "/var/lib/lb-controller";
   std::chrono::milliseconds beacon_interval{1000};
+  // Lines below it are not logged. SIGHUP applies a new value without a restart.
+  common::LogLevel log_level = common::LogLevel::kInfo;
   // [security] (SECURITY.md). Paths relative to the settings file's directory.
   // The controller's CURVE certificate (secret part) and the agents' public keys (a file or a
   // directory): both set, PUB and ROUTER are CURVE servers; both empty, plaintext.
@@ -32,6 +35,9 @@ struct ControllerSettings {
   bool allow_insecure = false;
 
   bool curve() const { return !curve_secret_key.empty(); }
+
+  // "[section] key" -> value as the file sets it: what a re-read (SIGHUP) compares.
+  std::map<std::string, std::string> file_values;
 };
 
 // Reads and validates `path`. Errors are one line: "<path>:<line>: [<section>] <key>: <problem>".

@@ -1,11 +1,5 @@
 #include "state_dir.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <vector>
@@ -277,43 +271,30 @@ Result<PersistentState> DecodeState(std::string_view text, const std::string& or
   return state;
 }
 
-StateDir::StateDir(std::string dir, int lock_fd)
+StateDir::StateDir(std::string dir, std::unique_ptr<common::ExclusiveLock> lock)
     : dir_(std::move(dir)),
       state_file_((std::filesystem::path(dir_) / kStateFileName).string()),
-      lock_fd_(lock_fd) {}
+      lock_(std::move(lock)) {}
 
-StateDir::~StateDir() {
-  if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
-}
+StateDir::~StateDir() = default;  // releases the lock
 
 Result<std::unique_ptr<StateDir>> StateDir::Open(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return common::OsError("mkdir", dir, ec.value());
   const std::string lock_path = (std::filesystem::path(dir) / kLockFileName).string();
-  const int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return common::OsError("open", lock_path, errno);
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int error = errno;
-    std::string holder;
-    char buffer[32] = {};
-    if (pread(fd, buffer, sizeof buffer - 1, 0) > 0) holder = buffer;
-    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-    close(fd);
-    if (error == EWOULDBLOCK) {
-      return Status(ErrorCode::kInternal,
-                    "state dir " + dir + " is in use by another lb-controller" +
-                        (holder.empty() ? std::string() : " (pid " + holder + ")") +
-                        "; one state dir serves one live controller");
-    }
-    return common::OsError("flock", lock_path, error);
+  auto lock = common::ExclusiveLock::Acquire(lock_path, 0600);
+  if (!lock.ok()) {
+    if (lock.status().code() != ErrorCode::kConflict) return lock.status();
+    const json& details = lock.status().details();
+    return Status(
+        ErrorCode::kInternal,
+        "state dir " + dir + " is in use by another lb-controller" +
+            (details.contains("pid") ? " (pid " + std::to_string(details["pid"].get<long>()) + ")"
+                                     : std::string()) +
+            "; one state dir serves one live controller");
   }
-  // The holder's pid, for the message above; informative only.
-  const std::string pid = std::to_string(getpid()) + "\n";
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-    // Not fatal: the lock is what matters.
-  }
-  return std::unique_ptr<StateDir>(new StateDir(dir, fd));
+  return std::unique_ptr<StateDir>(new StateDir(dir, std::move(*lock)));
 }
 
 Result<PersistentState> StateDir::Load() {

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "lb/common/file.h"
 #include "lb/proto/status.h"
 #include "state_store.h"
 
@@ -48,11 +49,11 @@ class StateDir : public StateStore {
   const std::string& state_file() const { return state_file_; }
 
  private:
-  StateDir(std::string dir, int lock_fd);
+  StateDir(std::string dir, std::unique_ptr<common::ExclusiveLock> lock);
 
   const std::string dir_;
   const std::string state_file_;
-  int lock_fd_;
+  std::unique_ptr<common::ExclusiveLock> lock_;
 };
 
 }  // namespace lb::controller

@@ -2,6 +2,7 @@
 // allow-listed client keys reach the command and event sockets, the allow-list is re-read
 // without a restart, and without CURVE the agent refuses to expose a socket beyond this host.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <fstream>
 
@@ -104,6 +105,25 @@ TEST_F(AgentCurveTest, AllowListEditsApplyWithoutARestart) {
   EXPECT_EQ(agent_.Ok("info")["agent"]["pid"], before["agent"]["pid"]);
   EXPECT_NE(agent_.AgentLog().find("reloaded: 1 client key(s)"), std::string::npos)
       << agent_.AgentLog();
+}
+
+// SIGHUP re-reads the allow-list at once (no wait for the next handshake) and says so.
+TEST_F(AgentCurveTest, HupRereadsTheAllowListAndKeepsServing) {
+  agent_.StartAgent();
+  const pid_t pid = agent_.agent_pid();
+  WriteFile(files_.clients, files_.client.own.public_key + " client\n" +
+                                files_.stranger.own.public_key + " stranger\n");
+  ASSERT_EQ(kill(pid, SIGHUP), 0);
+  EXPECT_TRUE(WaitFor(
+      [&] { return agent_.AgentLog().find("allow_list=\"2 client key(s)\"") != std::string::npos; },
+      milliseconds(5000)))
+      << agent_.AgentLog();
+  auto admitted =
+      AgentCall(agent_.endpoint(), "ping", json::object(), milliseconds(2000), &files_.stranger);
+  EXPECT_TRUE(admitted.ok() && admitted->status.ok());
+  EXPECT_EQ(agent_.agent_pid(), pid);
+  EXPECT_TRUE(agent_.AgentRunning());
+  EXPECT_EQ(agent_.ServerStatus("i-1"), "UP");
 }
 
 TEST_F(AgentCurveTest, WithCurveTheCommandSocketMayListenOnEveryAddress) {

@@ -95,6 +95,15 @@ TEST_F(ConnectionsTest, ConnectionsBeyondTheCapAreRefusedAndConnectedClientsKeep
     ASSERT_TRUE(reply.ok() && reply->status.ok()) << "client " << i << " within the cap";
   }
   const std::size_t fds_at_cap = OpenDescriptors(pid);
+  // The count follows the socket monitor's events, which may lag a loaded machine: wait until
+  // the agent has counted the clients (asking through one of them).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto info = clients[0]->Call("info");
+        return info.ok() && info->status.ok() &&
+               info->result["security"]["connections"]["command"] == kCap;
+      },
+      milliseconds(10000)));
 
   // Beyond the cap: a new client gets no answer (its handshake is refused, the connection
   // closed), and a flood of raw connections that finish the handshake is closed as well.

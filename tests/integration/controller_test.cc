@@ -24,8 +24,9 @@ TEST(ControllerDaemonTest, CheckAcceptsTheSampleAndNamesWhatIsWrongInOneLine) {
   CommandResult insecure =
       RunCommand({ControllerBinary(), "--config", dir.File("bad.cfg"), "--check"});
   EXPECT_EQ(insecure.exit_code, 2) << insecure.Describe();
-  EXPECT_NE(insecure.err.find("lb-controller: refusing to bind the pub socket on "
-                              "\"tcp://0.0.0.0:7001\" without CURVE"),
+  // One logfmt line (common/log.h): the message quoted, its quotes escaped.
+  EXPECT_NE(insecure.err.find("level=error prog=lb-controller msg=\"refusing to bind the pub "
+                              "socket on \\\"tcp://0.0.0.0:7001\\\" without CURVE"),
             std::string::npos)
       << insecure.err;
   EXPECT_EQ(std::count(insecure.err.begin(), insecure.err.end(), '\n'), 1) << insecure.err;
@@ -33,9 +34,13 @@ TEST(ControllerDaemonTest, CheckAcceptsTheSampleAndNamesWhatIsWrongInOneLine) {
   WriteFile(dir.File("typo.cfg"), "[controller]\nbeacon_intervall = 1\n");
   CommandResult typo = RunCommand({ControllerBinary(), "--config", dir.File("typo.cfg")});
   EXPECT_EQ(typo.exit_code, 2) << typo.Describe();
-  EXPECT_EQ(typo.err, "lb-controller: " + dir.File("typo.cfg") +
-                          ":2: [controller] beacon_intervall: unknown key (see "
-                          "etc/lb-controller.cfg)\n");
+  EXPECT_EQ(typo.err.rfind("ts=", 0), 0u) << typo.err;
+  const std::string expected = " level=error prog=lb-controller msg=\"" + dir.File("typo.cfg") +
+                               ":2: [controller] beacon_intervall: unknown key (see "
+                               "etc/lb-controller.cfg)\"\n";
+  ASSERT_GE(typo.err.size(), expected.size()) << typo.err;
+  EXPECT_EQ(typo.err.substr(typo.err.size() - expected.size()), expected) << typo.err;
+  EXPECT_EQ(std::count(typo.err.begin(), typo.err.end(), '\n'), 1) << typo.err;
 
   CommandResult version = RunCommand({ControllerBinary(), "--version"});
   EXPECT_EQ(version.exit_code, 0);
@@ -73,9 +78,11 @@ TEST(ControllerDaemonTest, StopsCleanlyOnASignalAndRefusesAStateDirInUse) {
 
   const int status = controller.Stop();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << controller.Log();
-  EXPECT_NE(controller.Log().find("lb-controller: received Terminated"), std::string::npos)
+  EXPECT_NE(controller.Log().find("prog=lb-controller msg=\"received Terminated, stopping\""),
+            std::string::npos)
       << controller.Log();
-  EXPECT_NE(controller.Log().find("lb-controller: controller ctl-test stopping"), std::string::npos)
+  EXPECT_NE(controller.Log().find("prog=lb-controller msg=\"controller ctl-test stopping"),
+            std::string::npos)
       << controller.Log();
 }
 

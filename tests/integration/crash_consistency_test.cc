@@ -118,6 +118,8 @@ std::size_t Count(const std::string& text, std::string_view what) {
 std::vector<std::string> AgentFiles(const std::string& dir) {
   std::vector<std::string> out;
   for (auto& name : ListDir(dir)) {
+    // The lock file stays by design (ConfigStore::Lock): the lock is the flock, not the file.
+    if (name.rfind(".lb-agent-lock.", 0) == 0) continue;
     if (name.rfind(".lb-agent-", 0) == 0) out.push_back(std::move(name));
   }
   return out;

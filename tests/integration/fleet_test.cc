@@ -648,14 +648,18 @@ TEST_F(FleetTest, AppliedVersionSurvivesAnAgentRestart) {
   ASSERT_EQ(p.run.exit_code, 0) << p.run.Describe();
   const std::string sha1 = fleet.ShaOf(config1);
   ASSERT_TRUE(fleet.WaitSha(all, sha1, kConverge));
-  // A clean stop stops haproxy too; the restarted agent starts it from the live config.
+  // A clean stop leaves haproxy serving (stop_haproxy_on_exit = no); the restarted agent adopts
+  // it and has nothing to reload: the master's reload counter (the push's reload) stays.
+  const int reloads = fleet.agent(3).HaproxyReloads();
+  const pid_t worker = fleet.agent(3).HaproxyWorkerPid();
   fleet.agent(3).StopAgent();
   fleet.agent(3).StartAgent();
   ASSERT_FALSE(HasFailure());
   // Give it a hello round trip and a few beacons.
   std::this_thread::sleep_for(milliseconds(1500));
   EXPECT_EQ(fleet.LiveSha(3), sha1);
-  EXPECT_EQ(fleet.agent(3).HaproxyReloads(), 0) << "the restarted agent reloaded haproxy";
+  EXPECT_EQ(fleet.agent(3).HaproxyReloads(), reloads) << "the restarted agent reloaded haproxy";
+  EXPECT_EQ(fleet.agent(3).HaproxyWorkerPid(), worker) << "haproxy was not adopted";
   json info = fleet.FleetInfo(3);
   ASSERT_TRUE(info.is_object()) << "info has no \"fleet\" section";
   EXPECT_EQ(info.value("applied_version", 0), 1) << info.dump();

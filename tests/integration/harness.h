@@ -318,6 +318,7 @@ class FleetController {
   int Stop();
   void Kill();
   bool Running() { return process_ != nullptr && process_->Running(); }
+  pid_t pid() const { return process_ ? process_->pid() : -1; }
 
   const Options& options() const { return options_; }
   const std::string& pub() const { return options_.pub; }

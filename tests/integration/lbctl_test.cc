@@ -406,7 +406,8 @@ TEST(LbctlTest, BadUsageExitsTwo) {
            {{"--timeout", "soon", "ping"}, "lbctl: --timeout wants a number of seconds"},
            {{"reload", "/nonexistent/haproxy.cfg"},
             "lbctl: cannot read /nonexistent/haproxy.cfg: No such file or directory"},
-           {{"status", "--force"}, "lbctl: --force is an option of reload and validate only"},
+           {{"status", "--force"},
+            "lbctl: --force is an option of reload, validate and rollback only"},
        }) {
     Ran r = RunLbctl(c.args);
     EXPECT_EQ(r.code, 2) << Describe(r);

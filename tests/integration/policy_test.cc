@@ -120,7 +120,7 @@ TEST(PolicyTest, AgentWarnsAtEveryStartWhenRunningAsRoot) {
   agent.StopAgent();
   agent.StartAgent();
   const std::string log = agent.AgentLog();
-  const std::string warning = "lb-agent: warning: running as root";
+  const std::string warning = "level=warning prog=lb-agent msg=\"warning: running as root";
   if (geteuid() == 0) {
     EXPECT_EQ(Occurrences(log, warning), 2) << log;
     EXPECT_NE(log.find("SECURITY.md"), std::string::npos) << log;

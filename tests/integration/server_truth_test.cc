@@ -72,7 +72,8 @@ class ServerTruthTest : public ::testing::Test {
   }
 
   std::deque<HttpBackend> backends_;
-  AgentFixture agent_;
+  // ColdStart stops the agent to start haproxy afresh: stop_haproxy_on_exit (default no).
+  AgentFixture agent_{{{"stop_haproxy_on_exit", "yes"}}};
   int frontend_ = 0;
 };
 
@@ -175,7 +176,8 @@ TEST_F(ServerTruthTest, ColdStartDoesNotBringBackStaleServerState) {
   ASSERT_NE(ReadFile(agent_.dir().File("server-state")).find(" b "), std::string::npos);
   ASSERT_TRUE(b.Restart());
   ASSERT_TRUE(WaitFor([&] { return agent_.ServerStatus("b") == "UP"; }, milliseconds(5000)));
-  // A clean stop takes haproxy down with it (stop_haproxy_on_exit); the next start is cold.
+  // A clean stop takes haproxy down with it (stop_haproxy_on_exit = yes, set above); the next
+  // start is cold.
   agent_.StopAgent();
   agent_.StartAgent();
   const auto until = std::chrono::steady_clock::now() + milliseconds(1500);

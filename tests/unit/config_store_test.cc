@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <regex>
 #include <string>
 
 #include "test_util.h"
@@ -94,31 +95,103 @@ TEST_F(ConfigStoreTest, CommitReplacesTheLiveFileAndKeepsThePreviousInHistory) {
   store.ReloadFinished();
   EXPECT_FALSE(store.ReloadInterrupted());
   EXPECT_EQ(ListDir(tmp_.File("etc")), std::vector<std::string>{"haproxy.cfg"});
-  EXPECT_EQ(Texts(history_), std::vector<std::string>{"v0\n"});
-  for (const auto& name : ListDir(history_)) {
-    EXPECT_EQ(name.rfind("haproxy.cfg.", 0), 0u) << name;
-  }
+  // The config it replaced (no entry held it yet) and the new one, named by time and outcome.
+  EXPECT_EQ(Texts(history_), (std::vector<std::string>{"v0\n", "v1\n"}));
+  const std::regex name(R"(haproxy\.cfg\.\d{8}T\d{6}\.\d{6}Z\.(was_live|pending))");
+  for (const auto& file : ListDir(history_)) EXPECT_TRUE(std::regex_match(file, name)) << file;
+  std::vector<ConfigStore::HistoryEntry> entries = store.History();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].outcome, "pending");
+  EXPECT_EQ(entries[1].outcome, "was_live");
+  EXPECT_GT(entries[0].time_unix_us, entries[1].time_unix_us) << "newest first";
+  EXPECT_EQ(*store.ReadEntry(entries[0]), "v1\n");
+  EXPECT_EQ(entries[0].bytes, 3u);
 }
 
-TEST_F(ConfigStoreTest, HistoryKeepsOnlyTheNewestVersions) {
+// Commit an entry and give it an outcome, as the reload pipeline does.
+void CommitWithOutcome(ConfigStore& store, const std::string& text, const std::string& outcome) {
+  auto candidate = store.WriteCandidate(text);
+  ASSERT_TRUE(candidate.ok()) << candidate.status().ToString();
+  ASSERT_TRUE(store.Commit(*candidate).ok());
+  store.ReloadFinished();
+  store.SetOutcome(outcome);
+}
+
+std::vector<std::string> Outcomes(const ConfigStore& store) {
+  std::vector<std::string> out;
+  for (const auto& entry : store.History()) {
+    out.push_back(entry.outcome + ":" + *store.ReadEntry(entry));
+  }
+  return out;
+}
+
+TEST_F(ConfigStoreTest, EveryCommitIsKeptWithWhatBecameOfIt) {
+  WriteFile(live_, "v0\n");
+  ConfigStore store(live_, history_, 10);
+  CommitWithOutcome(store, "v1\n", "applied");
+  CommitWithOutcome(store, "v2\n", "rolled_back");
+  // haproxy refused v2: the pipeline restored v1, which an `applied` entry holds already.
+  ASSERT_TRUE(store.Replace("v1\n").ok());
+  CommitWithOutcome(store, "v3\n", "applied");
+  EXPECT_EQ(Outcomes(store), (std::vector<std::string>{"applied:v3\n", "rolled_back:v2\n",
+                                                       "applied:v1\n", "was_live:v0\n"}));
+  // A live file changed behind the agent's back is kept before the next commit replaces it.
+  WriteFile(live_, "by hand\n");
+  CommitWithOutcome(store, "v4\n", "applied");
+  EXPECT_EQ(Outcomes(store)[1], "was_live:by hand\n");
+}
+
+TEST_F(ConfigStoreTest, HistoryKeepsOnlyTheNewestEntries) {
   WriteFile(live_, "v0\n");
   ConfigStore store(live_, history_, 2);
-  for (const char* text : {"v1\n", "v2\n", "v3\n"}) {
-    auto candidate = store.WriteCandidate(text);
-    ASSERT_TRUE(candidate.ok()) << candidate.status().ToString();
-    ASSERT_TRUE(store.Commit(*candidate).ok());
-  }
+  for (const char* text : {"v1\n", "v2\n", "v3\n"}) CommitWithOutcome(store, text, "applied");
   EXPECT_EQ(ReadFile(live_), "v3\n");
-  EXPECT_EQ(Texts(history_), (std::vector<std::string>{"v1\n", "v2\n"}));
+  EXPECT_EQ(Outcomes(store), (std::vector<std::string>{"applied:v3\n", "applied:v2\n"}));
 }
 
-TEST_F(ConfigStoreTest, CommitWithoutLiveFileCreatesItWithoutHistory) {
+TEST_F(ConfigStoreTest, PendingEntriesOfAKilledAgentBecomeInterrupted) {
+  WriteFile(live_, "v0\n");
+  {
+    ConfigStore killed(live_, history_, 5);
+    auto candidate = killed.WriteCandidate("v1\n");
+    ASSERT_TRUE(candidate.ok());
+    ASSERT_TRUE(killed.Commit(*candidate).ok());  // and no outcome: killed during the reload
+  }
+  ConfigStore next(live_, history_, 5);
+  next.MarkInterrupted();
+  EXPECT_EQ(Outcomes(next), (std::vector<std::string>{"interrupted:v1\n", "was_live:v0\n"}));
+}
+
+TEST_F(ConfigStoreTest, FilesOfTheOldRawMicrosecondNamingAreListedAsReplaced) {
+  std::filesystem::create_directory(history_);
+  WriteFile(history_ + "/haproxy.cfg.1795516262123456", "old\n");
+  WriteFile(history_ + "/haproxy.cfg.20261124T103102.123456Z.Bad-Outcome", "ignored\n");
+  WriteFile(history_ + "/other.cfg.1795516262123456", "another config's\n");
+  ConfigStore store(live_, history_, 5);
+  std::vector<ConfigStore::HistoryEntry> entries = store.History();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].outcome, "replaced");
+  EXPECT_EQ(entries[0].id, "1795516262123456");
+  EXPECT_EQ(entries[0].time_unix_us, 1795516262123456);
+}
+
+TEST_F(ConfigStoreTest, CommitWithoutLiveFileKeepsOnlyTheNewConfig) {
   ConfigStore store(live_, history_, 2);
-  auto candidate = store.WriteCandidate("first\n");
-  ASSERT_TRUE(candidate.ok());
-  ASSERT_TRUE(store.Commit(*candidate).ok());
+  CommitWithOutcome(store, "first\n", "applied");
   EXPECT_EQ(ReadFile(live_), "first\n");
-  EXPECT_TRUE(Texts(history_).empty());
+  EXPECT_EQ(Outcomes(store), std::vector<std::string>{"applied:first\n"});
+}
+
+TEST_F(ConfigStoreTest, LockAllowsOneHolderPerLiveFile) {
+  ConfigStore store(live_, history_, 2);
+  auto first = store.Lock();
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = ConfigStore(live_, history_, 2).Lock();
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), proto::ErrorCode::kConflict);
+  EXPECT_TRUE(ConfigStore(tmp_.File("etc/other.cfg"), history_, 2).Lock().ok())
+      << "another config, another lock";
+  EXPECT_TRUE(std::filesystem::exists(tmp_.File("etc/.lb-agent-lock.haproxy.cfg")));
 }
 
 TEST_F(ConfigStoreTest, ReplaceWritesTheLiveFile) {

@@ -244,5 +244,31 @@ TEST_F(ZapTest, AllowListChangesApplyWithoutRestart) {
   EXPECT_TRUE(Roundtrip(stranger_, server_cert_.public_key));
 }
 
+// SIGHUP's path: Reload() reads the list at once, changed or not, and says so; a list that fails
+// to load keeps the previous one and Reload() returns why.
+TEST_F(ZapTest, ReloadReadsTheAllowListAtOnce) {
+  WriteFile(allow_path_, allowed_.public_key + "\n" + stranger_.public_key + "\n");
+  auto reloaded = zap_->Reload();
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status().message();
+  EXPECT_EQ(*reloaded, 2u);
+  EXPECT_TRUE(Roundtrip(stranger_, server_cert_.public_key));
+  auto again = zap_->Reload();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 2u);
+  const std::string log = Log();
+  std::size_t said = 0;
+  for (auto at = log.find("2 client key(s)"); at != std::string::npos;
+       at = log.find("2 client key(s)", at + 1)) {
+    ++said;
+  }
+  EXPECT_EQ(said, 2u) << "said even when unchanged: " << log;
+
+  WriteFile(allow_path_, "garbage\n");
+  auto broken = zap_->Reload();
+  EXPECT_FALSE(broken.ok());
+  EXPECT_NE(Log().find("keeping the previous 2 key(s)"), std::string::npos) << Log();
+  EXPECT_TRUE(Roundtrip(stranger_, server_cert_.public_key)) << "the previous list stays";
+}
+
 }  // namespace
 }  // namespace lb::common

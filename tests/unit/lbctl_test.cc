@@ -120,6 +120,47 @@ TEST(LbctlTest, ParsesTheCommandsOwnOptions) {
   EXPECT_EQ(all.topic_prefix, "");
   EXPECT_FALSE(all.count.has_value());
   EXPECT_FALSE(all.for_ms.has_value());
+  EXPECT_FALSE(all.silence.has_value());
+  EXPECT_EQ(Parse({"watch", "--silence", "2.5"}).silence, milliseconds(2500));
+  EXPECT_EQ(Parse({"history"}).command, Command::kHistory);
+  Options rollback = Parse({"rollback", "2", "--force"});
+  EXPECT_EQ(rollback.command, Command::kRollback);
+  EXPECT_EQ(rollback.rollback_n, 2u);
+  EXPECT_TRUE(rollback.force);
+  EXPECT_FALSE(Parse({"rollback"}).rollback_n.has_value()) << "the agent picks the default";
+}
+
+TEST(LbctlTest, RollbackWantsAnEntryNumber) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"rollback", "x"}, {"rollback", "-1"}, {"rollback", "1", "2"}, {"history", "1"}}) {
+    auto parsed = ParseCommandLine(args, {});
+    EXPECT_FALSE(parsed.ok()) << args[0] << " " << args[1];
+  }
+}
+
+TEST(LbctlTest, HistoryIsATableWithTheLiveEntryMarked) {
+  const json result = {{"history_dir", "/var/lib/lb-agent/history"},
+                       {"keep", 10},
+                       {"entries",
+                        {{{"n", 0},
+                          {"time_unix_ms", 1795516262123},
+                          {"outcome", "applied"},
+                          {"sha256", std::string(64, 'a')},
+                          {"bytes", 120},
+                          {"live", true}},
+                         {{"n", 1},
+                          {"time_unix_ms", 1795516200000},
+                          {"outcome", "was_live\x1b[2J"},
+                          {"sha256", std::string(64, 'b')},
+                          {"bytes", 99},
+                          {"live", false}}}}};
+  const std::string text = FormatHistory(result);
+  EXPECT_EQ(text.rfind("history /var/lib/lb-agent/history (keeps 10; newest first)\n", 0), 0u)
+      << text;
+  EXPECT_NE(text.find("aaaaaaaaaaaa  120    live"), std::string::npos) << text;
+  EXPECT_EQ(text.find(std::string(13, 'a')), std::string::npos) << "12 digits of the sha";
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_NE(FormatHistory({{"entries", json::array()}}).find("no kept config"), std::string::npos);
 }
 
 TEST(LbctlTest, BadUsageExitsTwoWithAMessage) {
@@ -144,9 +185,9 @@ TEST(LbctlTest, BadUsageExitsTwoWithAMessage) {
       {{"--timeout", "1e9", "ping"}, "at most 86400"},
       {{"ping", "--timeout"}, "--timeout needs a value"},
       {{"--json=yes", "ping"}, "--json takes no value"},
-      {{"ping", "--force"}, "--force is an option of reload and validate only"},
+      {{"ping", "--force"}, "--force is an option of reload, validate and rollback only"},
       {{"status", "--count", "2"}, "--count is an option of watch only"},
-      {{"validate", "f", "--expect-sha256", std::string(64, 'a')}, "of reload only"},
+      {{"validate", "f", "--expect-sha256", std::string(64, 'a')}, "of reload and rollback only"},
       {{"watch", "--count", "0"}, "--count wants a positive whole number"},
       {{"watch", "--for", "x"}, "--for wants a number of seconds"},
       {{"reload", "f", "--expect-sha256", "abc"}, "64 hex digits"},
@@ -437,7 +478,7 @@ TEST(LbctlTest, StatusTableSurvivesUnexpectedShapes) {
       false);
   EXPECT_NE(odd.find("backend 7"), std::string::npos) << odd;
   EXPECT_EQ(odd.find('\033'), std::string::npos) << "escapes from the wire are neutralised";
-  EXPECT_NE(odd.find("UP [2J | DOWN"), std::string::npos) << odd;
+  EXPECT_NE(odd.find("UP | DOWN"), std::string::npos) << "the whole sequence goes: " << odd;
 }
 
 // ---- other results ----
@@ -668,6 +709,70 @@ TEST(LbctlTest, GapDetectionWithAPrefixUsesTopicSeq) {
   EXPECT_EQ(gaps.Observe("server/a/1", Seq(30, "server", 1000, 5)), 2u) << "3 and 4 lost";
   EXPECT_EQ(gaps.Observe("server/a/2", Seq(31, "server", 1000, 6)), 0u);
   EXPECT_EQ(gaps.Observe("server/a/1", Seq(1, "server", 2000, 1)), 0u) << "agent restarted";
+}
+
+json Heartbeat(int64_t epoch, double interval_s) {
+  return {{"type", "heartbeat"},
+          {"agent", "lb1"},
+          {"epoch", epoch},
+          {"seq", 1},
+          {"interval_s", interval_s}};
+}
+
+TEST(LbctlTest, WatchSaysWhenTheAgentWentSilentCameBackOrRestarted) {
+  using Clock = AgentLiveness::Clock;
+  const Clock::time_point t0{};
+  AgentLiveness liveness;
+  EXPECT_EQ(liveness.silence(), milliseconds(15000)) << "before a heartbeat announces one";
+  EXPECT_EQ(liveness.Idle(t0 + std::chrono::hours(1)), std::nullopt) << "nothing heard yet";
+  EXPECT_TRUE(liveness.Observe(Heartbeat(1000, 2), t0).empty());
+  EXPECT_EQ(liveness.silence(), milliseconds(6000)) << "three announced intervals";
+  EXPECT_EQ(liveness.Idle(t0 + milliseconds(5999)), std::nullopt);
+  auto silent = liveness.Idle(t0 + milliseconds(6000));
+  ASSERT_TRUE(silent.has_value());
+  EXPECT_EQ(*silent,
+            "agent lb1 silent: no event, not even a heartbeat, for 6 s (heartbeats expected "
+            "every 2 s); is lb-agent running?");
+  EXPECT_EQ(liveness.Idle(t0 + milliseconds(9000)), std::nullopt) << "said once per silence";
+  EXPECT_EQ(liveness.Observe(Heartbeat(1000, 2), t0 + milliseconds(21000)),
+            std::vector<std::string>{"agent lb1 back after 21 s of silence"});
+  EXPECT_EQ(liveness.Observe(Heartbeat(2000, 2), t0 + milliseconds(22000)),
+            std::vector<std::string>{
+                "agent lb1 restarted: epoch 1000 -> 2000 (a new process; its seq starts again)"});
+  EXPECT_TRUE(liveness.Observe(Heartbeat(2000, 2), t0 + milliseconds(23000)).empty());
+
+  AgentLiveness fixed(milliseconds(1500));
+  fixed.Observe(Heartbeat(1, 60), t0);
+  EXPECT_EQ(fixed.silence(), milliseconds(1500)) << "--silence wins over the heartbeats";
+  EXPECT_TRUE(fixed.Idle(t0 + milliseconds(1500)).has_value());
+}
+
+TEST(LbctlTest, TerminalControlsFromRemoteTextAreRemovedWhole) {
+  // CSI (ESC [ and the C1 form U+009B), OSC up to BEL or ST, other C1 controls, a lone 0x9b
+  // byte (CSI on an 8-bit terminal), line separators.
+  EXPECT_EQ(OneLine("\x1b[2J\x1b[31mred\x1b[0m"), "red");
+  EXPECT_EQ(OneLine("a\xc2\x9b"
+                    "2Jb"),
+            "ab");
+  EXPECT_EQ(OneLine("\x1b]0;evil title\x07ok"), "ok");
+  EXPECT_EQ(OneLine("\x1b]8;;http://x\x1b\\link"), "link");
+  EXPECT_EQ(OneLine("x\xc2\x85y"), "xy") << "NEL";
+  EXPECT_EQ(OneLine("x\x9b"
+                    "31my"),
+            "x\xef\xbf\xbd"
+            "31my")
+      << "not UTF-8: U+FFFD";
+  EXPECT_EQ(OneLine("a\xe2\x80\xa8"
+                    "b\tc"),
+            "a b c");
+  EXPECT_EQ(OneLine("one\r\ntwo\n"), "one | two");
+  EXPECT_EQ(OneLine("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_EQ(Printable("line 1\n\x1b[1Aline 2\r"), "line 1\nline 2 ");
+  // JSON output escapes C1 controls and line separators like json::dump escapes C0 ones.
+  EXPECT_EQ(DumpJson(json("a\xc2\x9b"
+                          "b\xe2\x80\xa9\x1b"),
+                     -1),
+            "\"a\\u009bb\\u2029\\u001b\"");
 }
 
 // ---- Run against a fake agent ----

@@ -368,7 +368,8 @@ TEST_F(ReloadPipelineTest, SameConfigTwiceIsUnchanged) {
   EXPECT_EQ(control_->reload_calls, 1);
   EXPECT_EQ(ReadFile(live_), next);
   EXPECT_EQ(TempFiles(), 0);
-  EXPECT_EQ(ListDir(settings_.agent.history_dir).size(), 1u);
+  EXPECT_EQ(ListDir(settings_.agent.history_dir).size(), 2u) << "the first apply and the file it "
+                                                                "replaced; nothing for unchanged";
 }
 
 TEST_F(ReloadPipelineTest, ExpectSha256MismatchIsConflictAndChangesNothing) {
@@ -488,12 +489,30 @@ TEST_F(ReloadPipelineTest, MissingDefaultBackendIsInvalidUnlessForced) {
   EXPECT_EQ(control_->reload_calls, 1);
 }
 
-TEST_F(ReloadPipelineTest, HistoryGetsThePreviousVersion) {
-  auto result = pipeline_->Apply(Request(Config("s1 127.0.0.1:8081")));
+// "outcome:text" of every history entry, newest first.
+std::vector<std::string> HistoryOf(const ConfigStore& store) {
+  std::vector<std::string> out;
+  for (const auto& entry : store.History())
+    out.push_back(entry.outcome + ":" + *store.ReadEntry(entry));
+  return out;
+}
+
+TEST_F(ReloadPipelineTest, HistoryKeepsThePreviousVersionAndEachApplyWithItsOutcome) {
+  const std::string next = Config("s1 127.0.0.1:8081");
+  auto result = pipeline_->Apply(Request(next));
   ASSERT_TRUE(result.ok()) << result.status().ToString();
-  auto names = ListDir(settings_.agent.history_dir);
-  ASSERT_EQ(names.size(), 1u);
-  EXPECT_EQ(ReadFile(settings_.agent.history_dir + "/" + names[0]), previous_);
+  EXPECT_EQ(HistoryOf(*store_),
+            (std::vector<std::string>{"applied:" + next, "was_live:" + previous_}));
+  // The fake answers its Nth reload with reload_results[N]: the first one succeeded.
+  control_->reload_results = {Status::Ok(),
+                              Status(ErrorCode::kReloadFailed, "new worker exited with code 1")};
+  const std::string refused = Config("s2 127.0.0.1:8082");
+  ReloadRequest request = Request(refused);
+  request.reload_only = true;
+  EXPECT_EQ(pipeline_->Apply(request).status().code(), ErrorCode::kReloadFailed);
+  EXPECT_EQ(HistoryOf(*store_),
+            (std::vector<std::string>{"rolled_back:" + refused, "applied:" + next,
+                                      "was_live:" + previous_}));
 }
 
 TEST_F(ReloadPipelineTest, ValidateChangesNothing) {
@@ -697,9 +716,8 @@ TEST_F(ReloadPipelineTest, RuntimePathChangesAWeightWithNoReload) {
   EXPECT_EQ(ReadFile(live_), next);
   EXPECT_EQ(TempFiles(), 0);
   EXPECT_FALSE(store_->ReloadInterrupted());
-  auto history = ListDir(settings_.agent.history_dir);
-  ASSERT_EQ(history.size(), 1u);
-  EXPECT_EQ(ReadFile(settings_.agent.history_dir + "/" + history[0]), previous_);
+  EXPECT_EQ(HistoryOf(*store_),
+            (std::vector<std::string>{"applied:" + next, "was_live:" + previous_}));
   EXPECT_EQ(pipeline_->counters().runtime, 1);
   EXPECT_EQ(pipeline_->counters().reload, 0);
   EXPECT_EQ(pipeline_->LastReload()["applied_via"], "runtime");

@@ -1,15 +1,21 @@
 // What lb-agent, lb-bridge and lb-controller share in main(): the command line of a daemon
-// (--config PATH, --check, --help, --version) and the way signals stop it.
+// (--config PATH, --check, --help, --version) and the signals an operator sends it.
 //
 // DESIGN of the signals: SIGTERM, SIGINT and SIGHUP are blocked in main() before any other
-// thread exists, so every thread (and every child, which resets its mask before exec) inherits
-// the mask and never sees them; one thread takes them with sigwait and asks the daemon to stop.
-// Nothing runs in a signal handler. SIGPIPE is ignored: a closed socket is an error return.
+// thread exists (DaemonSignals), so every thread (and every child, which resets its mask before
+// exec) inherits the mask and never sees them; one thread (SignalThread) takes them with
+// sigtimedwait and runs the daemon's actions there. Nothing runs in a signal handler.
+//   SIGTERM, SIGINT  stop: logged, STOPPING=1 to systemd, then the daemon's stop action.
+//   SIGHUP           never stops anything: RELOADING=1, the daemon's reload action (re-read
+//                    what can change without a restart, and say what it did), READY=1.
+// SIGPIPE is ignored: a closed socket is an error return.
 #pragma once
 
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -33,30 +39,44 @@ struct DaemonArgs {
 // on stdout), 2 after a usage error (the error, then the usage, on stderr).
 std::variant<DaemonArgs, int> ParseDaemonArgs(int argc, char** argv, const DaemonInfo& info);
 
-// Blocks the stop signals in the calling thread (call in main() before any thread starts) and
-// ignores SIGPIPE.
-class StopSignals {
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call first in main(), before any
+// thread starts: a SIGHUP during start-up is then kept for the SignalThread instead of killing
+// the daemon) and ignores SIGPIPE.
+class DaemonSignals {
  public:
-  StopSignals();
-  // Waits for a stop signal; returns it.
-  int Wait() const;
+  DaemonSignals();
+  // Waits up to `timeout` for one of the three; returns it, or 0 when none came.
+  int Wait(std::chrono::milliseconds timeout) const;
 
  private:
   sigset_t set_;
 };
 
-// A thread that waits for a stop signal, logs it ("received Terminated") and sets `stop`. When
-// the daemon ends on its own first, the destructor wakes the thread and joins it.
-class StopOnSignal {
+// What the SignalThread runs, on its own thread. Each may be empty.
+struct SignalActions {
+  // SIGTERM or SIGINT, once (after "received Terminated" is logged and STOPPING=1 sent); the
+  // thread ends after it.
+  std::function<void()> stop;
+  // Each SIGHUP, between RELOADING=1 and READY=1; returns what it did, for systemd's STATUS=.
+  std::function<std::string()> reload;
+  // About once a second while no signal comes (a watchdog ping, lb-bridge).
+  std::function<void()> tick;
+};
+
+class SignalThread {
  public:
-  StopOnSignal(const StopSignals& signals, std::atomic<bool>& stop);
-  ~StopOnSignal();
-  StopOnSignal(const StopOnSignal&) = delete;
-  StopOnSignal& operator=(const StopOnSignal&) = delete;
+  SignalThread(const DaemonSignals& signals, SignalActions actions);
+  // When the daemon ends on its own first (a socket it could not bind), wakes the thread, which
+  // ends without running `stop`, and joins it.
+  ~SignalThread();
+  SignalThread(const SignalThread&) = delete;
+  SignalThread& operator=(const SignalThread&) = delete;
 
  private:
-  std::atomic<bool>& stop_;
-  std::atomic<bool> signalled_{false};
+  const DaemonSignals& signals_;
+  SignalActions actions_;
+  std::atomic<bool> ending_{false};
+  std::atomic<bool> finished_{false};
   std::thread thread_;
 };
 

@@ -1,6 +1,6 @@
 // Files as the daemons read and write them: a small file read whole under a size limit, a file
-// replaced atomically, a file created exclusively, and the one conversion of an OS error into a
-// Status. Every lb-agent component reads and writes files through here.
+// replaced atomically, a file created exclusively, a lock file, and the one conversion of an OS
+// error into a Status. Every lb-agent component reads and writes files through here.
 //
 // Errors are kInternal (the caller may re-label them, e.g. a settings file that cannot be read is
 // a usage error for the daemon that was given it) with the OS's words after the path, LevelDB's
@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,5 +60,29 @@ proto::Status FsyncDir(const std::string& dir);
 // never touched: kBadRequest "<path> already exists" (a usage error: the caller named it). Any
 // other failure is an OsError and leaves no file behind.
 proto::Status WriteNewFile(const std::string& path, std::string_view text, mode_t mode);
+
+// A file that holds secrets (bearer tokens): it exists, is a regular file and is not readable
+// by other users (mode & 0004), checked without reading it. kBadRequest "<path>: <problem>"
+// naming the fix.
+proto::Status CheckSecretFile(const std::string& path);
+
+// An exclusive flock(2) on a lock file, held while the object lives and by nobody else: one
+// daemon per lock file. The file (created with `mode` when missing) holds the holder's pid, for
+// the message another process gets. The descriptor is O_CLOEXEC: children never hold the lock.
+class ExclusiveLock {
+ public:
+  // kConflict "<path> is held by pid N" (details {"pid": N}, when known) while another process
+  // holds it; an OsError when the file cannot be opened. A lock file that exists on a read-only
+  // filesystem is still locked (flock needs no write access).
+  static proto::Result<std::unique_ptr<ExclusiveLock>> Acquire(const std::string& path,
+                                                               mode_t mode = 0644);
+  ~ExclusiveLock();  // releases the lock (the file stays)
+  ExclusiveLock(const ExclusiveLock&) = delete;
+  ExclusiveLock& operator=(const ExclusiveLock&) = delete;
+
+ private:
+  explicit ExclusiveLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 }  // namespace lb::common

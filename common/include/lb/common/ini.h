@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lb/proto/status.h"
 
@@ -25,5 +26,20 @@ using IniFile = std::map<std::string, std::map<std::string, IniValue>>;
 // each section header.
 proto::Result<IniFile> ParseIni(std::string_view text, const std::string& origin,
                                 std::map<std::string, int>* section_lines = nullptr);
+
+// "[section] key" -> value, for every key a settings file sets.
+std::map<std::string, std::string> IniValues(const IniFile& ini);
+
+// What a re-read of a settings file (SIGHUP) changed: the keys whose value differs between `before`
+// and `after` (set, changed or removed), in order, except those in `applied_live` (the keys a
+// re-read applies without a restart).
+// ChangedKeys as one line for a log field and systemd's STATUS= ("[lb-agent] port, [fleet] x"),
+// "" when nothing waits for a restart.
+std::string RestartNeeded(const std::map<std::string, std::string>& before,
+                          const std::map<std::string, std::string>& after,
+                          const std::vector<std::string>& applied_live);
+std::vector<std::string> ChangedKeys(const std::map<std::string, std::string>& before,
+                                     const std::map<std::string, std::string>& after,
+                                     const std::vector<std::string>& applied_live);
 
 }  // namespace lb::common

@@ -8,11 +8,13 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
 #include "lb/common/ini.h"
+#include "lb/common/log.h"
 #include "lb/proto/status.h"
 
 namespace lb::common {
@@ -77,6 +79,17 @@ IniSetter<T> SecondsKey(F field) {
 template <typename T, typename F>
 IniSetter<T> BoolKey(F field) {
   return [field](const std::string& v, T* s) { return ParseIniBool(v, field(s)); };
+}
+
+// error, warning, info or debug (log.h).
+template <typename T, typename F>
+IniSetter<T> LogLevelKey(F field) {
+  return [field](const std::string& v, T* s) {
+    std::optional<LogLevel> level = ParseLogLevel(v);
+    if (!level) return std::string("expected error, warning, info or debug");
+    *field(s) = *level;
+    return std::string();
+  };
 }
 
 // Parses `text` and applies `schema` to *out. An unknown section or key, or a value a row

@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "lb/common/log.h"
 #include "lb/proto/status.h"
 
 namespace lb::common {
@@ -76,9 +78,10 @@ struct HaproxySettings {
   std::chrono::milliseconds validate_timeout{15000};
   std::chrono::milliseconds reload_timeout{15000};
   bool stats_via_master = true;
-  // Managed mode: stop haproxy when the agent exits cleanly (SIGTERM/SIGINT). An agent that
-  // crashes never takes haproxy down; the next agent adopts the running master.
-  bool stop_haproxy_on_exit = true;
+  // Managed mode: stop haproxy when the agent exits cleanly (SIGTERM/SIGINT). Off by default:
+  // an agent restart (an upgrade, a settings change) must not interrupt traffic; the next agent
+  // adopts the running master. An agent that crashes never takes haproxy down either way.
+  bool stop_haproxy_on_exit = false;
   bool save_server_state = true;
   // A config that changes only server lines (add, remove, address, weight, disabled) is applied
   // through haproxy's runtime API with no reload, when the result is provably what a reload of
@@ -161,6 +164,12 @@ struct SecuritySettings {
 
 struct Settings {
   std::string path;  // the file it was read from
+  // [lb-agent] log_level: lines below it are not logged (lb-agent and lb-bridge). SIGHUP
+  // applies a new value without a restart.
+  LogLevel log_level = LogLevel::kInfo;
+  // "[section] key" -> value as the file sets it, so that a re-read (SIGHUP) can say which
+  // changed keys only a restart applies.
+  std::map<std::string, std::string> file_values;
   BridgeSettings bridge;
   AgentSettings agent;
   HaproxySettings haproxy;
@@ -171,6 +180,12 @@ struct Settings {
 // Reads and validates `path`. Errors are one line: "<path>:<line>: [<section>] <key>: <problem>".
 // Relative paths inside the file are resolved against the file's directory.
 proto::Result<Settings> LoadSettings(const std::string& path);
+// What lb-bridge reads from `settings` and would refuse to start with, checked without
+// reading any secret (for `lb-agent --check`, which may run as another user): the tokens file
+// exists, is a regular file and is not readable by others; the bridge's CURVE key and TLS files
+// exist. One line per problem, naming the key; empty when all is well.
+std::vector<std::string> CheckBridgeFiles(const Settings& settings);
+
 // Same, from text (for tests); `origin` names it in errors, `base_dir` resolves relative paths.
 proto::Result<Settings> ParseSettings(std::string_view text, const std::string& origin,
                                       const std::string& base_dir);

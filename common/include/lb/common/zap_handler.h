@@ -6,10 +6,10 @@
 // DESIGN: one thread of its own owns a REP socket bound to inproc://zeromq.zap.01. For each
 // handshake it answers 200 (with the client's Z85 key as the user id, which the server socket
 // reports as the message property "User-Id") when the key is in the allow-list, 400 otherwise.
-// The allow-list is re-read, at most once a second, when the file or directory changed; a list
-// that fails to load keeps the previous one and is logged. Refusals are logged at most once a
-// second. Must be started before the first server socket of the context binds (a handshake
-// without a handler fails), and destroyed before the context.
+// The allow-list is re-read, at most once a second, when the file or directory changed, and at
+// once by Reload(); a list that fails to load keeps the previous one and is logged. Refusals are
+// logged at most once a second. Must be started before the first server socket of the context binds
+// (a handshake without a handler fails), and destroyed before the context.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +41,10 @@ class ZapHandler {
   ~ZapHandler();  // stops and joins the thread
   ZapHandler(const ZapHandler&) = delete;
   ZapHandler& operator=(const ZapHandler&) = delete;
+
+  // Re-reads the allow-list now, changed or not (SIGHUP): the number of keys it holds, or why it
+  // could not be read (the previous list stays). Thread-safe.
+  proto::Result<std::size_t> Reload();
 
   // Handshakes accepted and refused so far. Thread-safe.
   uint64_t accepted() const;
