@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -38,6 +39,29 @@ class BridgeTest : public ::testing::Test {
   AgentFixture agent_;
   int frontend_ = 0;
 };
+
+// Log injection (issue 14): a remote client without a token writes a line break into the URL;
+// the bridge's log line quotes it escaped, so no line of the log is the client's.
+TEST_F(BridgeTest, ALineBreakInTheUrlCannotForgeALogLine) {
+  httplib::Client client = Client();
+  auto res = client.Get(
+      "/getBackends%0ats=2020-01-01T00:00:00Z%20level=error%20msg=forged"
+      "%0d%0als=2020");
+  ASSERT_TRUE(res) << "no answer";
+  EXPECT_TRUE(res->status == 404 || res->status == 400) << res->status;
+  const std::string log = ReadFile(agent_.dir().File("bridge.log"));
+  ASSERT_TRUE(WaitFor(
+      [&] { return ReadFile(agent_.dir().File("bridge.log")).find("forged") != std::string::npos; },
+      milliseconds(5000)))
+      << "the request was not logged:\n"
+      << log;
+  std::istringstream lines(ReadFile(agent_.dir().File("bridge.log")));
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_NE(line.rfind("ts=2020", 0), 0u) << "forged line: " << line;
+    EXPECT_NE(line.rfind("ls=2020", 0), 0u) << "forged line: " << line;
+    EXPECT_EQ(line.find('\r'), std::string::npos) << line;
+  }
+}
 
 TEST_F(BridgeTest, ReloadHaproxySendsTrafficToTheNewServers) {
   auto client = Client();

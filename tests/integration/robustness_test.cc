@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <sstream>
 
 #include "harness.h"
 
@@ -84,6 +85,24 @@ TEST_F(RobustnessTest, OversizedConfigIsTooLargeAndChangesNothing) {
   EXPECT_EQ(AgentRaw(agent_.endpoint(), frame, milliseconds(1000)), "");
   EXPECT_EQ(ReadFile(agent_.config_path()), before);
   EXPECT_TRUE(agent_.Ok("ping")["pong"]);
+}
+
+// Log injection (issue 14): a line break in `cmd` and in `id` is escaped in the agent's log
+// line, so a client cannot write a line of its own into the log.
+TEST_F(RobustnessTest, ALineBreakInACommandCannotForgeALogLine) {
+  const std::string forged = "ts=2020-01-01T00:00:00Z level=error prog=lb-agent msg=forged";
+  const std::string frame = proto::EncodeMsgpack(
+      json{{"v", 1}, {"id", "x\n" + forged}, {"cmd", "nope\n" + forged + "\r\x1b[2J"}});
+  EXPECT_EQ(RawErrorCode(frame), "unknown_command");
+  ASSERT_TRUE(WaitFor([&] { return agent_.AgentLog().find("forged") != std::string::npos; },
+                      milliseconds(5000)))
+      << "the request was not logged:\n"
+      << agent_.AgentLog();
+  std::istringstream lines(agent_.AgentLog());
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_NE(line.rfind("ts=2020", 0), 0u) << "forged line: " << line;
+    EXPECT_EQ(line.find_first_of("\r\x1b"), std::string::npos) << "raw control in: " << line;
+  }
 }
 
 TEST_F(RobustnessTest, MemoryStaysFlatUnderBadInput) {

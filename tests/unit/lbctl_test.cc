@@ -26,6 +26,7 @@
 #include "events.h"
 #include "fake_agent.h"
 #include "lb/common/curve_socket.h"
+#include "lb/proto/backends.h"
 #include "lb/proto/codec.h"
 #include "lbctl_run.h"
 #include "output.h"
@@ -835,6 +836,41 @@ TEST(LbctlTest, RunAcceptsAnErrorReplyWithoutId) {
   RunOutput r = RunLbctl({"--agent", agent.endpoint(), "validate", "-"}, {}, "x");
   EXPECT_EQ(r.code, kExitRefused) << r.err;
   EXPECT_EQ(r.err, "lbctl: too_large: message too big\n");
+}
+
+// Terminal control (issue 14): a backend controls its health-check text, which reaches the
+// operator's terminal through `lbctl status`: CSI in its C1 form, OSC, ESC and BEL arrive
+// nowhere, in the table or in --json.
+TEST(LbctlTest, StatusPrintsNoTerminalControlABackendWrote) {
+  FakeAgent agent([](const proto::Request& request) {
+    proto::ServerStatus server;
+    server.name = "web1";
+    server.address = "10.0.0.1:80";
+    server.status = "DOWN";
+    server.check_status = "L7STS";
+    server.last_chk =
+        "bad \xc2\x9b"
+        "2J\x1b]0;owned\x07 \x1b[31mred\x07 \x9b";
+    proto::BackendStatus backend{"scaling_nodes", "DOWN", {server}};
+    return proto::EncodeOkReply(request.id, json{{"backends", json::array({ToJson(backend)})}});
+  });
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--agent", agent.endpoint(), "status"},
+        std::vector<std::string>{"--agent", agent.endpoint(), "status", "--json"}}) {
+    RunOutput r = RunLbctl(args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    SCOPED_TRACE(r.out);
+    EXPECT_NE(r.out.find("web1"), std::string::npos);
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos);
+    EXPECT_EQ(r.out.find('\x07'), std::string::npos);
+    EXPECT_EQ(r.out.find("\xc2\x9b"), std::string::npos);
+    // The table drops an OSC sequence whole; --json keeps its text with the controls escaped.
+    if (args.back() == "status") {
+      EXPECT_EQ(r.out.find("owned"), std::string::npos) << "an OSC title was kept";
+    } else {
+      EXPECT_NE(r.out.find("\\u001b]0;owned\\u0007"), std::string::npos);
+    }
+  }
 }
 
 TEST(LbctlTest, RunExitsThreeWhenTheAgentDoesNotAnswer) {
