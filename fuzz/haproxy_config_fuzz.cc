@@ -15,13 +15,13 @@
 // absolute path (or left empty when built from an environment variable); when the policy
 // accepts the config, every path it judged lies under the allowed directory; and haproxy's
 // message about any line of it, reduced, never quotes a line of another file.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
-#include <algorithm>
 
 #include "config_lint.h"
 #include "config_paths.h"
