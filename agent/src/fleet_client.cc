@@ -204,6 +204,9 @@ Status FleetClient::Start() {
   if (loaded.ok()) {
     state_.Restore(*loaded);
     saved_ = *loaded;
+    if (loaded->last_ack && loaded->last_ack->version == loaded->applied_version) {
+      recovered_ack_ = loaded->last_ack;
+    }
   } else {
     Log(": state file ignored, starting from version 0: " + loaded.status().message());
   }
@@ -550,9 +553,11 @@ void FleetClient::Complete(Completion done) {
     outcome_text = "refused (" + std::string(proto::ErrorCodeName(done.status.code())) + ": " +
                    OneLine(done.status.message()) + ")";
   }
-  // On disk before the controller hears of it.
+  // On disk before the controller hears of it, the ack with it: killed in between, the agent
+  // sends it again after its restart (SendHello).
+  ack.agent = settings_.agent.agent_id;
   state_.PushCompleted(done.controller, done.version);
-  SaveState();
+  SaveState(&ack);
   SendAck(ack);
   std::string notes;
   if (done.cmd == "status") notes += done.cmd;
@@ -572,6 +577,15 @@ void FleetClient::SendHello(bool periodic) {
   hello.synced_version = state_.synced_version();
   hello.completed_version = state_.completed_version();
   hello.hello_interval_ms = settings_.fleet.hello_interval.count();
+  if (recovered_ack_) {
+    // The ack of the last push processed before a restart, which may never have left: the
+    // controller hears the outcome before the hello (one connection keeps their order), so a
+    // push waiting for it is decided by what happened rather than counted as not applied.
+    Log(": ack v" + std::to_string(recovered_ack_->version) + " (" + recovered_ack_->outcome +
+        ") sent again: it was written before the restart and may not have reached " +
+        settings_.fleet.controller_router);
+    SendAck(*std::exchange(recovered_ack_, std::nullopt));
+  }
   state_.HelloSent(Clock::now());
   quiet_answer_ = periodic;
   std::string payload = proto::EncodeMsgpack(proto::EncodeHello(hello));
@@ -616,10 +630,16 @@ void FleetClient::SendConflictAck(uint64_t version, const std::string& error) {
   SendAck(ack);
 }
 
-void FleetClient::SaveState() {
+void FleetClient::SaveState(const proto::FleetAck* ack) {
   FleetPersisted now = state_.ToPersisted();
+  // The ack kept is the one of the version the file records.
+  if (ack != nullptr && ack->version == now.applied_version) {
+    now.last_ack = *ack;
+  } else if (saved_ && saved_->last_ack && saved_->last_ack->version == now.applied_version) {
+    now.last_ack = saved_->last_ack;
+  }
   if (saved_ && saved_->applied_version == now.applied_version &&
-      saved_->controller == now.controller) {
+      saved_->controller == now.controller && ack == nullptr) {
     return;
   }
   if (Status s = SaveFleetState(settings_.fleet.state_file, now); !s.ok()) {

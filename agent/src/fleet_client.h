@@ -111,7 +111,9 @@ class FleetClient {
   void SendHello(bool periodic);
   void SendAck(proto::FleetAck ack);  // fills in the agent id
   void SendConflictAck(uint64_t version, const std::string& error);
-  void SaveState();
+  // Writes the state file when it changed; `ack`: the ack of the push just completed, kept in
+  // the file with its version.
+  void SaveState(const proto::FleetAck* ack = nullptr);
   void LogSwitch(const FleetState::Admission& admission);
   void UpdateSnapshot();
 
@@ -131,7 +133,9 @@ class FleetClient {
   bool outage_logged_ = false;           // the current outage was logged
   bool quiet_answer_ = false;            // the outstanding hello is a periodic one
   std::optional<FleetPersisted> saved_;  // what the state file holds
-  std::shared_ptr<Mailbox> mailbox_;     // shared with the reply callbacks, which may outlive us
+  // The state file's last ack, sent again before the first hello after a restart.
+  std::optional<proto::FleetAck> recovered_ack_;
+  std::shared_ptr<Mailbox> mailbox_;  // shared with the reply callbacks, which may outlive us
   std::unique_ptr<WorkPool> status_pool_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};

@@ -25,10 +25,13 @@ Result<uint64_t> UnsignedField(const json& body, const char* key) {
                 std::string("\"") + key + "\" must be an unsigned integer, got " + it->type_name());
 }
 
+// An error message is cut to this in the state file, which is read with a 64 KiB limit.
+constexpr std::size_t kMaxPersistedErrorBytes = 2048;
+
 }  // namespace
 
 Result<FleetPersisted> LoadFleetState(const std::string& path) {
-  // {"v", "applied_version", "controller"}: a few dozen bytes.
+  // {"v", "applied_version", "controller", "last_ack"}: well under 4 KiB.
   auto text = common::ReadSmallFileIfExists(path, 64 * 1024);
   if (!text.ok()) return text.status();
   if (!text->has_value()) return FleetPersisted{};
@@ -46,6 +49,13 @@ Result<FleetPersisted> LoadFleetState(const std::string& path) {
     }
     out.controller = c->get<std::string>();
   }
+  if (auto a = doc.find("last_ack"); a != doc.end() && !a->is_null()) {
+    auto ack = proto::ParseAck(*a);
+    if (!ack.ok()) {
+      return Status(ErrorCode::kInternal, path + ": \"last_ack\": " + ack.status().message());
+    }
+    out.last_ack = std::move(*ack);
+  }
   return out;
 }
 
@@ -58,6 +68,15 @@ Status SaveFleetState(const std::string& path, const FleetPersisted& state) {
   }
   json doc = {
       {"v", 1}, {"applied_version", state.applied_version}, {"controller", state.controller}};
+  if (state.last_ack) {
+    proto::FleetAck ack = *state.last_ack;
+    ack.result = nullptr;  // the reload's details stay in the agent's history
+    if (ack.error && ack.error->message.size() > kMaxPersistedErrorBytes) {
+      ack.error->message.resize(kMaxPersistedErrorBytes);
+      ack.error->message += "...";
+    }
+    doc["last_ack"] = proto::EncodeAck(ack);
+  }
   return common::WriteFileAtomically(path, doc.dump() + "\n");
 }
 
@@ -82,7 +101,9 @@ void FleetState::Restore(const FleetPersisted& persisted) {
   applied_version_ = synced_version_ = completed_version_ = persisted.applied_version;
 }
 
-FleetPersisted FleetState::ToPersisted() const { return {completed_version_, followed_}; }
+FleetPersisted FleetState::ToPersisted() const {
+  return {completed_version_, followed_, std::nullopt};
+}
 
 bool FleetState::Matches(const FleetTarget& target) const {
   return proto::TargetMatches(target, agent_id_, groups_);

@@ -42,10 +42,14 @@ using proto::FleetUptodate;
 struct FleetPersisted {
   uint64_t applied_version = 0;  // the newest push whose processing ended
   std::string controller;        // the controller it came from ("" before the first)
+  // The ack of that push (without its "result"), written before it is sent: an agent killed
+  // between the two sends it again after its restart, so that the controller learns the
+  // outcome rather than guessing it from the hello.
+  std::optional<proto::FleetAck> last_ack;
 };
 // Reads the state file. A missing file is the zero state. A file that cannot be read or is not
-// {"applied_version": <uint>, "controller": <str>} is an error naming the file and the problem;
-// the caller logs it and starts from the zero state.
+// {"applied_version": <uint>, "controller": <str>, "last_ack"?: <ack>} is an error naming the file
+// and the problem; the caller logs it and starts from the zero state.
 proto::Result<FleetPersisted> LoadFleetState(const std::string& path);
 // Writes the state file atomically (temp file, fsync, rename), creating its directory when
 // missing. Errors are `internal` with the OS's words.

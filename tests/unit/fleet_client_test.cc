@@ -105,7 +105,7 @@ TEST_F(FleetStateTest, IgnoresDuplicateAndStaleVersions) {
 TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
   test_util::TempDir dir;
   const std::string path = dir.File("sub/dir/fleet-state.json");  // parents created
-  ASSERT_TRUE(SaveFleetState(path, {42, "ctl-1"}).ok());
+  ASSERT_TRUE(SaveFleetState(path, {42, "ctl-1", std::nullopt}).ok());
   auto loaded = LoadFleetState(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->applied_version, 42u);
@@ -120,6 +120,39 @@ TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
             FleetState::PushAction::kProcess);
 }
 
+TEST_F(FleetStateTest, LastAckSurvivesSaveAndLoadWithoutItsResultAndWithItsErrorCut) {
+  test_util::TempDir dir;
+  const std::string path = dir.File("fleet-state.json");
+  proto::FleetAck ack;
+  ack.agent = "lb-1";
+  ack.version = 9;
+  ack.outcome = "refused";
+  ack.error = proto::FleetError{"invalid_config", std::string(100 * 1024, 'x')};
+  ack.sha256 = "abc";
+  ack.total_ms = 12;
+  ack.result = {{"big", std::string(10000, 'y')}};
+  ASSERT_TRUE(SaveFleetState(path, {9, "ctl-1", ack}).ok());
+  auto loaded = LoadFleetState(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_TRUE(loaded->last_ack.has_value());
+  EXPECT_EQ(loaded->last_ack->agent, "lb-1");
+  EXPECT_EQ(loaded->last_ack->version, 9u);
+  EXPECT_EQ(loaded->last_ack->outcome, "refused");
+  EXPECT_EQ(loaded->last_ack->sha256, "abc");
+  EXPECT_EQ(loaded->last_ack->total_ms, 12);
+  EXPECT_TRUE(loaded->last_ack->result.is_null()) << loaded->last_ack->result.dump();
+  ASSERT_TRUE(loaded->last_ack->error.has_value());
+  EXPECT_EQ(loaded->last_ack->error->code, "invalid_config");
+  EXPECT_LT(loaded->last_ack->error->message.size(), 4096u);
+  EXPECT_EQ(loaded->last_ack->error->message.substr(0, 10), std::string(10, 'x'));
+
+  // Saved without one, there is none.
+  ASSERT_TRUE(SaveFleetState(path, {9, "ctl-1", std::nullopt}).ok());
+  loaded = LoadFleetState(path);
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_FALSE(loaded->last_ack.has_value());
+}
+
 TEST_F(FleetStateTest, MissingStateFileIsVersionZeroAndCorruptOneIsAnError) {
   test_util::TempDir dir;
   auto missing = LoadFleetState(dir.File("none.json"));
@@ -129,7 +162,11 @@ TEST_F(FleetStateTest, MissingStateFileIsVersionZeroAndCorruptOneIsAnError) {
 
   for (const char* text :
        {"not json", "[1,2]", "{\"applied_version\": -3}", "{\"applied_version\": \"7\"}",
-        "{\"controller\": \"c\"}", "{\"applied_version\": 3, \"controller\": 5}", ""}) {
+        "{\"controller\": \"c\"}", "{\"applied_version\": 3, \"controller\": 5}",
+        "{\"applied_version\": 3, \"controller\": \"c\", \"last_ack\": 7}",
+        "{\"applied_version\": 3, \"controller\": \"c\", \"last_ack\": {\"v\": 1, \"type\": "
+        "\"ack\", \"agent\": \"a\", \"version\": 3, \"outcome\": \"maybe\"}}",
+        ""}) {
     const std::string path = dir.File("corrupt.json");
     test_util::WriteFile(path, text);
     auto loaded = LoadFleetState(path);
@@ -183,7 +220,7 @@ TEST_F(FleetStateTest, TakesOverAfterSilenceWithVersionsFromZero) {
 }
 
 TEST_F(FleetStateTest, StandbyWithTheSameIdKeepsVersions) {
-  state_.Restore({7, "ctl-1"});
+  state_.Restore({7, "ctl-1", std::nullopt});
   state_.OnSocketsCreated(t0_);
   auto b = state_.OnBeacon({"ctl-1", 7}, At(10000));  // long silence, same id
   EXPECT_TRUE(b.admission.accepted);
@@ -193,7 +230,7 @@ TEST_F(FleetStateTest, StandbyWithTheSameIdKeepsVersions) {
 }
 
 TEST_F(FleetStateTest, RestoredControllerThatIsNeverHeardIsReplaced) {
-  state_.Restore({7, "ctl-old"});
+  state_.Restore({7, "ctl-old", std::nullopt});
   auto b = state_.OnBeacon({"ctl-new", 2}, At(0));
   EXPECT_TRUE(b.admission.accepted);
   EXPECT_TRUE(b.admission.switched);
@@ -529,6 +566,11 @@ TEST_F(FleetClientTest, HelloOnConnectAnsweredWithSnapshotIsAppliedAndAcked) {
   ASSERT_TRUE(saved.ok());
   EXPECT_EQ(saved->applied_version, 3u);
   EXPECT_EQ(saved->controller, "ctl-1");
+  // The ack is on disk with its version (sent again should the agent die before it left).
+  ASSERT_TRUE(saved->last_ack.has_value());
+  EXPECT_EQ(saved->last_ack->version, 3u);
+  EXPECT_EQ(saved->last_ack->outcome, "applied");
+  EXPECT_EQ(saved->last_ack->agent, "lb-1");
   json info = client_->Info();
   EXPECT_EQ(info["applied_version"], 3);
   EXPECT_EQ(info["controller"], "ctl-1");
@@ -654,12 +696,48 @@ TEST_F(FleetClientTest, SilentControllerMeansReconnectAndHelloAgain) {
 }
 
 TEST_F(FleetClientTest, RestartKeepsAppliedVersion) {
-  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1"}).ok());
+  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", std::nullopt}).ok());
   StartClient();
   auto hello = controller_.Expect("hello", false);
   ASSERT_TRUE(hello);
   EXPECT_EQ(hello->body["applied_version"], 11);
   EXPECT_EQ(client_->Info()["applied_version"], 11);
+}
+
+// Killed after the state file recorded a push's outcome but before its ack left: after the
+// restart the controller gets that ack first, then the hello, on the same connection.
+TEST_F(FleetClientTest, AckWrittenBeforeARestartIsSentAgainBeforeTheFirstHello) {
+  proto::FleetAck ack;
+  ack.agent = "lb-1";
+  ack.version = 11;
+  ack.outcome = "applied";
+  ack.sha256 = "live-sha";
+  ack.total_ms = 40;
+  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", ack}).ok());
+  StartClient();
+  auto first = controller_.Next(kWait);
+  ASSERT_TRUE(first) << "the agent sent nothing";
+  EXPECT_EQ(first->body.value("type", ""), "ack") << first->body.dump();
+  EXPECT_EQ(first->body["version"], 11);
+  EXPECT_EQ(first->body["outcome"], "applied");
+  EXPECT_EQ(first->body["agent"], "lb-1");
+  auto hello = controller_.Expect("hello", false);
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->body["applied_version"], 11);
+}
+
+// An ack of an older version than the file's (a file from before this agent version, or from a
+// push of another controller) is not sent again.
+TEST_F(FleetClientTest, AckOfAnotherVersionThanTheFilesIsNotSentAgain) {
+  proto::FleetAck ack;
+  ack.agent = "lb-1";
+  ack.version = 10;
+  ack.outcome = "applied";
+  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", ack}).ok());
+  StartClient();
+  auto first = controller_.Next(kWait);
+  ASSERT_TRUE(first) << "the agent sent nothing";
+  EXPECT_EQ(first->body.value("type", ""), "hello") << first->body.dump();
 }
 
 TEST_F(FleetClientTest, CorruptStateFileStartsFromZero) {
