@@ -18,8 +18,12 @@
 // And what CURVE (SECURITY.md) adds:
 //   status   the same `status` with the command socket a CURVE server (encryption per message)
 //   connect  a new connection + `ping`, as each lbctl run does: plaintext vs CURVE handshake
-// Usage: lb-bench [--agent PATH] [--haproxy PATH] [--iterations N]
-//                 [--only core|runtime|events|curve]
+// And the HTTP side (lb-bridge in front of the same agent, 3 servers):
+//   status  agent `status` over ZeroMQ: one client (p50) and 64 clients at once (req/s, p99)
+//   http    POST /getBackends on one kept-alive connection (p50), and 64 connections at once
+//           driven by wrk (Debian's), each next to raw `show stat` and to the ZeroMQ figures
+// Usage: lb-bench [--agent PATH] [--bridge PATH] [--haproxy PATH] [--iterations N]
+//                 [--only core|runtime|events|curve|http]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -128,7 +132,7 @@ class Agent {
     // `status` and `reload` are measured on one kept connection (requests, not connects);
     // ConnectAndPing measures a new connection.
     lb::client::CommandClientOptions options = ClientOptions(milliseconds(30000));
-    options.keep_connection = true;
+    options.keep_connections = 1;
     client_ = std::make_unique<lb::client::CommandClient>(ctx_, options);
     const auto deadline = Clock::now() + std::chrono::seconds(20);
     while (true) {
@@ -175,6 +179,204 @@ class Agent {
   zmq::context_t ctx_;
   std::unique_ptr<lb::client::CommandClient> client_;
 };
+
+// ---------------------------------------------------------------------------------------------
+// HTTP: lb-bridge next to the agent's own socket.
+
+// One kept-alive HTTP/1.1 connection to 127.0.0.1:port; Post() sends a request and reads the
+// whole response (Content-Length or chunked is what the bridge sends; only Content-Length here).
+class HttpConnection {
+ public:
+  explicit HttpConnection(int port) : port_(port) { Connect(); }
+  ~HttpConnection() { close(fd_); }
+  // The response's status code. A response that says "Connection: close" (the bridge closes a
+  // connection after its keep-alive request count) makes the next request reconnect.
+  int Post(const std::string& path) {
+    if (fd_ < 0) Connect();
+    const std::string request = "POST " + path +
+                                " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
+                                "Connection: keep-alive\r\n\r\n";
+    if (write(fd_, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+      Die("write to the bridge failed");
+    }
+    std::string in;
+    std::size_t head_end = std::string::npos;
+    std::size_t length = 0;
+    bool last = false;
+    char buf[16384];
+    while (true) {
+      if (head_end != std::string::npos && in.size() >= head_end + 4 + length) break;
+      ssize_t n = read(fd_, buf, sizeof buf);
+      if (n <= 0) Die("the bridge closed the kept-alive connection or did not answer in 10 s");
+      in.append(buf, static_cast<std::size_t>(n));
+      if (head_end == std::string::npos && (head_end = in.find("\r\n\r\n")) != std::string::npos) {
+        std::string head = in.substr(0, head_end);
+        for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        auto at = head.find("content-length:");
+        if (at == std::string::npos) Die("a bridge response without Content-Length");
+        length = std::stoul(head.substr(at + 15));
+        last = head.find("connection: close") != std::string::npos;
+      }
+    }
+    if (last) {
+      close(fd_);
+      fd_ = -1;
+    }
+    return std::stoi(in.substr(9, 3));
+  }
+
+ private:
+  void Connect() {
+    const int port = port_;
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{10, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      Die("cannot connect to the bridge on port " + std::to_string(port));
+    }
+  }
+
+  int port_;
+  int fd_ = -1;
+};
+
+// `wrk` with 64 connections for `seconds` on POST /getBackends: {req/s, p99 ms}.
+std::pair<double, double> Wrk(int port, const std::string& dir, int seconds) {
+  const std::string script = dir + "/post.lua";
+  std::ofstream(script) << "wrk.method = \"POST\"\n";
+  const std::string out = dir + "/wrk.out";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    const std::string d = std::to_string(seconds) + "s";
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/getBackends";
+    execlp("wrk", "wrk", "-t2", "-c64", ("-d" + d).c_str(), "--latency", "-s", script.c_str(),
+           url.c_str(), nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::ifstream in(out);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    Die("wrk failed (scripts/deps installs it):\n" + text);
+  }
+  if (text.find("Non-2xx") != std::string::npos ||
+      text.find("Socket errors") != std::string::npos) {
+    Die("wrk saw errors:\n" + text);
+  }
+  auto number_after = [&](const std::string& key) {
+    auto at = text.find(key);
+    if (at == std::string::npos) Die("no \"" + key + "\" in wrk's output:\n" + text);
+    std::istringstream rest(text.substr(at + key.size()));
+    double value = 0;
+    std::string unit;
+    rest >> value >> unit;  // "99%   12.34ms" or "Requests/sec:  12345.67"
+    if (unit.rfind("us", 0) == 0) value /= 1000;
+    if (unit.rfind("s", 0) == 0) value *= 1000;
+    return value;
+  };
+  return {number_after("Requests/sec:"), number_after(" 99%")};
+}
+
+void HttpBenchmarks(const std::string& agent_bin, const std::string& bridge_bin,
+                    const std::string& haproxy, int iterations) {
+  char tmpl[] = "/tmp/lb-bench.XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  Agent agent(agent_bin, haproxy, dir, Config(FreePort(), 3, dir, 0));
+  const int port = FreePort();
+  {
+    std::ifstream in(dir + "/lb-agent.cfg");
+    std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    cfg.replace(cfg.find("[lb-agent]\n"), 11,
+                "[lb-agent]\nhost = 127.0.0.1\nport = " + std::to_string(port) + "\n");
+    std::ofstream(dir + "/lb-bridge.cfg") << cfg;
+  }
+  pid_t bridge = fork();
+  if (bridge == 0) {
+    int log = ::open((dir + "/bridge.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(log, 2);
+    dup2(log, 1);
+    execl(bridge_bin.c_str(), bridge_bin.c_str(), "--config", (dir + "/lb-bridge.cfg").c_str(),
+          nullptr);
+    _exit(127);
+  }
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (true) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    if (up) break;
+    if (Clock::now() > deadline) Die("lb-bridge did not start; see " + dir + "/bridge.log");
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+
+  lb::agent::SocketOptions o;
+  const int n = iterations * 25;
+  Stats floor = Measure(n, [&] {
+    auto csv = lb::agent::HaproxyCommand(agent.master(), "@1 show stat", o);
+    if (!csv.ok() || !lb::agent::ParseShowStat(*csv).ok()) Die("raw show stat failed");
+  });
+  Stats zmq1 = Measure(n, [&] { agent.Call("status", json::object()); });
+  HttpConnection http(port);
+  Stats http1 = Measure(n, [&] {
+    if (http.Post("/getBackends") != 200) Die("POST /getBackends did not answer 200");
+  });
+
+  // 64 ZeroMQ clients at once, each on its own kept connection, for 5 s.
+  const auto seconds = std::chrono::seconds(5);
+  std::vector<std::vector<double>> per(64);
+  std::vector<std::thread> threads;
+  zmq::context_t ctx;
+  const auto stop = Clock::now() + seconds;
+  for (int t = 0; t < 64; ++t) {
+    threads.emplace_back([&, t] {
+      lb::client::CommandClientOptions options;
+      options.endpoint = "ipc://" + dir + "/cmd.sock";
+      options.timeout = milliseconds(10000);
+      options.keep_connections = 1;
+      lb::client::CommandClient client(ctx, options);
+      while (Clock::now() < stop) {
+        auto start = Clock::now();
+        auto r = client.Call("status", json::object());
+        if (!r.ok() || !r->status.ok()) Die("status under load failed");
+        per[t].push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<double> all;
+  for (auto& v : per) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  const double zmq_rps = static_cast<double>(all.size()) / 5.0;
+  const double zmq_p99 = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  auto [http_rps, http_p99] = Wrk(port, dir, 5);
+
+  std::printf("\n%-34s %8s %12s %10s %10s %12s\n", "status, 3 servers", "clients", "floor p50 ms",
+              "p50 ms", "p99 ms", "req/s");
+  std::printf("%-34s %8d %12.2f %10.2f %10.2f %12s\n", "agent status over ZeroMQ", 1, floor.p50,
+              zmq1.p50, zmq1.p99, "-");
+  std::printf("%-34s %8d %12.2f %10.2f %10.2f %12s\n", "bridge POST /getBackends keep-alive", 1,
+              floor.p50, http1.p50, http1.p99, "-");
+  std::printf("%-34s %8d %12.2f %10s %10.2f %12.0f\n", "agent status over ZeroMQ", 64, floor.p50,
+              "-", zmq_p99, zmq_rps);
+  std::printf("%-34s %8d %12.2f %10s %10.2f %12.0f\n", "bridge /getBackends (wrk)", 64, floor.p50,
+              "-", http_p99, http_rps);
+  std::printf("keep-alive HTTP p50 / ZeroMQ p50: %.2fx\n", http1.p50 / zmq1.p50);
+  kill(bridge, SIGTERM);
+  waitpid(bridge, nullptr, 0);
+  std::filesystem::remove_all(dir);
+}
 
 // The floor of a reload: what any tool must make haproxy do, with the least client code.
 void RawReload(const std::string& haproxy, const std::string& dir, const std::string& master,
@@ -493,13 +695,16 @@ void CurveBenchmarks(const std::string& agent_bin, const std::string& haproxy, i
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string agent_bin = LB_AGENT_BINARY, haproxy = "/usr/sbin/haproxy";
+  std::string agent_bin = LB_AGENT_BINARY, bridge_bin = LB_BRIDGE_BINARY,
+              haproxy = "/usr/sbin/haproxy";
   int iterations = 20;
   std::string only;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--agent")
       agent_bin = argv[i + 1];
+    else if (a == "--bridge")
+      bridge_bin = argv[i + 1];
     else if (a == "--haproxy")
       haproxy = argv[i + 1];
     else if (a == "--iterations")
@@ -511,8 +716,13 @@ int main(int argc, char** argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, nullptr, _IOLBF, 0);
-  if (!only.empty() && only != "core" && only != "runtime" && only != "events" && only != "curve") {
-    Die("--only wants core, runtime, events or curve");
+  if (!only.empty() && only != "core" && only != "runtime" && only != "events" && only != "curve" &&
+      only != "http") {
+    Die("--only wants core, runtime, events, curve or http");
+  }
+  if (only == "http") {
+    HttpBenchmarks(agent_bin, bridge_bin, haproxy, iterations);
+    return 0;
   }
   if (only == "runtime") {
     RuntimeBenchmarks(agent_bin, haproxy, iterations);
@@ -559,6 +769,7 @@ int main(int argc, char** argv) {
   if (only == "core") return 0;
   RuntimeBenchmarks(agent_bin, haproxy, iterations);
   CurveBenchmarks(agent_bin, haproxy, iterations);
+  HttpBenchmarks(agent_bin, bridge_bin, haproxy, iterations);
   EventBenchmarks(agent_bin, haproxy, iterations);
   return 0;
 }

@@ -222,6 +222,8 @@ proto::Status Agent::StartTransport() {
   if (proto::Status s = events_->Bind(security_->Server("lb-agent-events")); !s.ok()) return s;
   reload_worker_ = std::make_unique<ReloadWorker>(
       [this](const ReloadRequest& r) { return pipeline_->Apply(r); });
+  stats_read_ = std::make_unique<common::SingleFlight<proto::Result<std::vector<StatRow>>>>(
+      [this] { return ReadStats(); });
   if (settings_.fleet.enabled()) {
     fleet_ = std::make_unique<FleetClient>(
         *context_, settings_,
@@ -377,7 +379,18 @@ Result<json> Agent::StatusCommand(const json& args) {
     return proto::Status(ErrorCode::kBadRequest, "argument \"backend\" must not be empty");
   }
   // The event seq is read before the state: every change after this snapshot has a higher seq.
+  // (The shared read starts after this command arrived: see single_flight.h.)
   const uint64_t seq = events_->last_seq();
+  std::shared_ptr<const proto::Result<std::vector<StatRow>>> rows = stats_read_->Get();
+  if (!rows->ok()) return rows->status();
+  auto backends = BackendsFromStats(**rows, *backend);
+  if (!backends.ok()) return backends.status();
+  json list = json::array();
+  for (const auto& b : *backends) list.push_back(proto::ToJson(b));
+  return json{{"backends", std::move(list)}, {"seq", seq}, {"epoch", events_->epoch_ms()}};
+}
+
+proto::Result<std::vector<StatRow>> Agent::ReadStats() {
   // A worker that stops during a reload can cut its answer short or reset the connection: the
   // new worker answers a moment later, so try a few times before calling haproxy unavailable.
   // A master that is alive but refuses connections is re-executing itself for a reload (longer
@@ -393,12 +406,7 @@ Result<json> Agent::StatusCommand(const json& args) {
     const bool master_alive = supervisor_ != nullptr && supervisor_->Running();
     if (attempt >= 2 && !(master_alive && Clock::now() < give_up)) break;
   }
-  if (!rows.ok()) return rows.status();
-  auto backends = BackendsFromStats(*rows, *backend);
-  if (!backends.ok()) return backends.status();
-  json list = json::array();
-  for (const auto& b : *backends) list.push_back(proto::ToJson(b));
-  return json{{"backends", std::move(list)}, {"seq", seq}, {"epoch", events_->epoch_ms()}};
+  return rows;
 }
 
 json Agent::Info() {

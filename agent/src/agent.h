@@ -25,7 +25,9 @@
 #include "event_loop.h"
 #include "fleet_client.h"
 #include "haproxy_control.h"
+#include "haproxy_parsers.h"
 #include "lb/common/settings.h"
+#include "lb/common/single_flight.h"
 #include "reload_pipeline.h"
 #include "reload_worker.h"
 #include "socket_security.h"
@@ -67,6 +69,8 @@ class Agent : public CommandHandler {
   // A fleet push's reload: the command's path (SubmitReload) with its events marked "fleet".
   void SubmitFleetReload(const nlohmann::json& args, ReplyFn reply);
   proto::Result<nlohmann::json> StatusCommand(const nlohmann::json& args);
+  // `show stat` from a worker, parsed, retried across a reload (through stats_read_).
+  proto::Result<std::vector<StatRow>> ReadStats();
   nlohmann::json Info();
   proto::Result<nlohmann::json> GetConfig();
   proto::Result<nlohmann::json> History();
@@ -100,7 +104,9 @@ class Agent : public CommandHandler {
   std::unique_ptr<EventLoop> events_;
   std::unique_ptr<ReloadWorker> reload_worker_;  // publishes each outcome on events_
   std::unique_ptr<FleetClient> fleet_;  // null when [fleet] is off; submits to reload_worker_
-  std::unique_ptr<WorkPool> pool_;      // info reads reload_worker_'s counters and fleet_
+  // Concurrent `status` commands share one read of haproxy that started after they arrived.
+  std::unique_ptr<common::SingleFlight<proto::Result<std::vector<StatRow>>>> stats_read_;
+  std::unique_ptr<WorkPool> pool_;  // info reads reload_worker_'s counters and fleet_
   std::unique_ptr<CommandServer> server_;
 };
 

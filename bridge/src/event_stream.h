@@ -37,7 +37,7 @@ class Server;
 namespace lb::bridge {
 
 // Threads of the HTTP pool that event streams can never take.
-inline constexpr std::size_t kRequestThreads = 32;
+inline constexpr std::size_t kRequestThreads = 128;
 
 // Installs GET /events and sizes the server's thread pool (see above). Call before listening.
 // `hub` must outlive `server`.

@@ -78,28 +78,34 @@ Result<proto::Reply> CommandClient::Call(const std::string& cmd, const json& arg
 Result<proto::Reply> CommandClient::Call(const std::string& cmd, const json& args,
                                          milliseconds timeout) {
   try {
-    if (!options_.keep_connection) {
-      auto connection = Connect(timeout);
-      if (!connection.ok()) return connection.status();
-      return CallOn(**connection, cmd, args, timeout);
+    std::unique_ptr<Connection> connection = TakeIdle();
+    if (!connection) {
+      auto fresh = Connect(timeout);
+      if (!fresh.ok()) return fresh.status();
+      connection = std::move(*fresh);
     }
-    std::lock_guard<std::mutex> lock(kept_mutex_);
-    if (!kept_) {
-      auto connection = Connect(timeout);
-      if (!connection.ok()) return connection.status();
-      kept_ = std::move(*connection);
-    }
-    Result<proto::Reply> reply = CallOn(*kept_, cmd, args, timeout);
-    if (!reply.ok()) kept_.reset();  // a REQ socket without its reply is stuck
+    Result<proto::Reply> reply = CallOn(*connection, cmd, args, timeout);
+    // A REQ socket without its reply is stuck: only answered ones are kept.
+    if (reply.ok()) ReturnIdle(std::move(connection));
     return reply;
   } catch (const std::exception& e) {
-    if (options_.keep_connection) {
-      std::lock_guard<std::mutex> lock(kept_mutex_);
-      kept_.reset();
-    }
     return Status(ErrorCode::kInternal,
                   "talking to " + options_.endpoint + " failed: " + std::string(e.what()));
   }
+}
+
+std::unique_ptr<CommandClient::Connection> CommandClient::TakeIdle() {
+  std::lock_guard<std::mutex> lock(idle_mutex_);
+  if (idle_.empty()) return nullptr;
+  std::unique_ptr<Connection> connection = std::move(idle_.back());
+  idle_.pop_back();
+  return connection;
+}
+
+void CommandClient::ReturnIdle(std::unique_ptr<Connection> connection) {
+  std::lock_guard<std::mutex> lock(idle_mutex_);
+  if (idle_.size() < options_.keep_connections) idle_.push_back(std::move(connection));
+  // else: closed here, at once (ZMQ_LINGER 0)
 }
 
 Result<proto::Reply> CommandClient::CallOn(Connection& connection, const std::string& cmd,

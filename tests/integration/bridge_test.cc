@@ -63,6 +63,48 @@ TEST_F(BridgeTest, ALineBreakInTheUrlCannotForgeALogLine) {
   }
 }
 
+// Reads that went well write no log line at the default level (a poller would fill the log);
+// a reload and a failed request do.
+TEST_F(BridgeTest, SuccessfulReadsAreNotLoggedButReloadsAndFailuresAre) {
+  auto client = Client();
+  for (int i = 0; i < 3; ++i) {
+    auto r = client.Post("/getBackends");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    auto h = client.Get("/healthz");
+    ASSERT_TRUE(h);
+    ASSERT_EQ(h->status, 200) << h->body;
+  }
+  auto missing = client.Get("/no-such-route");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  auto reload = client.Post("/reloadHaproxy", HaproxyConfig(frontend_, {{"b", b_.port()}}), "");
+  ASSERT_TRUE(reload);
+  ASSERT_EQ(reload->status, 200) << reload->body;
+  const auto log = [&] { return ReadFile(agent_.dir().File("bridge.log")); };
+  ASSERT_TRUE(WaitFor([&] { return log().find("POST /reloadHaproxy 200") != std::string::npos; },
+                      milliseconds(5000)))
+      << log();
+  EXPECT_NE(log().find("GET /no-such-route 404"), std::string::npos) << log();
+  EXPECT_EQ(log().find("/getBackends 200"), std::string::npos) << log();
+  EXPECT_EQ(log().find("/healthz 200"), std::string::npos) << log();
+}
+
+// cpp-httplib listens with a backlog of 5; the bridge raises it, so that dozens of clients
+// connecting at once do not lose SYNs (each lost one costs its client 1 s). `ss` shows a
+// listening socket's backlog as its Send-Q.
+TEST_F(BridgeTest, TheListenBacklogIsRaisedAboveHttplibsFive) {
+  const std::string port = std::to_string(agent_.bridge_port());
+  CommandResult ss = RunCommand({"/usr/bin/ss", "-Hltn", "sport = :" + port}, milliseconds(10000));
+  ASSERT_EQ(ss.exit_code, 0) << ss.Describe();
+  std::istringstream fields(ss.out);
+  std::string state;
+  long recv_q = -1, send_q = -1;
+  fields >> state >> recv_q >> send_q;
+  EXPECT_EQ(state, "LISTEN") << ss.out;
+  EXPECT_GE(send_q, 128) << "backlog of the bridge's listening socket: " << ss.out;
+}
+
 TEST_F(BridgeTest, ReloadHaproxySendsTrafficToTheNewServers) {
   auto client = Client();
   std::string config = HaproxyConfig(frontend_, {{"b", b_.port()}});

@@ -62,6 +62,11 @@ proto::Request FakeAgent::last_request() {
   return requests_.empty() ? proto::Request() : requests_.back();
 }
 
+std::vector<std::string> FakeAgent::routing_ids() {
+  std::lock_guard lock(mutex_);
+  return routing_ids_;
+}
+
 size_t FakeAgent::request_count() {
   std::lock_guard lock(mutex_);
   return requests_.size();
@@ -101,6 +106,7 @@ void FakeAgent::Serve() {
         replies.emplace_back(routing_id, std::move(*reply));
       }
       requests_.push_back(decoded.request);
+      routing_ids_.push_back(routing_id);
     }
     received_cv_.notify_all();
     for (const auto& [to, reply] : replies) {

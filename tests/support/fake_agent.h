@@ -56,6 +56,9 @@ class FakeAgent {
   std::vector<proto::Request> requests();
   proto::Request last_request();  // a default Request when none came
   size_t request_count();
+  // The routing id of the connection each request came on, in order: equal ids are one
+  // connection (a REQ socket kept by the client), different ones are different sockets.
+  std::vector<std::string> routing_ids();
 
  private:
   void Serve();
@@ -72,6 +75,7 @@ class FakeAgent {
   std::condition_variable received_cv_;
   Handler handler_;
   std::vector<proto::Request> requests_;
+  std::vector<std::string> routing_ids_;
   size_t hold_count_ = 0;
   nlohmann::json hold_result_;
   std::vector<std::pair<std::string, nlohmann::json>> held_;  // routing id, request id

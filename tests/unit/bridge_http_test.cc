@@ -25,6 +25,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -584,6 +585,37 @@ TEST_F(BridgeHttpTest, AgentNotAnsweringIs504AndNextRequestSucceeds) {
   auto health = client.Get("/healthz");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200) << health->body;
+}
+
+// The bridge keeps its connections to the agent (a pool of REQ sockets): requests one after
+// another go over one connection, not a new socket and handshake each; one that timed out is
+// never reused (its socket waits for a reply that is not coming).
+TEST_F(BridgeHttpTest, RequestsReuseOneAgentConnectionAndATimedOutOneIsDropped) {
+  Start();
+  fake_->SetHandler(AnswerWith({{"pong", true}}));
+  auto client = Client();
+  for (int i = 0; i < 5; ++i) {
+    auto health = client.Get("/healthz");
+    ASSERT_TRUE(health);
+    ASSERT_EQ(health->status, 200) << health->body;
+  }
+  std::vector<std::string> ids = fake_->routing_ids();
+  ASSERT_EQ(ids.size(), 5u);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 1u)
+      << "5 requests in a row used more than one connection to the agent";
+
+  fake_->SetHandler(NeverAnswer());
+  auto stuck = client.Get("/healthz");
+  ASSERT_TRUE(stuck);
+  EXPECT_NE(stuck->status, 200);
+  fake_->SetHandler(AnswerWith({{"pong", true}}));
+  auto next = client.Get("/healthz");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200) << next->body;
+  ids = fake_->routing_ids();
+  ASSERT_EQ(ids.size(), 7u);
+  EXPECT_EQ(ids[5], ids[4]) << "the pooled connection was not used";
+  EXPECT_NE(ids[6], ids[5]) << "the connection whose request timed out was used again";
 }
 
 TEST_F(BridgeHttpTest, AgentRestartIsNoticed) {

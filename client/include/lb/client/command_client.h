@@ -3,20 +3,25 @@
 // code that sends on a REQ socket; lb-bridge, lbctl, lb-bench and the tests all call through it.
 // Every zmq::error_t of a call stops here.
 //
-// DESIGN: a fresh REQ socket per call, ZMQ_LINGER 0, closed on return whatever happened, so a
-// request that timed out can never leave a stuck socket or a stray reply behind, and a client
-// recovers by itself when the server restarts. Sockets are never shared between threads, which
-// makes Call() safe from many threads at once (only the context is shared, and a zmq context is
-// thread-safe). ZMQ_IMMEDIATE makes the send wait for a completed connection (TCP or IPC
-// connect plus the ZMTP handshake): that is how "nobody there" (kUnavailable) is told apart
-// from "there, but silent" (kTimeout). libzmq retries a refused connection every 100 ms, so a
-// client with a long connect budget waits for a server that is still starting. Connection and
-// reply share one deadline. A HandshakeMonitor watches the connection meanwhile: a CURVE key
-// the server refuses ends the call at once (kUnavailable naming the key), and any other failed
-// handshake is named in the message of the timeout.
+// DESIGN: a REQ socket per call (a fresh one, or an idle one from the pool below), ZMQ_LINGER 0,
+// closed on return whenever the call failed, so a request that timed out can never leave a
+// stuck socket or a stray reply behind, and a client recovers by itself when the server
+// restarts (libzmq reconnects a pooled socket by itself). Sockets are never shared between threads,
+// which makes Call() safe from many threads at once (only the context is shared, and a zmq context
+// is thread-safe). ZMQ_IMMEDIATE makes the send wait for a completed connection (TCP or IPC connect
+// plus the ZMTP handshake): that is how "nobody there" (kUnavailable) is told apart from "there,
+// but silent" (kTimeout). libzmq retries a refused connection every 100 ms, so a client with a long
+// connect budget waits for a server that is still starting. Connection and reply share one
+// deadline. A HandshakeMonitor watches the connection meanwhile: a CURVE key the server refuses
+// ends the call at once (kUnavailable naming the key), and any other failed handshake is named in
+// the message of the timeout.
 //
-// With keep_connection the socket of a successful call is kept for the next one (lb-bench
-// measures requests, not connections); any failure closes it. Calls are then serialized.
+// With keep_connections > 0 the socket of a successful call goes back to a pool of at most
+// that many idle connections, and the next call takes one from there instead of connecting
+// (lb-bridge: a socket and a ZMTP handshake per HTTP request cost more than the request; lb-bench
+// measures requests, not connections). A call that fails in any way closes its socket, so the
+// pool only ever holds sockets whose last request got its reply. Calls still run at once on
+// many threads: each takes its own socket, from the pool or new.
 #pragma once
 
 #include <atomic>
@@ -27,6 +32,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lb/client/handshake_monitor.h"
 #include "lb/common/curve_socket.h"
@@ -53,8 +59,8 @@ struct CommandClientOptions {
   // Set: every socket is a CURVE client with these keys (the server's [security]
   // curve_secret_key is set).
   std::optional<common::CurveClientKeys> curve;
-  // Keep the connection of a successful call for the next one (see the DESIGN above).
-  bool keep_connection = false;
+  // How many idle connections are kept for later calls (see the DESIGN above); 0: none.
+  std::size_t keep_connections = 0;
   // Names in the messages; the request ids are "<client>-<pid>-<n>".
   Wording wording;
 };
@@ -92,12 +98,14 @@ class CommandClient {
   proto::Result<proto::Reply> CallOn(Connection& connection, const std::string& cmd,
                                      const nlohmann::json& args, std::chrono::milliseconds timeout);
   proto::Result<std::unique_ptr<Connection>> Connect(std::chrono::milliseconds timeout);
+  std::unique_ptr<Connection> TakeIdle();
+  void ReturnIdle(std::unique_ptr<Connection> connection);
 
   zmq::context_t& context_;
   const CommandClientOptions options_;
   std::atomic<uint64_t> next_id_{1};
-  std::mutex kept_mutex_;  // keep_connection: serializes calls
-  std::unique_ptr<Connection> kept_;
+  std::mutex idle_mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;  // at most options_.keep_connections
 };
 
 }  // namespace lb::client
