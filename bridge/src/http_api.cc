@@ -7,6 +7,9 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +17,7 @@
 
 #include "event_stream.h"
 #include "lb/common/log.h"
+#include "lb/common/single_flight.h"
 #include "lb/proto/backends.h"
 #include "security.h"
 
@@ -191,8 +195,8 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
   const bool read = req.method == "GET" || req.method == "HEAD" || req.path == "/getBackends";
   common::LogLine line(read && res.status < 400 ? common::LogLevel::kDebug
                                                 : common::LogLevel::kInfo);
-  line << field(req.remote_addr) << " " << field(req.method) << " " << field(req.path)
-                    << " " << res.status << " " << ms << " ms";
+  line << field(req.remote_addr) << " " << field(req.method) << " " << field(req.path) << " "
+       << res.status << " " << ms << " ms";
 }
 
 class Handlers {
@@ -232,23 +236,9 @@ class Handlers {
       return SendError(res, Status(ErrorCode::kBadRequest,
                                    "/getBackends lists one backend; name it in ?backend="));
     }
-    proto::Result<proto::Reply> reply = CallAgent("status", {{"backend", backend}});
-    if (!reply.ok()) return SendError(res, reply.status());
-    if (!reply->status.ok()) return SendError(res, reply->status);
-    const json& result = reply->result;
-    auto backends = result.is_object() ? result.find("backends") : result.end();
-    if (backends != result.end() && backends->is_array()) {
-      for (const json& entry : *backends) {
-        if (entry.is_object() && entry.value("name", json()) == json(backend)) {
-          SendJson(
-              res, 200,
-              {{"success", true}, {"message", proto::LegacyBackendList(entry, instance_prefix_)}});
-          return;
-        }
-      }
-    }
-    SendError(res, Status(ErrorCode::kInternal,
-                          "the agent's status result holds no backend \"" + backend + "\""));
+    std::shared_ptr<const Answer> answer = SharedBackendsAnswer(backend);
+    res.status = answer->status;
+    res.set_content(answer->body, "application/json");
   }
 
   // With tokens on, a health check without a valid token learns only whether the agent is up.
@@ -354,11 +344,63 @@ class Handlers {
     return reply;
   }
 
+  // A response shared by the requests of one flight.
+  struct Answer {
+    int status = 500;
+    std::string body;
+  };
+  static Answer ErrorAnswer(const Status& status) {
+    return {HttpStatusFor(status.code()), Dump(ErrorBody(status))};
+  }
+
+  // /getBackends of `backend`, from one `status` call to the agent.
+  Answer BackendsAnswer(const std::string& backend) const {
+    proto::Result<proto::Reply> reply = CallAgent("status", {{"backend", backend}});
+    if (!reply.ok()) return ErrorAnswer(reply.status());
+    if (!reply->status.ok()) return ErrorAnswer(reply->status);
+    const json& result = reply->result;
+    auto backends = result.is_object() ? result.find("backends") : result.end();
+    if (backends != result.end() && backends->is_array()) {
+      for (const json& entry : *backends) {
+        if (entry.is_object() && entry.value("name", json()) == json(backend)) {
+          return {200, Dump({{"success", true},
+                             {"message", proto::LegacyBackendList(entry, instance_prefix_)}})};
+        }
+      }
+    }
+    return ErrorAnswer(Status(ErrorCode::kInternal,
+                              "the agent's status result holds no backend \"" + backend + "\""));
+  }
+
+  // Concurrent /getBackends of one backend share one agent call that started after each of
+  // them arrived, and its serialized answer (single_flight.h): 64 pollers cost the agent one or
+  // two `status` at a time. Backend names come from clients, so the flights kept are bounded;
+  // past the bound a name gets a flight of its own (no sharing, same answer).
+  std::shared_ptr<const Answer> SharedBackendsAnswer(const std::string& backend) const {
+    common::SingleFlight<Answer>* flight = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(flights_mu_);
+      auto it = flights_.find(backend);
+      if (it == flights_.end() && flights_.size() < kMaxSharedFlights) {
+        it = flights_
+                 .emplace(backend, std::make_unique<common::SingleFlight<Answer>>(
+                                       [this, backend] { return BackendsAnswer(backend); }))
+                 .first;
+      }
+      if (it != flights_.end()) flight = it->second.get();  // never erased: stays valid
+    }
+    if (flight != nullptr) return flight->Get();
+    return std::make_shared<const Answer>(BackendsAnswer(backend));
+  }
+  static constexpr std::size_t kMaxSharedFlights = 64;
+
   client::CommandClient& agent_;
   const std::shared_ptr<const TokenStore> tokens_;
   const std::string default_backend_;
   const std::string instance_prefix_;
   const size_t max_body_bytes_;
+  mutable std::mutex flights_mu_;
+  mutable std::map<std::string, std::unique_ptr<common::SingleFlight<Answer>>> flights_;
 };
 
 std::string ExceptionMessage(std::exception_ptr ep) {

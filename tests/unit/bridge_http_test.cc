@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -536,6 +537,49 @@ TEST_F(BridgeHttpTest, GetBackendsLegacyShape) {
   ASSERT_TRUE(down);
   EXPECT_EQ(down->status, 503);
   EXPECT_EQ(Body(down)["code"], "haproxy_unavailable");
+}
+
+// Concurrent /getBackends share agent calls, but never one that started before they arrived:
+// requests sent while call 1 is under way are all answered by call 2 (single_flight.h).
+TEST_F(BridgeHttpTest, ConcurrentGetBackendsShareAnAgentCallThatStartedAfterThem) {
+  settings_.bridge.agent_timeout = std::chrono::seconds(10);
+  Start();
+  std::atomic<int> calls{0};
+  std::promise<void> call1_started;
+  fake_->SetHandler([&calls, &call1_started](const proto::Request& request) {
+    const int n = ++calls;
+    if (n == 1) {  // call 1 is slow
+      call1_started.set_value();
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    json servers = json::array({{{"name", "call-" + std::to_string(n)}, {"status", "UP"}}});
+    return proto::EncodeOkReply(
+        request.id, {{"backends", json::array({{{"name", request.args.value("backend", "")},
+                                                {"status", "UP"},
+                                                {"servers", servers}}})}});
+  });
+  auto answered_by = [this] {
+    auto res = Client().Post("/getBackends", "", "");
+    if (!res || res->status != 200) return std::string("failed");
+    return Body(res)["message"][0]["instance_id"].get<std::string>();
+  };
+  std::string first;
+  std::thread a([&] { first = answered_by(); });
+  ASSERT_EQ(call1_started.get_future().wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  constexpr int kLater = 7;
+  std::vector<std::string> later(kLater);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kLater; ++i) threads.emplace_back([&, i] { later[i] = answered_by(); });
+  for (auto& t : threads) t.join();
+  a.join();
+  EXPECT_EQ(first, "call-1");
+  for (const std::string& got : later) {
+    EXPECT_NE(got, "failed");
+    EXPECT_NE(got, "call-1") << "answered by an agent call that started before the request";
+  }
+  // 8 requests, far fewer agent calls (2 when the 7 arrive while call 1 runs).
+  EXPECT_LE(calls.load(), 4) << "agent calls for 8 concurrent requests";
 }
 
 TEST_F(BridgeHttpTest, GetBackendsKeepsOnlyInstancePrefix) {
