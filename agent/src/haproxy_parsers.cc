@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
+#include <iterator>
 #include <sstream>
 
 namespace lb::agent {
@@ -11,57 +13,93 @@ using proto::ErrorCode;
 using proto::Result;
 using proto::Status;
 
-// The records of haproxy's CSV. A field holding a comma, a double quote or a line break is
-// quoted ("up, 75%"; "say ""hi"""), and may span lines; every other field is bare. A record cut
-// short inside quotes (an answer truncated mid-line) is dropped.
-std::vector<std::vector<std::string>> CsvRecords(std::string_view text) {
-  std::vector<std::vector<std::string>> records;
-  std::vector<std::string> fields;
-  std::string field;
-  bool quoted = false;       // inside a quoted field
-  bool record_open = false;  // something of the current record has been read
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"') {
-        if (i + 1 < text.size() && text[i + 1] == '"') {
-          field += '"';
-          ++i;
-        } else {
-          quoted = false;
+// Reads haproxy's CSV one record at a time without copying: a bare field is a view into the
+// text. A field holding a comma, a double quote or a line break is quoted ("up, 75%"; "say
+// ""hi"""), and may span lines; such a field is unescaped into storage the reader owns, valid
+// until the reader goes. A record cut short inside quotes (an answer truncated mid-line) is
+// dropped. A blank line is no record; a CR before a line feed is not part of the last field.
+class CsvReader {
+ public:
+  explicit CsvReader(std::string_view text) : text_(text) {}
+
+  // The next record's fields into `fields`; false at the end.
+  bool Next(std::vector<std::string_view>* fields) {
+    while (pos_ < text_.size()) {
+      fields->clear();
+      bool record_open = false;  // something of the current record has been read
+      for (;;) {
+        if (pos_ >= text_.size()) {
+          // The text ends right after a comma: the record's last field is empty.
+          if (!record_open) return false;
+          fields->push_back({});
+          return true;
         }
+        bool cut = false;
+        std::string_view field = ReadField(&cut);
+        if (cut) return false;
+        const char end = pos_ < text_.size() ? text_[pos_] : '\n';
+        ++pos_;
+        if (end == ',') {
+          fields->push_back(field);
+          record_open = true;
+          continue;
+        }
+        // End of the line (or of the text).
+        if (!field.empty() && field.back() == '\r') field.remove_suffix(1);
+        if (record_open || !field.empty() || quoted_field_) {
+          fields->push_back(field);
+          return true;
+        }
+        break;  // a blank line: look at the next one
+      }
+    }
+    return false;
+  }
+
+ private:
+  // One field from pos_ up to (not including) the next ',' or line feed outside quotes; pos_ is
+  // left on that character (or at the end). `cut`: the text ended inside quotes.
+  std::string_view ReadField(bool* cut) {
+    quoted_field_ = false;
+    const std::size_t start = pos_;
+    while (pos_ < text_.size() && text_[pos_] != ',' && text_[pos_] != '\n' && text_[pos_] != '"') {
+      ++pos_;
+    }
+    if (pos_ >= text_.size() || text_[pos_] != '"') return text_.substr(start, pos_ - start);
+    // A quote: the field is unescaped into owned storage.
+    quoted_field_ = true;
+    std::string& out = storage_.emplace_back(text_.substr(start, pos_ - start));
+    bool quoted = false;
+    for (; pos_ < text_.size(); ++pos_) {
+      const char c = text_[pos_];
+      if (quoted) {
+        if (c == '"') {
+          if (pos_ + 1 < text_.size() && text_[pos_ + 1] == '"') {
+            out += '"';
+            ++pos_;
+          } else {
+            quoted = false;
+          }
+        } else {
+          out += c;
+        }
+      } else if (c == '"') {
+        quoted = true;
+      } else if (c == ',' || c == '\n') {
+        break;
       } else {
-        field += c;
+        out += c;
       }
-      continue;
     }
-    if (c == '"') {
-      quoted = true;
-      record_open = true;
-    } else if (c == ',') {
-      fields.push_back(std::move(field));
-      field.clear();
-      record_open = true;
-    } else if (c == '\n') {
-      if (!field.empty() && field.back() == '\r') field.pop_back();
-      if (record_open || !field.empty()) {
-        fields.push_back(std::move(field));
-        records.push_back(std::move(fields));
-      }
-      fields.clear();
-      field.clear();
-      record_open = false;
-    } else {
-      field += c;
-      record_open = true;
-    }
+    if (quoted) *cut = true;
+    return out;
   }
-  if (!quoted && (record_open || !field.empty())) {
-    fields.push_back(std::move(field));
-    records.push_back(std::move(fields));
-  }
-  return records;
-}
+
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  bool quoted_field_ = false;
+  std::deque<std::string> storage_;  // unescaped quoted fields; a deque never moves them
+};
 
 int64_t ToInt(std::string_view s, int64_t missing = -1) {
   int64_t v = 0;
@@ -124,50 +162,79 @@ Result<std::vector<StatRow>> ParseShowStat(std::string_view csv) {
     return Status(ErrorCode::kHaproxyUnavailable,
                   "unexpected answer to 'show stat' (no CSV header): \"" + head + "\"");
   }
-  auto records = CsvRecords(csv.substr(2));
-  if (records.empty()) {
+  CsvReader reader(csv.substr(2));
+  std::vector<std::string_view> header;
+  if (!reader.Next(&header)) {
     return Status(ErrorCode::kHaproxyUnavailable, "'show stat' answered an empty header");
   }
-  const std::vector<std::string>& header = records[0];
-  std::map<std::string_view, std::size_t> col;
-  for (std::size_t i = 0; i < header.size(); ++i) col[header[i]] = i;
-  for (const char* required : {"pxname", "svname", "status", "type"}) {
-    if (!col.count(required)) {
-      return Status(ErrorCode::kHaproxyUnavailable,
-                    std::string("'show stat' header lacks the column ") + required);
+  // The columns read, by name; found once in the header.
+  enum Column {
+    kPxname,
+    kSvname,
+    kType,
+    kStatus,
+    kAddr,
+    kCheckStatus,
+    kLastChk,
+    kWeight,
+    kScur,
+    kStot,
+    kLastchg,
+    kDowntime,
+    kChkfail,
+    kCheckCode,
+    kCheckDuration,
+    kBck,
+    kColumns
+  };
+  static constexpr std::string_view kNames[kColumns] = {
+      "pxname",   "svname",     "type",           "status", "addr",    "check_status",
+      "last_chk", "weight",     "scur",           "stot",   "lastchg", "downtime",
+      "chkfail",  "check_code", "check_duration", "bck"};
+  constexpr std::size_t kAbsent = static_cast<std::size_t>(-1);
+  std::size_t col[kColumns];
+  std::fill(std::begin(col), std::end(col), kAbsent);
+  for (std::size_t i = 0; i < header.size(); ++i) {
+    for (int c = 0; c < kColumns; ++c) {
+      if (header[i] == kNames[c]) col[c] = i;  // a column named twice: the last one
     }
   }
-  auto field = [&](const std::vector<std::string>& f, std::string_view name) {
-    auto it = col.find(name);
-    if (it == col.end() || it->second >= f.size()) return std::string_view();
-    return std::string_view(f[it->second]);
+  for (int required : {kPxname, kSvname, kStatus, kType}) {
+    if (col[required] == kAbsent) {
+      return Status(ErrorCode::kHaproxyUnavailable,
+                    "'show stat' header lacks the column " + std::string(kNames[required]));
+    }
+  }
+  const std::size_t columns = header.size();
+  std::vector<std::string_view> f;
+  auto field = [&](Column c) {
+    return col[c] == kAbsent || col[c] >= f.size() ? std::string_view() : f[col[c]];
   };
   std::vector<StatRow> rows;
-  for (std::size_t i = 1; i < records.size(); ++i) {
-    const auto& f = records[i];
-    if (f.size() < header.size()) continue;  // a line cut off: never half a record
-    StatRow row;
-    row.pxname = field(f, "pxname");
-    row.svname = field(f, "svname");
-    int64_t type = ToInt(field(f, "type"));
+  while (reader.Next(&f)) {
+    if (f.size() < columns) continue;  // a line cut off: never half a record
+    int64_t type = ToInt(field(kType));
     if (type < 0 || type > 3) continue;
+    StatRow& row = rows.emplace_back();
+    row.pxname = field(kPxname);
+    row.svname = field(kSvname);
     row.type = static_cast<StatRow::Type>(type);
-    row.status = field(f, "status");
-    row.addr = field(f, "addr");
-    row.check_status = field(f, "check_status");
+    row.status = field(kStatus);
+    row.addr = field(kAddr);
     // "* L4OK": haproxy marks a check in progress; the status is the part after the mark.
-    if (row.check_status.rfind("* ", 0) == 0) row.check_status.erase(0, 2);
-    row.last_chk = field(f, "last_chk");
-    row.weight = ToInt(field(f, "weight"));
-    row.scur = ToInt(field(f, "scur"));
-    row.stot = ToInt(field(f, "stot"));
-    row.lastchg = ToInt(field(f, "lastchg"));
-    row.downtime = ToInt(field(f, "downtime"));
-    row.chkfail = ToInt(field(f, "chkfail"));
-    row.check_code = ToInt(field(f, "check_code"));
-    row.check_duration = ToInt(field(f, "check_duration"));
-    row.backup = ToInt(field(f, "bck"), 0) > 0;
-    rows.push_back(std::move(row));
+    std::string_view check_status = field(kCheckStatus);
+    if (check_status.starts_with("* ")) check_status.remove_prefix(2);
+    row.check_status = check_status;
+    row.last_chk = field(kLastChk);
+    row.weight = ToInt(field(kWeight));
+    row.scur = ToInt(field(kScur));
+    row.stot = ToInt(field(kStot));
+    row.lastchg = ToInt(field(kLastchg));
+    row.downtime = ToInt(field(kDowntime));
+    row.chkfail = ToInt(field(kChkfail));
+    row.check_code = ToInt(field(kCheckCode));
+    row.check_duration = ToInt(field(kCheckDuration));
+    row.backup = ToInt(field(kBck), 0) > 0;
   }
   return rows;
 }
