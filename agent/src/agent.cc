@@ -385,9 +385,9 @@ Result<json> Agent::StatusCommand(const json& args) {
   if (!rows->ok()) return rows->status();
   auto backends = BackendsFromStats(**rows, *backend);
   if (!backends.ok()) return backends.status();
-  json list = json::array();
-  for (const auto& b : *backends) list.push_back(proto::ToJson(b));
-  return json{{"backends", std::move(list)}, {"seq", seq}, {"epoch", events_->epoch_ms()}};
+  // Packed straight from the typed rows: for 1,000 servers, building the JSON tree and packing
+  // it cost more than reading haproxy.
+  return proto::PreEncoded(proto::EncodeStatusResult(*backends, seq, events_->epoch_ms()));
 }
 
 proto::Result<std::vector<StatRow>> Agent::ReadStats() {

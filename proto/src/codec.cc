@@ -40,17 +40,19 @@ Status ToJson(const msgpack::object& obj, std::size_t depth, const DecodeLimits&
       *out = std::string(obj.via.bin.ptr, obj.via.bin.size);
       return Status::Ok();
     case msgpack::type::ARRAY: {
+      // Built in place: a 1,000-server status is some 15,000 values.
       *out = json::array();
+      json::array_t& array = *out->get_ptr<json::array_t*>();
+      array.resize(obj.via.array.size);
       for (uint32_t i = 0; i < obj.via.array.size; ++i) {
-        json item;
-        Status s = ToJson(obj.via.array.ptr[i], depth + 1, limits, &item);
+        Status s = ToJson(obj.via.array.ptr[i], depth + 1, limits, &array[i]);
         if (!s.ok()) return s;
-        out->push_back(std::move(item));
       }
       return Status::Ok();
     }
     case msgpack::type::MAP: {
       *out = json::object();
+      json::object_t& object = *out->get_ptr<json::object_t*>();
       for (uint32_t i = 0; i < obj.via.map.size; ++i) {
         const msgpack::object_kv& kv = obj.via.map.ptr[i];
         std::string key;
@@ -61,10 +63,11 @@ Status ToJson(const msgpack::object& obj, std::size_t depth, const DecodeLimits&
         } else {
           return Status(ErrorCode::kBadRequest, "map keys must be strings");
         }
-        json item;
-        Status s = ToJson(kv.val, depth + 1, limits, &item);
+        // Keys usually come sorted (every encoder here writes them so): the hint makes each
+        // insertion constant time then. A key seen twice keeps its last value.
+        auto it = object.emplace_hint(object.end(), std::move(key), nullptr);
+        Status s = ToJson(kv.val, depth + 1, limits, &it->second);
         if (!s.ok()) return s;
-        (*out)[key] = std::move(item);
       }
       return Status::Ok();
     }
@@ -128,6 +131,18 @@ std::string ValidUtf8(std::string_view s) {
   return out;
 }
 
+// Text that is not UTF-8 (a config in Latin-1, say) travels as bin, byte for byte, so that
+// every msgpack reader can decode the frame.
+void PackText(msgpack::packer<msgpack::sbuffer>& pk, std::string_view s) {
+  if (IsUtf8(s)) {
+    pk.pack_str(static_cast<uint32_t>(s.size()));
+    pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
+  } else {
+    pk.pack_bin(static_cast<uint32_t>(s.size()));
+    pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
+  }
+}
+
 void Pack(msgpack::packer<msgpack::sbuffer>& pk, const json& value) {
   switch (value.type()) {
     case json::value_t::null:
@@ -146,21 +161,15 @@ void Pack(msgpack::packer<msgpack::sbuffer>& pk, const json& value) {
     case json::value_t::number_float:
       pk.pack_double(value.get<double>());
       break;
-    case json::value_t::string: {
-      // Text that is not UTF-8 (a config in Latin-1, say) travels as bin, byte for byte, so
-      // that every msgpack reader can decode the frame.
-      const auto& s = value.get_ref<const std::string&>();
-      if (IsUtf8(s)) {
-        pk.pack_str(static_cast<uint32_t>(s.size()));
-        pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
-      } else {
-        pk.pack_bin(static_cast<uint32_t>(s.size()));
-        pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
-      }
+    case json::value_t::string:
+      PackText(pk, value.get_ref<const std::string&>());
       break;
-    }
     case json::value_t::binary: {
       const auto& b = value.get_binary();
+      if (b.has_subtype() && b.subtype() == kPreEncodedSubtype) {
+        pk.pack_bin_body(reinterpret_cast<const char*>(b.data()), static_cast<uint32_t>(b.size()));
+        break;
+      }
       pk.pack_bin(static_cast<uint32_t>(b.size()));
       pk.pack_bin_body(reinterpret_cast<const char*>(b.data()), static_cast<uint32_t>(b.size()));
       break;
@@ -313,7 +322,74 @@ Status CountObjects(std::string_view frame, std::size_t max_objects, std::size_t
   return Status::Ok();
 }
 
+void PackKey(msgpack::packer<msgpack::sbuffer>& pk, std::string_view key) {
+  pk.pack_str(static_cast<uint32_t>(key.size()));
+  pk.pack_str_body(key.data(), static_cast<uint32_t>(key.size()));
+}
+
+// Keys in the order a JSON object iterates them (sorted), as EncodeMsgpack writes ToJson's maps.
+void PackServer(msgpack::packer<msgpack::sbuffer>& pk, const ServerStatus& s) {
+  pk.pack_map(14);
+  PackKey(pk, "address");
+  PackText(pk, s.address);
+  PackKey(pk, "backup");
+  s.backup ? pk.pack_true() : pk.pack_false();
+  PackKey(pk, "check_code");
+  pk.pack_int64(s.check_code);
+  PackKey(pk, "check_duration_ms");
+  pk.pack_int64(s.check_duration_ms);
+  PackKey(pk, "check_failures");
+  pk.pack_int64(s.check_failures);
+  PackKey(pk, "check_status");
+  PackText(pk, s.check_status);
+  PackKey(pk, "current_sessions");
+  pk.pack_int64(s.current_sessions);
+  PackKey(pk, "downtime_s");
+  pk.pack_int64(s.downtime_s);
+  PackKey(pk, "last_chk");
+  PackText(pk, s.last_chk);
+  PackKey(pk, "name");
+  PackText(pk, s.name);
+  PackKey(pk, "seconds_since_change");
+  pk.pack_int64(s.seconds_since_change);
+  PackKey(pk, "status");
+  PackText(pk, s.status);
+  PackKey(pk, "total_sessions");
+  pk.pack_int64(s.total_sessions);
+  PackKey(pk, "weight");
+  pk.pack_int64(s.weight);
+}
+
 }  // namespace
+
+json PreEncoded(std::string_view msgpack_bytes) {
+  return json::binary(std::vector<std::uint8_t>(msgpack_bytes.begin(), msgpack_bytes.end()),
+                      kPreEncodedSubtype);
+}
+
+std::string EncodeStatusResult(const std::vector<BackendStatus>& backends, uint64_t seq,
+                               int64_t epoch) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> pk(buffer);
+  pk.pack_map(3);
+  PackKey(pk, "backends");
+  pk.pack_array(static_cast<uint32_t>(backends.size()));
+  for (const BackendStatus& b : backends) {
+    pk.pack_map(3);
+    PackKey(pk, "name");
+    PackText(pk, b.name);
+    PackKey(pk, "servers");
+    pk.pack_array(static_cast<uint32_t>(b.servers.size()));
+    for (const ServerStatus& s : b.servers) PackServer(pk, s);
+    PackKey(pk, "status");
+    PackText(pk, b.status);
+  }
+  PackKey(pk, "epoch");
+  pk.pack_int64(epoch);
+  PackKey(pk, "seq");
+  pk.pack_uint64(seq);
+  return std::string(buffer.data(), buffer.size());
+}
 
 Result<json> DecodeMsgpack(std::string_view frame, const DecodeLimits& limits) {
   if (frame.size() > limits.max_frame_bytes) {

@@ -420,5 +420,46 @@ TEST(CodecTest, BoolArgTypeErrorNamesTheKey) {
   EXPECT_TRUE(*missing);
 }
 
+TEST(CodecTest, StatusResultIsPackedAsTheJsonPathWouldPackIt) {
+  BackendStatus app{"app", "UP", {}};
+  ServerStatus up;
+  up.name = "web1";
+  up.address = "10.0.0.1:80";
+  up.status = "UP";
+  up.weight = 1;
+  up.check_status = "L7OK";
+  up.last_chk = "HTTP status check returned code <200>";
+  up.check_code = 200;
+  up.check_duration_ms = 3;
+  up.current_sessions = 7;
+  up.total_sessions = 123456789012;
+  up.seconds_since_change = 86400;
+  up.backup = true;
+  ServerStatus odd;  // defaults: -1s, empty strings, and a name that is not UTF-8
+  odd.name = "caf\xe9";
+  app.servers = {up, odd};
+  BackendStatus empty{"other", "DOWN", {}};
+  const std::vector<BackendStatus> backends = {app, empty};
+  for (uint64_t seq : {uint64_t{0}, uint64_t{42}, UINT64_MAX}) {
+    json list = json::array();
+    for (const auto& b : backends) list.push_back(ToJson(b));
+    const json result = {{"backends", list}, {"seq", seq}, {"epoch", int64_t{1700000000123}}};
+    EXPECT_EQ(EncodeStatusResult(backends, seq, 1700000000123), EncodeMsgpack(result));
+  }
+  EXPECT_EQ(
+      EncodeStatusResult({}, 1, -1),
+      EncodeMsgpack({{"backends", json::array()}, {"seq", uint64_t{1}}, {"epoch", int64_t{-1}}}));
+}
+
+TEST(CodecTest, PreEncodedResultIsSplicedIntoTheReply) {
+  const json result = {{"backends", json::array({{{"name", "app"}}})}, {"seq", 3}};
+  const std::string packed = EncodeMsgpack(result);
+  EXPECT_EQ(EncodeOkReply("id-1", PreEncoded(packed)), EncodeOkReply("id-1", result));
+  Result<Reply> reply = DecodeReply(EncodeOkReply(7, PreEncoded(packed)), {});
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(reply->result, result);
+  EXPECT_EQ(reply->id, 7);
+}
+
 }  // namespace
 }  // namespace lb::proto

@@ -11,9 +11,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "lb/proto/backends.h"
 #include "lb/proto/status.h"
 
 namespace lb::proto {
@@ -61,6 +64,19 @@ struct Reply {
 
 std::string EncodeOkReply(const nlohmann::json& id, const nlohmann::json& result);
 std::string EncodeErrorReply(const nlohmann::json& id, const Status& status);
+// A result that is already one encoded msgpack value (EncodeStatusResult): EncodeOkReply and
+// EncodeMsgpack write its bytes into the frame as they are, so an answer packed once can be sent
+// to many requests. In memory it is a JSON binary value of subtype kPreEncodedSubtype; only the
+// encoder gives it meaning.
+inline constexpr std::uint8_t kPreEncodedSubtype = 0x4c;
+nlohmann::json PreEncoded(std::string_view msgpack_bytes);
+
+// The `status` result {"backends": [...], "epoch", "seq"} (PROTOCOL.md) packed straight from
+// the typed backends, byte for byte what EncodeMsgpack gives for the same result built with
+// ToJson, without building it.
+std::string EncodeStatusResult(const std::vector<BackendStatus>& backends, uint64_t seq,
+                               int64_t epoch);
+
 // The reply as a JSON object (same shape as on the wire), for logs and the bridge.
 nlohmann::json ReplyToJson(const Reply& reply);
 Result<Reply> DecodeReply(std::string_view frame, const DecodeLimits& limits);
