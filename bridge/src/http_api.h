@@ -8,6 +8,7 @@
 //   GET|POST /getBackends               `status` of one backend, in the legacy list shape
 //   GET /healthz                        `ping`
 //   GET /events                         the agent's events as a stream (event_stream.h)
+//   /v1/...                             the REST API (rest_api.h)
 //
 // Who may call which route (bearer tokens, the cross-site rule for reloads): security.h.
 //
@@ -54,6 +55,16 @@ nlohmann::json ErrorBody(const proto::Status& status);
 // A body or config above `max_bytes` is too_large; an empty config is bad_request. Pure: reads
 // only req.body, its headers and (multipart) req.files; safe on any input (fuzzed).
 proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes);
+
+// One call to the agent from a route. A command_endpoint ZeroMQ cannot use is the bridge's own
+// settings error (internal, 500), not the HTTP client's (bad_request, 400). Thread-safe.
+proto::Result<proto::Reply> CallAgentFromBridge(client::CommandClient& agent,
+                                                const std::string& cmd, const nlohmann::json& args);
+
+// For routes installed outside http_api.cc (rest_api.h): when the access check refused this
+// request but left it to the route (httplib had a body to read first), writes the refusal into
+// `res` and returns true; returns false for an allowed request. Call first in every handler.
+bool AnswerPendingRefusal(httplib::Response& res);
 
 // The options of the bridge's connection to the agent: [lb-agent] command_endpoint,
 // agent_timeout for a whole call, two seconds at most to connect (503 sooner when the agent is
