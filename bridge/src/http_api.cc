@@ -43,6 +43,8 @@ std::string Dump(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+}  // namespace
+
 void SendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(Dump(body), "application/json");
@@ -51,6 +53,8 @@ void SendJson(httplib::Response& res, int status, const json& body) {
 void SendError(httplib::Response& res, const Status& status) {
   SendJson(res, HttpStatusFor(status.code()), ErrorBody(status));
 }
+
+namespace {
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -120,7 +124,8 @@ Status TooLarge(size_t size, size_t limit) {
                                           " bytes (max_body_bytes)");
 }
 
-// ?force=true|false|1|0|yes|no|on|off; a bare ?force means true.
+}  // namespace
+
 proto::Result<bool> ForceParam(const httplib::Request& req) {
   if (!req.has_param("force")) return false;
   const std::string value = Lower(req.get_param_value("force"));
@@ -131,6 +136,8 @@ proto::Result<bool> ForceParam(const httplib::Request& req) {
   return Status(ErrorCode::kBadRequest, "query parameter force must be true or false, got \"" +
                                             req.get_param_value("force") + "\"");
 }
+
+namespace {
 
 // Thread-local because httplib runs each connection's requests on one thread, one at a time:
 // set when routing starts (before the body is read), used and cleared by the logger once the

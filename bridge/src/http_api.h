@@ -56,6 +56,15 @@ nlohmann::json ErrorBody(const proto::Status& status);
 // only req.body, its headers and (multipart) req.files; safe on any input (fuzzed).
 proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes);
 
+// `body` as the answer, application/json (invalid UTF-8 in it replaced, never thrown on).
+void SendJson(httplib::Response& res, int status, const nlohmann::json& body);
+// ErrorBody(status) with HttpStatusFor(status.code()).
+void SendError(httplib::Response& res, const proto::Status& status);
+
+// The query parameter ?force=true|false|1|0|yes|no|on|off; a bare ?force means true; absent is
+// false; anything else is bad_request.
+proto::Result<bool> ForceParam(const httplib::Request& req);
+
 // One call to the agent from a route. A command_endpoint ZeroMQ cannot use is the bridge's own
 // settings error (internal, 500), not the HTTP client's (bad_request, 400). Thread-safe.
 proto::Result<proto::Reply> CallAgentFromBridge(client::CommandClient& agent,

@@ -29,20 +29,6 @@ using nlohmann::json;
 using proto::ErrorCode;
 using proto::Status;
 
-std::string Dump(const json& value) {
-  // Configs and haproxy's messages may hold invalid UTF-8; never throw on them.
-  return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-void SendJson(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(Dump(body), "application/json");
-}
-
-void SendStatus(httplib::Response& res, const Status& status) {
-  SendJson(res, HttpStatusFor(status.code()), ErrorBody(status));
-}
-
 // An error of the bridge's own (not_found, method_not_allowed): ErrorBody's shape.
 void SendBridgeError(httplib::Response& res, int http_status, std::string_view code,
                      std::string message, json details = nullptr) {
@@ -108,18 +94,6 @@ proto::Result<std::vector<EntityTagRef>> ParseEntityTags(std::string_view value,
     value.remove_prefix(1);
   }
   return tags;
-}
-
-// ?force=true|false|1|0|yes|no|on|off; a bare ?force means true.
-proto::Result<bool> ForceParam(const httplib::Request& req) {
-  if (!req.has_param("force")) return false;
-  const std::string value = Lower(req.get_param_value("force"));
-  if (value.empty() || value == "1" || value == "true" || value == "yes" || value == "on") {
-    return true;
-  }
-  if (value == "0" || value == "false" || value == "no" || value == "off") return false;
-  return Status(ErrorCode::kBadRequest, "query parameter force must be true or false, got \"" +
-                                            req.get_param_value("force") + "\"");
 }
 
 using Handler = std::function<void(const httplib::Request&, httplib::Response&,
@@ -231,7 +205,7 @@ class Api final : public RestApi {
   void GetBackends(const httplib::Request&, httplib::Response& res,
                    const std::vector<std::string>&) const {
     proto::Result<json> result = Call("status", {{"backend", "*"}});
-    if (!result.ok()) return SendStatus(res, result.status());
+    if (!result.ok()) return SendError(res, result.status());
     SendJson(res, 200, *result);
   }
 
@@ -241,7 +215,7 @@ class Api final : public RestApi {
                   const std::vector<std::string>& captures) const {
     const std::string& name = captures.at(0);
     proto::Result<json> result = Call("status", {{"backend", "*"}});
-    if (!result.ok()) return SendStatus(res, result.status());
+    if (!result.ok()) return SendError(res, result.status());
     json names = json::array();
     auto backends = result->find("backends");
     if (backends != result->end() && backends->is_array()) {
@@ -255,16 +229,18 @@ class Api final : public RestApi {
         names.push_back(backend.value("name", json()));
       }
     }
-    SendBridgeError(res, 404, "not_found",
-                    "no backend \"" + name + "\" in haproxy's running config; backends: " +
-                        (names.empty() ? std::string("none") : Dump(names)),
-                    {{"backends", names}});
+    SendBridgeError(
+        res, 404, "not_found",
+        "no backend \"" + name + "\" in haproxy's running config; backends: " +
+            (names.empty() ? std::string("none")
+                           : names.dump(-1, ' ', false, json::error_handler_t::replace)),
+        {{"backends", names}});
   }
 
   void GetInfo(const httplib::Request&, httplib::Response& res,
                const std::vector<std::string>&) const {
     proto::Result<json> result = Call("info", json::object());
-    if (!result.ok()) return SendStatus(res, result.status());
+    if (!result.ok()) return SendError(res, result.status());
     SendJson(res, 200, *result);
   }
 
@@ -274,11 +250,11 @@ class Api final : public RestApi {
     std::vector<EntityTagRef> tags;
     if (req.has_header("If-None-Match")) {
       auto parsed = ParseEntityTags(req.get_header_value("If-None-Match"), "If-None-Match", any);
-      if (!parsed.ok()) return SendStatus(res, parsed.status());
+      if (!parsed.ok()) return SendError(res, parsed.status());
       tags = std::move(parsed).value();
     }
     proto::Result<json> result = Call("get_config", json::object());
-    if (!result.ok()) return SendStatus(res, result.status());
+    if (!result.ok()) return SendError(res, result.status());
     if (!result->value("exists", false)) {
       return SendBridgeError(res, 404, "not_found",
                              "there is no live config: " + result->value("path", std::string()) +
@@ -327,14 +303,14 @@ class Api final : public RestApi {
     if (req.has_header("If-Match")) {
       bool any = false;
       auto tags = ParseEntityTags(req.get_header_value("If-Match"), "If-Match", any);
-      if (!tags.ok()) return SendStatus(res, tags.status());
+      if (!tags.ok()) return SendError(res, tags.status());
       if (!any) {
         // If-Match compares strongly: a weak tag never matches. The agent takes one expected
         // sha256, so a list is refused rather than half honoured.
         if (tags->size() != 1) {
-          return SendStatus(res, Status(ErrorCode::kBadRequest,
-                                        "If-Match takes one entity-tag here (the sha256 of the "
-                                        "config the change was made on)"));
+          return SendError(res, Status(ErrorCode::kBadRequest,
+                                       "If-Match takes one entity-tag here (the sha256 of the "
+                                       "config the change was made on)"));
         }
         if (tags->front().weak) {
           return SendJson(res, 412,
@@ -346,19 +322,19 @@ class Api final : public RestApi {
       }
     }
     proto::Result<bool> force = ForceParam(req);
-    if (!force.ok()) return SendStatus(res, force.status());
+    if (!force.ok()) return SendError(res, force.status());
     if (*force) args["force"] = true;
     if (req.has_param("apply_via")) {
       const std::string via = req.get_param_value("apply_via");
       if (via != "auto" && via != "reload") {
-        return SendStatus(
+        return SendError(
             res, Status(ErrorCode::kBadRequest,
                         "query parameter apply_via must be auto or reload, got \"" + via + "\""));
       }
       args["apply_via"] = via;
     }
     proto::Result<std::string> config = ConfigBody(req);
-    if (!config.ok()) return SendStatus(res, config.status());
+    if (!config.ok()) return SendError(res, config.status());
     args["config"] = std::move(config).value();
 
     proto::Result<json> result = Call("reload", std::move(args));
@@ -378,13 +354,13 @@ class Api final : public RestApi {
   void ValidateConfig(const httplib::Request& req, httplib::Response& res,
                       const std::vector<std::string>&) const {
     proto::Result<bool> force = ForceParam(req);
-    if (!force.ok()) return SendStatus(res, force.status());
+    if (!force.ok()) return SendError(res, force.status());
     proto::Result<std::string> config = ConfigBody(req);
-    if (!config.ok()) return SendStatus(res, config.status());
+    if (!config.ok()) return SendError(res, config.status());
     json args = {{"config", std::move(config).value()}};
     if (*force) args["force"] = true;
     proto::Result<json> result = Call("validate", std::move(args));
-    if (!result.ok()) return SendStatus(res, result.status());
+    if (!result.ok()) return SendError(res, result.status());
     SendJson(res, 200, *result);
   }
 
