@@ -58,9 +58,9 @@ struct EntityTagRef {
   std::string opaque;  // without the quotes
 };
 
-// Parses "*" (nullopt with `any` set) or a comma-separated list of entity-tags. A value that is
-// neither is bad_request: a client that sends a bare sha256 learns the syntax instead of
-// silently never matching.
+// Parses "*" (no tags, `any` set) or a comma-separated list of entity-tags (`any` cleared). A
+// value that is neither is bad_request: a client that sends a bare sha256 learns the syntax
+// instead of silently never matching.
 proto::Result<std::vector<EntityTagRef>> ParseEntityTags(std::string_view value,
                                                          std::string_view header, bool& any) {
   any = false;
