@@ -53,9 +53,11 @@ void StreamEvents(EventHub& hub, const httplib::Request& req, httplib::Response&
 void InstallEventStream(httplib::Server& server, EventHub& hub) {
   const std::size_t threads = hub.options().max_subscriptions + kRequestThreads;
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server.Get("/events", [&hub](const httplib::Request& req, httplib::Response& res) {
+  auto stream = [&hub](const httplib::Request& req, httplib::Response& res) {
     StreamEvents(hub, req, res);
-  });
+  };
+  server.Get("/events", stream);
+  server.Get("/v1/events", stream);  // the same stream in the /v1 API (rest_api.h)
 }
 
 }  // namespace lb::bridge

@@ -1,4 +1,5 @@
-// GET /events: the agent's events as Server-Sent Events, one stream per HTTP client.
+// GET /events (and GET /v1/events, the same): the agent's events as Server-Sent Events, one
+// stream per HTTP client.
 //
 //   GET /events[?topic=<prefix>]   text/event-stream of the events whose topic starts with
 //                                  <prefix> (all when absent), as EventHub formats them:
@@ -39,8 +40,8 @@ namespace lb::bridge {
 // Threads of the HTTP pool that event streams can never take.
 inline constexpr std::size_t kRequestThreads = 128;
 
-// Installs GET /events and sizes the server's thread pool (see above). Call before listening.
-// `hub` must outlive `server`.
+// Installs GET /events and GET /v1/events and sizes the server's thread pool (see above). Call
+// before listening. `hub` must outlive `server`.
 void InstallEventStream(httplib::Server& server, EventHub& hub);
 
 }  // namespace lb::bridge

@@ -19,6 +19,7 @@
 #include "lb/common/log.h"
 #include "lb/common/single_flight.h"
 #include "lb/proto/backends.h"
+#include "rest_api.h"
 #include "security.h"
 
 namespace lb::bridge {
@@ -47,6 +48,8 @@ std::string Dump(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+}  // namespace
+
 void SendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
   res.set_content(Dump(body), "application/json");
@@ -55,6 +58,8 @@ void SendJson(httplib::Response& res, int status, const json& body) {
 void SendError(httplib::Response& res, const Status& status) {
   SendJson(res, HttpStatusFor(status.code()), ErrorBody(status));
 }
+
+namespace {
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -124,7 +129,8 @@ Status TooLarge(size_t size, size_t limit) {
                                           " bytes (max_body_bytes)");
 }
 
-// ?force=true|false|1|0|yes|no|on|off; a bare ?force means true.
+}  // namespace
+
 proto::Result<bool> ForceParam(const httplib::Request& req) {
   if (!req.has_param("force")) return false;
   const std::string value = Lower(req.get_param_value("force"));
@@ -135,6 +141,8 @@ proto::Result<bool> ForceParam(const httplib::Request& req) {
   return Status(ErrorCode::kBadRequest, "query parameter force must be true or false, got \"" +
                                             req.get_param_value("force") + "\"");
 }
+
+namespace {
 
 // Thread-local because httplib runs each connection's requests on one thread, one at a time:
 // set when routing starts (before the body is read), used and cleared by the logger once the
@@ -202,8 +210,9 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
 class Handlers {
  public:
   Handlers(client::CommandClient& agent, const common::Settings& settings,
-           std::shared_ptr<const TokenStore> tokens)
+           std::shared_ptr<const TokenStore> tokens, std::shared_ptr<const RestApi> rest_api)
       : agent_(agent),
+        rest_api_(std::move(rest_api)),
         tokens_(std::move(tokens)),
         default_backend_(settings.haproxy.default_backend),
         instance_prefix_(settings.bridge.instance_prefix),
@@ -276,6 +285,8 @@ class Handlers {
       GetBackends(req, res);
     } else if (req.method == "POST" && (req.path == "/reload" || req.path == "/reloadHaproxy")) {
       Reload(req, res);
+    } else if (rest_api_->RouteBodyless(req, res)) {
+      return true;
     } else {
       res.status = 404;
       Error(req, res);
@@ -315,7 +326,8 @@ class Handlers {
         body = {{"success", false},
                 {"error", "no route for " + req.method + " " + req.path +
                               "; routes: POST /reload, POST /reloadHaproxy, GET|POST "
-                              "/getBackends, GET /healthz, GET /events"},
+                              "/getBackends, GET /healthz, GET /events, /v1/... "
+                              "(GET /v1/openapi.json describes them)"},
                 {"code", "not_found"}};
         break;
       case 413:
@@ -333,15 +345,8 @@ class Handlers {
   }
 
  private:
-  // One call to the agent. A command_endpoint ZeroMQ cannot use is the bridge's own settings
-  // error (500), not the HTTP client's (400).
   proto::Result<proto::Reply> CallAgent(const std::string& cmd, json args) const {
-    proto::Result<proto::Reply> reply = agent_.Call(cmd, args);
-    if (!reply.ok() && reply.status().code() == ErrorCode::kBadRequest) {
-      return Status(ErrorCode::kInternal,
-                    reply.status().message() + " ([lb-agent] command_endpoint)");
-    }
-    return reply;
+    return CallAgentFromBridge(agent_, cmd, args);
   }
 
   // A response shared by the requests of one flight.
@@ -395,6 +400,7 @@ class Handlers {
   static constexpr std::size_t kMaxSharedFlights = 64;
 
   client::CommandClient& agent_;
+  const std::shared_ptr<const RestApi> rest_api_;
   const std::shared_ptr<const TokenStore> tokens_;
   const std::string default_backend_;
   const std::string instance_prefix_;
@@ -414,6 +420,22 @@ std::string ExceptionMessage(std::exception_ptr ep) {
 }
 
 }  // namespace
+
+proto::Result<proto::Reply> CallAgentFromBridge(client::CommandClient& agent,
+                                                const std::string& cmd, const json& args) {
+  proto::Result<proto::Reply> reply = agent.Call(cmd, args);
+  if (!reply.ok() && reply.status().code() == ErrorCode::kBadRequest) {
+    return Status(ErrorCode::kInternal,
+                  reply.status().message() + " ([lb-agent] command_endpoint)");
+  }
+  return reply;
+}
+
+bool AnswerPendingRefusal(httplib::Response& res) {
+  if (!pending_refusal) return false;
+  SendRefusal(res, *pending_refusal);
+  return true;
+}
 
 int HttpStatusFor(ErrorCode code) {
   switch (code) {
@@ -507,7 +529,8 @@ client::CommandClientOptions AgentClientOptions(const common::Settings& settings
 
 void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
                     const common::Settings& settings, std::shared_ptr<const TokenStore> tokens) {
-  auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens));
+  auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens),
+                                                   InstallRestApi(server, agent, settings));
   // Every route with a body answers a refusal left by the pre-routing handler, once the body has
   // been read (see pending_refusal).
   auto reload = [handlers](const httplib::Request& req, httplib::Response& res) {

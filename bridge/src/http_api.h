@@ -8,6 +8,7 @@
 //   GET|POST /getBackends               `status` of one backend, in the legacy list shape
 //   GET /healthz                        `ping`
 //   GET /events                         the agent's events as a stream (event_stream.h)
+//   /v1/...                             the REST API (rest_api.h)
 //
 // Who may call which route (bearer tokens, the cross-site rule for reloads): security.h.
 //
@@ -54,6 +55,25 @@ nlohmann::json ErrorBody(const proto::Status& status);
 // A body or config above `max_bytes` is too_large; an empty config is bad_request. Pure: reads
 // only req.body, its headers and (multipart) req.files; safe on any input (fuzzed).
 proto::Result<std::string> ConfigFromRequest(const httplib::Request& req, size_t max_bytes);
+
+// `body` as the answer, application/json (invalid UTF-8 in it replaced, never thrown on).
+void SendJson(httplib::Response& res, int status, const nlohmann::json& body);
+// ErrorBody(status) with HttpStatusFor(status.code()).
+void SendError(httplib::Response& res, const proto::Status& status);
+
+// The query parameter ?force=true|false|1|0|yes|no|on|off; a bare ?force means true; absent is
+// false; anything else is bad_request.
+proto::Result<bool> ForceParam(const httplib::Request& req);
+
+// One call to the agent from a route. A command_endpoint ZeroMQ cannot use is the bridge's own
+// settings error (internal, 500), not the HTTP client's (bad_request, 400). Thread-safe.
+proto::Result<proto::Reply> CallAgentFromBridge(client::CommandClient& agent,
+                                                const std::string& cmd, const nlohmann::json& args);
+
+// For routes installed outside http_api.cc (rest_api.h): when the access check refused this
+// request but left it to the route (httplib had a body to read first), writes the refusal into
+// `res` and returns true; returns false for an allowed request. Call first in every handler.
+bool AnswerPendingRefusal(httplib::Response& res);
 
 // The options of the bridge's connection to the agent: [lb-agent] command_endpoint,
 // agent_timeout for a whole call, two seconds at most to connect (503 sooner when the agent is

@@ -754,6 +754,126 @@ TEST_F(BridgeHttpTest, UnknownRouteIs404Json) {
   EXPECT_EQ(fake_->request_count(), 0u);
 }
 
+// --- The /v1 API (rest_api.h); its contract with a real agent: rest_api_contract_test.cc ----
+
+TEST_F(BridgeHttpTest, V1PutMapsIfMatchForceAndApplyViaToTheReloadAndAConflictTo412) {
+  Start();
+  const std::string live(64, 'a');
+  fake_->SetHandler(
+      FailWith(Status(ErrorCode::kConflict, "the live config changed", {{"sha256", live}})));
+  auto client = Client();
+  auto res = client.Put("/v1/config?force=true&apply_via=reload",
+                        {{"If-Match", "\"" + std::string(64, 'b') + "\""}}, kConfig, "text/plain");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 412) << res->body;
+  json body = Body(res);
+  EXPECT_EQ(body["success"], false);
+  EXPECT_EQ(body["code"], "conflict");
+  EXPECT_EQ(body["details"]["sha256"], live);
+  proto::Request request = fake_->last_request();
+  EXPECT_EQ(request.cmd, "reload");
+  EXPECT_EQ(request.args["config"], kConfig);
+  EXPECT_EQ(request.args["expect_sha256"], std::string(64, 'b'));
+  EXPECT_EQ(request.args["force"], true);
+  EXPECT_EQ(request.args["apply_via"], "reload");
+
+  // Applied: the agent's answer as it is, and the new ETag.
+  fake_->SetHandler(AnswerWith(kApplied));
+  auto applied = client.Put("/v1/config", kConfig, "text/plain");
+  ASSERT_TRUE(applied);
+  EXPECT_EQ(applied->status, 200) << applied->body;
+  EXPECT_EQ(Body(applied), kApplied);
+  EXPECT_EQ(applied->get_header_value("ETag"), "\"5f2b\"");
+  EXPECT_FALSE(fake_->last_request().args.contains("expect_sha256"));
+}
+
+TEST_F(BridgeHttpTest, V1IfMatchTheAgentCannotHonourIsRefusedWithoutAskingIt) {
+  Start();
+  fake_->SetHandler(AnswerWith(kApplied));
+  auto client = Client();
+  struct Case {
+    std::string if_match;
+    int status;
+    std::string code;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"W/\"abc\"", 412, "conflict"},  // If-Match compares strongly: never matches
+           {"\"abc\", \"def\"", 400, "bad_request"},
+           {"abc", 400, "bad_request"},  // not quoted
+           {"\"abc", 400, "bad_request"},
+       }) {
+    SCOPED_TRACE(c.if_match);
+    auto res = client.Put("/v1/config", {{"If-Match", c.if_match}}, kConfig, "text/plain");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, c.status) << res->body;
+    EXPECT_EQ(Body(res)["code"], c.code);
+  }
+  EXPECT_EQ(fake_->request_count(), 0u);
+}
+
+TEST_F(BridgeHttpTest, V1PutAndValidateTakeTheRawConfigOnly) {
+  Start();
+  fake_->SetHandler(AnswerWith(kApplied));
+  auto client = Client();
+  for (const std::string& path : {std::string("/v1/config"), std::string("/v1/config/validate")}) {
+    SCOPED_TRACE(path);
+    const bool put = path == "/v1/config";
+    auto wrapped = put ? client.Put(path, "{\"config\": \"x\"}", "application/json")
+                       : client.Post(path, "{\"config\": \"x\"}", "application/json");
+    ASSERT_TRUE(wrapped);
+    EXPECT_EQ(wrapped->status, 400) << wrapped->body;
+    EXPECT_NE(Body(wrapped)["error"].get<std::string>().find("text/plain"), std::string::npos);
+    const std::string big(settings_.bridge.max_body_bytes + 1, '#');
+    auto too_large =
+        put ? client.Put(path, big, "text/plain") : client.Post(path, big, "text/plain");
+    ASSERT_TRUE(too_large);
+    EXPECT_EQ(too_large->status, 413) << too_large->body;
+    EXPECT_EQ(Body(too_large)["code"], "too_large");
+    // No Content-Length, no body: answered at once (httplib alone would wait 30 s for a body).
+    const auto start = Clock::now();
+    std::string raw = RawExchange((put ? "PUT " : "POST ") + path +
+                                  " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(raw.rfind("HTTP/1.1 400", 0), 0u) << raw;
+    EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
+  }
+  EXPECT_EQ(fake_->request_count(), 0u);
+  auto valid = client.Post("/v1/config/validate?force=1", kConfig, "text/plain");
+  ASSERT_TRUE(valid);
+  EXPECT_EQ(valid->status, 200);
+  EXPECT_EQ(fake_->last_request().cmd, "validate");
+  EXPECT_EQ(fake_->last_request().args["config"], kConfig);
+  EXPECT_EQ(fake_->last_request().args["force"], true);
+}
+
+// Without tokens, PUT /v1/config follows the cross-site rule of a reload (security.h).
+TEST_F(BridgeHttpTest, V1PutWithOnlySimpleHeadersIsRefusedAsCrossSite) {
+  Start();
+  fake_->SetHandler(AnswerWith(kApplied));
+  auto bare = BareClient();
+  auto refused = bare.Put("/v1/config", kConfig, "text/plain");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 403) << refused->body;
+  EXPECT_EQ(Body(refused)["code"], "forbidden");
+  auto form = bare.Post("/v1/config/validate", kConfig, "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 403) << form->body;
+  EXPECT_EQ(fake_->request_count(), 0u);
+  auto allowed = Client().Put("/v1/config", kConfig, "text/plain");  // X-Requested-With
+  ASSERT_TRUE(allowed);
+  EXPECT_EQ(allowed->status, 200) << allowed->body;
+}
+
+TEST_F(BridgeHttpTest, V1AgentDownIs503InTheOneErrorShape) {
+  StartBridge();  // no agent
+  auto res = Client().Get("/v1/backends");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503) << res->body;
+  json body = Body(res);
+  EXPECT_EQ(body["success"], false);
+  EXPECT_EQ(body["code"], "unavailable");
+  EXPECT_TRUE(body["error"].is_string());
+}
+
 TEST_F(BridgeHttpTest, RequestsAreForwardedConcurrently) {
   settings_.bridge.agent_timeout = std::chrono::seconds(5);
   Start();
