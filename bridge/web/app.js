@@ -12,7 +12,7 @@
 //   this tab only, gone when it closes.
 // - Late joiner rule (proto/PROTOCOL.md): the stream is connected first, then the status read, so
 //   no change falls between the two. When the stream breaks it is reopened with a backoff
-//   (1 s doubling to 10 s), and the status read again once it is back.
+//   (1 s doubling to 10 s); the status is read at each attempt, and again once it is back.
 "use strict";
 
 (() => {
@@ -264,6 +264,9 @@
           await new Promise((resolve) => { tokenEntered = resolve; });
           continue;
         }
+        // Without a stream (the bridge's stream limit reached, say) the page still shows the
+        // status, read again at each attempt.
+        refresh();
         setLive("down", "reconnecting in " + Math.round(backoffMs / 1000) + " s");
         await new Promise((resolve) => setTimeout(resolve, backoffMs));
         backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
