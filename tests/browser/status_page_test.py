@@ -219,9 +219,11 @@ class StatusPageTest(LbTestCase):
         self.browser.call("wait_state", backend=BACKEND, server="charlie", state="UP",
                           timeout_ms=WAIT_MS)
         self.wait_summary(lambda s: s["sha256"] == sha, "the page to show sha256 %s" % sha)
+        self.browser.call("wait_state", backend=BACKEND, server="bravo", state="DOWN",
+                          timeout_ms=WAIT_MS)
         rows = {r["server"]: r for r in self.browser.call("rows")["rows"]}
+        self.assertEqual(sorted(rows), sorted(["alpha", "bravo", DEAD, "charlie"]))
         self.assertEqual(rows["charlie"]["address"], env.address_of("charlie"))
-        self.assertEqual(rows["bravo"]["state"], "DOWN")
 
         # All of that without the page being loaded again.
         navigations = self.browser.call("navigations")
