@@ -34,6 +34,7 @@
 #include "lb/common/settings.h"
 #include "lb/common/version.h"
 #include "security.h"
+#include "status_page.h"
 
 namespace {
 
@@ -42,7 +43,8 @@ constexpr const char* kUsage =
     "\n"
     "Serves the HTTP API of the 2015 lb-agent (POST /reload, /reloadHaproxy, /getBackends) and\n"
     "GET /healthz, and forwards each request to lb-agent's command socket. GET /events streams\n"
-    "lb-agent's events (its event_endpoint) as Server-Sent Events.\n"
+    "lb-agent's events (its event_endpoint) as Server-Sent Events; GET / is a live status\n"
+    "page in a browser.\n"
     "[security] adds bearer tokens, HTTPS and a CURVE key towards the agent (SECURITY.md).\n"
     "\n"
     "  --config PATH   settings file (default /etc/lb-agent/lb-agent.cfg; keys: etc/lb-agent.cfg)\n"
@@ -211,6 +213,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<lb::bridge::EventHub> events = std::move(hub).value();
     lb::bridge::InstallHttpApi(*server, agent, settings, token_store);
     lb::bridge::InstallEventStream(*server, *events);
+    lb::bridge::InstallStatusPage(*server, agent);
 
     const std::string& host = settings.bridge.host;
     errno = 0;

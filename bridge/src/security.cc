@@ -203,6 +203,11 @@ bool IsReadOnlyRequest(std::string_view method, std::string_view path) {
   return method == "GET" || method == "HEAD" || (method == "POST" && path == "/getBackends");
 }
 
+bool IsPublicPageAsset(std::string_view method, std::string_view path) {
+  return (method == "GET" || method == "HEAD") &&
+         (path == "/" || path == "/ui/app.js" || path == "/ui/app.css" || path == "/ui/icon.svg");
+}
+
 // --- The verdict --------------------------------------------------------------------------
 
 AccessDecision DecideAccess(std::string_view method, std::string_view path,
@@ -214,7 +219,9 @@ AccessDecision DecideAccess(std::string_view method, std::string_view path,
     if (authorization != headers.end()) token = BearerToken(authorization->second);
     decision.authenticated = token.has_value() && TokenMatches(tokens, *token);
     const bool health_check = (method == "GET" || method == "HEAD") && path == "/healthz";
-    if (decision.authenticated || health_check) return decision;
+    if (decision.authenticated || health_check || IsPublicPageAsset(method, path)) {
+      return decision;
+    }
     decision.verdict = AccessDecision::Verdict::kUnauthorized;
     if (authorization == headers.end()) {
       decision.reason = "this bridge needs a bearer token: send \"Authorization: Bearer <token>\"";

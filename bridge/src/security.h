@@ -10,6 +10,10 @@
 //   tokens on ([security] bridge_tokens_file set)
 //     GET|HEAD /healthz        anyone (a load balancer's health check); without a valid token
 //                              the answer says only whether the agent is up.
+//     GET|HEAD /, /ui/app.js, /ui/app.css, /ui/icon.svg
+//                              anyone: the status page and its files hold no data; the page
+//                              asks for a token and sends it on its data requests
+//                              (status_page.h, IsPublicPageAsset).
 //     everything else          "Authorization: Bearer <token>" with a token of the file, else
 //                              401 {"success": false, "error": ..., "code": "unauthorized"} and
 //                              WWW-Authenticate: Bearer. GET /events included.
@@ -122,6 +126,10 @@ CrossSiteVerdict CheckCrossSite(const httplib::Headers& headers);
 // True for the requests that change nothing and so need no cross-site check: GET, HEAD, and
 // POST /getBackends (the 2015 clients post to it).
 bool IsReadOnlyRequest(std::string_view method, std::string_view path);
+
+// True for GET|HEAD of the status page's files (status_page.h): the same text for everyone, no
+// data in them, so they need no token. The data the page shows (/ui/status, /events) does.
+bool IsPublicPageAsset(std::string_view method, std::string_view path);
 
 // --- The verdict for one request ----------------------------------------------------------
 

@@ -57,6 +57,11 @@ echo "demo_test: built lb-agent and lb-bridge only, $(grep -cE '^demo: \[' "$tmp
 answer=$(curl -s -m 5 http://127.0.0.1:5000/) || fail "no answer through haproxy on 127.0.0.1:5000"
 [[ "$answer" == "hello from node"* ]] || fail "127.0.0.1:5000 answered \"$answer\""
 haproxy_pid=$(cat "$tmp/run/haproxy.pid")
+page=$(curl -s -m 5 http://127.0.0.1:6666/) || fail "no status page on http://127.0.0.1:6666/"
+[[ "$page" == *"<title>lb-agent status</title>"* ]] || fail "GET http://127.0.0.1:6666/ is not the status page"
+servers=$(curl -s -m 5 http://127.0.0.1:6666/ui/status) || fail "no answer from /ui/status"
+[[ "$servers" == *'"name":"node1"'* ]] || fail "/ui/status does not list node1: $servers"
+echo "demo_test: the status page is served, /ui/status lists the demo's servers"
 
 # A second demo while the first runs: refused before it starts or touches anything.
 rc=0
