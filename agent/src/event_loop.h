@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -58,6 +59,9 @@ class EventLoop {
                       const std::string& source = "command");
 
   uint64_t last_seq() const { return seq_.load(); }
+  // Messages sent on the PUB socket since start, by type ("server", "haproxy", "reload",
+  // "heartbeat"; each present from the start, at 0). Any thread.
+  std::map<std::string, uint64_t> published() const;
   int64_t epoch_ms() const { return epoch_ms_; }
 
  private:
@@ -107,6 +111,9 @@ class EventLoop {
   int failed_polls_ = 0;
   int64_t haproxy_pid_ = 0;
   std::map<std::string, uint64_t> topic_seq_;
+
+  mutable std::mutex published_mu_;
+  std::map<std::string, uint64_t> published_;  // guarded by published_mu_
 };
 
 }  // namespace lb::agent

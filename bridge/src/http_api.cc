@@ -319,7 +319,7 @@ class Handlers {
         body = {{"success", false},
                 {"error", "no route for " + req.method + " " + req.path +
                               "; routes: POST /reload, POST /reloadHaproxy, GET|POST "
-                              "/getBackends, GET /healthz, GET /events"},
+                              "/getBackends, GET /healthz, GET /events, GET /metrics"},
                 {"code", "not_found"}};
         break;
       case 413:
@@ -455,7 +455,8 @@ client::CommandClientOptions AgentClientOptions(const common::Settings& settings
 }
 
 void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
-                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens) {
+                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens,
+                    RequestMetrics* metrics) {
   auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens));
   // Every route with a body answers a refusal left by the pre-routing handler, once the body has
   // been read (see pending_refusal).
@@ -491,7 +492,10 @@ void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
                ? httplib::Server::HandlerResponse::Handled
                : httplib::Server::HandlerResponse::Unhandled;
   });
-  server.set_logger(LogRequest);
+  server.set_logger([metrics](const httplib::Request& req, const httplib::Response& res) {
+    if (metrics != nullptr) metrics->Count(req.path, res.status);
+    LogRequest(req, res);
+  });
 
   server.set_payload_max_length(settings.bridge.max_body_bytes + kPayloadSlack);
   server.set_read_timeout(kReadTimeout);
