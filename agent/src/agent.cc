@@ -447,8 +447,11 @@ json Agent::Info() {
 json Agent::Metrics() {
   proto::AgentMetrics m;
   metrics_.Snapshot(&m);
+  // Up or down as the event stream says it (a master re-executing for a reload refuses
+  // connections for a moment: not a scrape of haproxy_up 0); old workers when the master
+  // answers now.
+  m.haproxy_up = events_->haproxy_up();
   const json haproxy = control_->Describe();
-  m.haproxy_up = haproxy.value("running", false);
   if (auto old = haproxy.find("old_workers"); old != haproxy.end() && old->is_number_integer()) {
     m.old_workers = old->get<int64_t>();
   }

@@ -46,7 +46,7 @@ struct AgentMetrics {
   std::map<std::string, uint64_t> rollbacks;
   // Seconds of each reload the reload worker ran, whatever its outcome.
   Histogram reload_duration = Histogram::WithBounds(kReloadDurationBounds);
-  bool haproxy_up = false;             // a worker serves
+  bool haproxy_up = false;  // as the agent's last "haproxy" event said (PROTOCOL.md, Events)
   std::optional<int64_t> old_workers;  // workers still finishing old connections (master API)
   std::string config_sha256;           // of the live file; "" when there is none
   std::map<std::string, uint64_t> events_published;  // by type: server, haproxy, reload, heartbeat
