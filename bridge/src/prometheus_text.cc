@@ -18,6 +18,24 @@ std::string_view TypeName(MetricType type) {
   return "untyped";
 }
 
+// Backslash and newline always; the double quote only inside a label value.
+std::string Escape(std::string_view text, bool quote) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Family& Family::Add(Labels labels, double value) {
@@ -40,37 +58,9 @@ Family& Family::AddHistogram(const Labels& labels, const std::vector<double>& bo
   return *this;
 }
 
-std::string EscapeLabelValue(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (char c : value) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+std::string EscapeLabelValue(std::string_view value) { return Escape(value, /*quote=*/true); }
 
-std::string EscapeHelp(std::string_view help) {
-  std::string out;
-  out.reserve(help.size());
-  for (char c : help) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+std::string EscapeHelp(std::string_view help) { return Escape(help, /*quote=*/false); }
 
 std::string FormatValue(double value) {
   if (std::isnan(value)) return "NaN";
