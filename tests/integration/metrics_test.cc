@@ -77,7 +77,7 @@ class MetricsTest : public ::testing::Test {
   int frontend_ = 0;
 };
 
-TEST_F(MetricsTest, ScrapeAfterReloadsCountsTheAgentsOutcomesAndPassesPromtool) {
+TEST_F(MetricsTest, ScrapeAfterReloadsAndARollbackCountsTheAgentsOutcomesAndPassesPromtool) {
   ASSERT_EQ(access(kPromtool, X_OK), 0)
       << kPromtool << " is missing: install Debian's prometheus package (scripts/deps does)";
   const std::string config =
@@ -85,17 +85,23 @@ TEST_F(MetricsTest, ScrapeAfterReloadsCountsTheAgentsOutcomesAndPassesPromtool) 
   ReloadThroughTheBridge(config, 200);
   ReloadThroughTheBridge("global\n    no-such-keyword\n", 422);
   ASSERT_EQ(Client().Get("/no-such-route-chosen-by-a-client")->status, 404);
+  // Back to the first config with the agent's `rollback` (not through the bridge): the
+  // counters are the agent's.
+  json rollback = agent_.Ok("rollback");
+  ASSERT_EQ(rollback.value("outcome", ""), "applied") << rollback.dump();
 
   const std::string text = Scrape();
   auto samples = Samples(text);
   EXPECT_EQ(samples["lbagent_agent_up"], "1") << text;
-  EXPECT_EQ(samples["lbagent_reloads_total{outcome=\"applied\"}"], "1") << text;
+  EXPECT_EQ(samples["lbagent_reloads_total{outcome=\"applied\"}"], "2") << text;
   EXPECT_EQ(samples["lbagent_reloads_total{outcome=\"invalid_config\"}"], "1");
   EXPECT_EQ(samples["lbagent_reloads_total{outcome=\"rolled_back\"}"], "0");
-  EXPECT_EQ(samples["lbagent_updates_total{via=\"reload\"}"], "1");
+  EXPECT_EQ(samples["lbagent_updates_total{via=\"reload\"}"], "2");
   EXPECT_EQ(samples["lbagent_updates_total{via=\"runtime\"}"], "0");
-  EXPECT_EQ(samples["lbagent_reload_duration_seconds_count"], "2");
-  EXPECT_EQ(samples["lbagent_reload_duration_seconds_bucket{le=\"+Inf\"}"], "2");
+  EXPECT_EQ(samples["lbagent_rollbacks_total{trigger=\"command\"}"], "1");
+  EXPECT_EQ(samples["lbagent_rollbacks_total{trigger=\"automatic\"}"], "0");
+  EXPECT_EQ(samples["lbagent_reload_duration_seconds_count"], "3");
+  EXPECT_EQ(samples["lbagent_reload_duration_seconds_bucket{le=\"+Inf\"}"], "3");
   EXPECT_EQ(samples["lbagent_haproxy_up"], "1");
   EXPECT_EQ(samples.count("lbagent_haproxy_old_workers"), 1u) << "managed mode knows them";
   EXPECT_EQ(samples["lbagent_config_info{sha256=\"" + Sha256OfFile(agent_.config_path()) + "\"}"],
