@@ -1,8 +1,11 @@
 // GET /metrics on a real lb-bridge in front of a real lb-agent and haproxy: the agent's own
 // counters after reloads, checked by promtool (Debian's `prometheus` package), and scraped by a
 // real Prometheus server that the test queries through its HTTP API.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -145,6 +148,61 @@ TEST_F(MetricsTest, AgentDownStillAnswersWithAgentUpZeroAndTheBridgesCounters) {
   EXPECT_EQ(samples["lbagent_agent_up"], "0") << text;
   EXPECT_EQ(samples.count("lbagent_reloads_total{outcome=\"applied\"}"), 0u);
   EXPECT_NE(text.find("# TYPE lbagent_bridge_requests_total counter"), std::string::npos);
+}
+
+// A GET /events stream held open on a raw connection until destroyed; open() once the bridge
+// has sent ": connected".
+class EventStreamClient {
+ public:
+  EventStreamClient(int port, const std::string& token) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{10, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return;
+    const std::string request =
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token + "\r\n\r\n";
+    if (send(fd_, request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+      return;
+    }
+    std::string got;
+    char buf[4096];
+    while (got.find(": connected") == std::string::npos) {
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    open_ = true;
+  }
+  ~EventStreamClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  bool open() const { return open_; }
+
+ private:
+  int fd_ = -1;
+  bool open_ = false;
+};
+
+TEST_F(MetricsTest, SseStreamsGaugeCountsTheOpenEventStreams) {
+  {
+    EventStreamClient one(agent_.bridge_port(), kToken);
+    EventStreamClient two(agent_.bridge_port(), kToken);
+    ASSERT_TRUE(one.open() && two.open());
+    EXPECT_EQ(Samples(Scrape())["lbagent_bridge_sse_streams"], "2");
+  }
+  // A client that went away is noticed when a write to it fails, usually the second after it
+  // left (event_stream.h): two reloads publish two events.
+  ReloadThroughTheBridge(
+      HaproxyConfig(frontend_, {{"a", a_.port()}}, "scaling_nodes", "", "    retries 2\n"), 200);
+  ReloadThroughTheBridge(HaproxyConfig(frontend_, {{"a", a_.port()}}), 200);
+  EXPECT_TRUE(WaitFor([&] { return Samples(Scrape())["lbagent_bridge_sse_streams"] == "0"; },
+                      milliseconds(30000)))
+      << Scrape();
 }
 
 // A real Prometheus on loopback scrapes the bridge every second with the bearer token; the
