@@ -28,7 +28,9 @@ void MetricsRecorder::ReloadAnswered(const proto::Status& status, const json& re
     via = outcome == "unchanged" ? "unchanged" : applied_via == "runtime" ? "runtime" : "reload";
   } else {
     const json& details = status.details();
-    automatic_rollback = details.is_object() && details.value("rolled_back", false);
+    const auto rolled_back = details.find("rolled_back");  // end() when not an object
+    automatic_rollback =
+        rolled_back != details.end() && rolled_back->is_boolean() && rolled_back->get<bool>();
     outcome = automatic_rollback ? "rolled_back" : std::string(proto::ErrorCodeName(status.code()));
   }
   std::lock_guard<std::mutex> lock(mu_);
