@@ -27,7 +27,8 @@ using proto::ErrorCode;
 using proto::Result;
 using Clock = std::chrono::steady_clock;
 
-const char* const kCommands = "ping, info, status, validate, reload, get_config, history, rollback";
+const char* const kCommands =
+    "ping, info, metrics, status, validate, reload, get_config, history, rollback";
 
 // The event loop's view of haproxy: `show stat` from a worker and the worker's pid.
 class ControlStats : public StatsSource {
@@ -47,6 +48,7 @@ class ControlStats : public StatsSource {
 Agent::Agent(const common::Settings& settings)
     : settings_(settings),
       started_(Clock::now()),
+      started_wall_(std::chrono::system_clock::now()),
       haproxy_env_(ChildEnvironment(settings.security.config_environment, environ)),
       store_(settings.haproxy.config_file_path, settings.agent.history_dir,
              settings.agent.history_keep),
@@ -220,8 +222,12 @@ proto::Status Agent::StartTransport() {
   events_ = std::make_unique<EventLoop>(*context_, settings_, *stats_,
                                         [this] { return pipeline_->LiveSha256(); });
   if (proto::Status s = events_->Bind(security_->Server("lb-agent-events")); !s.ok()) return s;
-  reload_worker_ = std::make_unique<ReloadWorker>(
-      [this](const ReloadRequest& r) { return pipeline_->Apply(r); });
+  reload_worker_ = std::make_unique<ReloadWorker>([this](const ReloadRequest& r) {
+    const auto start = Clock::now();
+    auto result = pipeline_->Apply(r);
+    metrics_.ReloadTimed(Clock::now() - start);
+    return result;
+  });
   stats_read_ = std::make_unique<common::SingleFlight<proto::Result<std::vector<StatRow>>>>(
       [this] { return ReadStats(); });
   if (settings_.fleet.enabled()) {
@@ -262,12 +268,17 @@ void Agent::SubmitFleetReload(const json& args, ReplyFn reply) {
 void Agent::SubmitReload(ReloadRequest request, ReplyFn reply, const std::string& source) {
   // Every reload outcome is also an event.
   events_->ReloadStarted();
-  reload_worker_->Submit(std::move(request),
-                         [events = events_.get(), source, reply = std::move(reply)](
-                             const proto::Status& status, const json& result) {
-                           events->ReloadFinished(status, result, source);
-                           reply(status, result);
-                         });
+  reload_worker_->Submit(std::move(request), [this, source, reply = std::move(reply)](
+                                                 const proto::Status& status, const json& result) {
+    ReloadAnswered(status, result, source);
+    reply(status, result);
+  });
+}
+
+void Agent::ReloadAnswered(const proto::Status& status, const json& result,
+                           const std::string& source) {
+  events_->ReloadFinished(status, result, source);
+  metrics_.ReloadAnswered(status, result, source);
 }
 
 void Agent::Rollback(const json& args, ReplyFn reply) {
@@ -335,7 +346,7 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     if (!parsed.ok()) {
       // A refused reload is a reload outcome too: an event.
       events_->ReloadStarted();
-      events_->ReloadFinished(parsed.status(), nullptr);
+      ReloadAnswered(parsed.status(), nullptr, "command");
       reply(parsed.status(), nullptr);
       return;
     }
@@ -353,6 +364,8 @@ void Agent::Handle(proto::Request request, ReplyFn reply) {
     pool_->Submit([this, args = std::move(request.args), answer] { answer(StatusCommand(args)); });
   } else if (cmd == "info") {
     pool_->Submit([this, answer] { answer(Info()); });
+  } else if (cmd == "metrics") {
+    pool_->Submit([this, answer] { answer(Metrics()); });
   } else if (cmd == "get_config") {
     pool_->Submit([this, answer] { answer(GetConfig()); });
   } else if (cmd == "history") {
@@ -437,6 +450,32 @@ json Agent::Info() {
       {"fleet", fleet_ != nullptr ? fleet_->Info() : json{{"enabled", false}}},
       {"security", security_->Info()},
   };
+}
+
+json Agent::Metrics() {
+  proto::AgentMetrics m;
+  metrics_.Snapshot(&m);
+  // Up or down as the event stream says it (a master re-executing for a reload refuses
+  // connections for a moment: not a scrape of haproxy_up 0); old workers when the master
+  // answers now.
+  m.haproxy_up = events_->haproxy_up();
+  const json haproxy = control_->Describe();
+  if (auto old = haproxy.find("old_workers"); old != haproxy.end() && old->is_number_integer()) {
+    m.old_workers = old->get<int64_t>();
+  }
+  m.config_sha256 = pipeline_->LiveSha256();
+  m.events_published = events_->published();
+  m.event_seq = events_->last_seq();
+  m.event_epoch_ms = events_->epoch_ms();
+  if (fleet_ != nullptr) {
+    const json fleet = fleet_->Info();
+    m.fleet_enabled = true;
+    m.fleet_applied_version = fleet.value("applied_version", uint64_t{0});
+    m.fleet_synced_version = fleet.value("synced_version", uint64_t{0});
+    m.controller_connected = fleet.value("connected", false);
+  }
+  m.start_time_seconds = std::chrono::duration<double>(started_wall_.time_since_epoch()).count();
+  return proto::ToJson(m);
 }
 
 Result<json> Agent::GetConfig() {

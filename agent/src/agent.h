@@ -28,6 +28,7 @@
 #include "haproxy_parsers.h"
 #include "lb/common/settings.h"
 #include "lb/common/single_flight.h"
+#include "metrics_recorder.h"
 #include "reload_pipeline.h"
 #include "reload_worker.h"
 #include "socket_security.h"
@@ -72,6 +73,8 @@ class Agent : public CommandHandler {
   // `show stat` from a worker, parsed, retried across a reload (through stats_read_).
   proto::Result<std::vector<StatRow>> ReadStats();
   nlohmann::json Info();
+  // `metrics`: the counters of metrics_ with the gauges read now (lb/proto/metrics.h).
+  nlohmann::json Metrics();
   proto::Result<nlohmann::json> GetConfig();
   proto::Result<nlohmann::json> History();
   // `rollback`: picks the kept config (config_history.h) and reloads it like `reload`.
@@ -79,10 +82,15 @@ class Agent : public CommandHandler {
   // A reload request from the command socket or a rollback: the reload worker, with its outcome
   // published as an event of `source` ("command", "fleet", "rollback").
   void SubmitReload(ReloadRequest request, ReplyFn reply, const std::string& source = "command");
+  // Every reload answer goes through here: its event, and its outcome counted in metrics_.
+  void ReloadAnswered(const proto::Status& status, const nlohmann::json& result,
+                      const std::string& source);
 
   // The HAProxy side, built by the constructor.
   const common::Settings& settings_;
   const std::chrono::steady_clock::time_point started_;
+  const std::chrono::system_clock::time_point started_wall_;
+  MetricsRecorder metrics_;  // thread-safe; fed by the reload worker and the socket's thread
   // Held from Run() on, and released last: after the Supervisor has let go of haproxy.
   std::unique_ptr<common::ExclusiveLock> lock_;
   // What haproxy (haproxy -c, managed haproxy) gets as its environment: PATH and

@@ -32,8 +32,8 @@ std::string ShortId(const json& id) {
 void LogRequest(const std::string& cmd, const json& id, const Status& status, double ms) {
   char elapsed[32];
   std::snprintf(elapsed, sizeof elapsed, "%.1f", ms);
-  const bool read =
-      cmd == "ping" || cmd == "status" || cmd == "info" || cmd == "get_config" || cmd == "history";
+  const bool read = cmd == "ping" || cmd == "status" || cmd == "info" || cmd == "get_config" ||
+                    cmd == "history" || cmd == "metrics";
   common::LogLine line(status.ok() && read ? common::LogLevel::kDebug : common::LogLevel::kInfo);
   line << "request";
   line.Field("cmd", cmd.empty() ? "-" : cmd)

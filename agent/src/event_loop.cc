@@ -100,7 +100,8 @@ EventLoop::EventLoop(zmq::context_t& context, const common::Settings& settings, 
       settings_(settings),
       stats_(stats),
       live_sha256_(std::move(live_sha256)),
-      epoch_ms_(NowMs()) {}
+      epoch_ms_(NowMs()),
+      published_{{"server", 0}, {"haproxy", 0}, {"reload", 0}, {"heartbeat", 0}} {}
 
 EventLoop::~EventLoop() { Stop(); }
 
@@ -166,6 +167,11 @@ void EventLoop::ReloadFinished(const Status& status, const json& result,
   answers_.Push(ReloadAnswer{std::move(event), applied, why});
 }
 
+std::map<std::string, uint64_t> EventLoop::published() const {
+  std::lock_guard<std::mutex> lock(published_mu_);
+  return published_;
+}
+
 void EventLoop::Publish(const std::string& topic, const std::string& type, json body,
                         bool advance_seq) {
   body["v"] = proto::kProtocolVersion;
@@ -180,6 +186,8 @@ void EventLoop::Publish(const std::string& topic, const std::string& type, json 
     // dontwait: a full queue drops the event for that subscriber instead of blocking the loop.
     sockets_->pub.send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
     sockets_->pub.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    std::lock_guard<std::mutex> lock(published_mu_);
+    ++published_[type];
   } catch (const zmq::error_t& e) {
     common::LogWarning() << "event not published: " << e.what();
   }

@@ -8,8 +8,8 @@
 // (published; an applied reload also triggers an immediate poll, whose added/removed servers
 // carry why "reload"); (d) the heartbeat timer. Publishing never blocks: a subscriber that
 // does not read loses events at the high-water mark and sees the gap in `seq`.
-// Thread-safety: ReloadStarted, ReloadFinished, last_seq and epoch_ms may be called from any
-// thread; everything else belongs to the loop's thread.
+// Thread-safety: ReloadStarted, ReloadFinished, last_seq, epoch_ms, haproxy_up and published
+// may be called from any thread; everything else belongs to the loop's thread.
 #pragma once
 
 #include <atomic>
@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -58,6 +59,12 @@ class EventLoop {
                       const std::string& source = "command");
 
   uint64_t last_seq() const { return seq_.load(); }
+  // haproxy as the last "haproxy" event said: down once kFailedPollsForDown polls failed outside
+  // a reload, up again at the first answer; up from the start. Any thread.
+  bool haproxy_up() const { return haproxy_up_.load(); }
+  // Messages sent on the PUB socket since start, by type ("server", "haproxy", "reload",
+  // "heartbeat"; each present from the start, at 0). Any thread.
+  std::map<std::string, uint64_t> published() const;
   int64_t epoch_ms() const { return epoch_ms_; }
 
  private:
@@ -103,10 +110,13 @@ class EventLoop {
   std::string apply_why_ = "reload";
   ServerMap servers_;
   bool have_baseline_ = false;
-  bool haproxy_up_ = true;
+  std::atomic<bool> haproxy_up_{true};  // written by the loop's thread only
   int failed_polls_ = 0;
   int64_t haproxy_pid_ = 0;
   std::map<std::string, uint64_t> topic_seq_;
+
+  mutable std::mutex published_mu_;
+  std::map<std::string, uint64_t> published_;  // guarded by published_mu_
 };
 
 }  // namespace lb::agent

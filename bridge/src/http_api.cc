@@ -326,7 +326,7 @@ class Handlers {
         body = {{"success", false},
                 {"error", "no route for " + req.method + " " + req.path +
                               "; routes: POST /reload, POST /reloadHaproxy, GET|POST "
-                              "/getBackends, GET /healthz, GET /events, /v1/... "
+                              "/getBackends, GET /healthz, GET /events, GET /metrics, /v1/... "
                               "(GET /v1/openapi.json describes them)"},
                 {"code", "not_found"}};
         break;
@@ -528,7 +528,8 @@ client::CommandClientOptions AgentClientOptions(const common::Settings& settings
 }
 
 void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
-                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens) {
+                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens,
+                    RequestMetrics* metrics) {
   auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens),
                                                    InstallRestApi(server, agent, settings));
   // Every route with a body answers a refusal left by the pre-routing handler, once the body has
@@ -565,7 +566,10 @@ void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
                ? httplib::Server::HandlerResponse::Handled
                : httplib::Server::HandlerResponse::Unhandled;
   });
-  server.set_logger(LogRequest);
+  server.set_logger([metrics](const httplib::Request& req, const httplib::Response& res) {
+    if (metrics != nullptr) metrics->Count(req.path, res.status);
+    LogRequest(req, res);
+  });
 
   // cpp-httplib writes a response's headers and body in two send()s: without TCP_NODELAY the
   // second waits for the client's delayed ACK (~40 ms) on every request after a connection's

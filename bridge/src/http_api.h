@@ -9,6 +9,7 @@
 //   GET /healthz                        `ping`
 //   GET /events                         the agent's events as a stream (event_stream.h)
 //   /v1/...                             the REST API (rest_api.h)
+//   GET /metrics                        Prometheus text (metrics.h)
 //
 // Who may call which route (bearer tokens, the cross-site rule for reloads): security.h.
 //
@@ -29,6 +30,7 @@
 #include "lb/client/command_client.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
+#include "metrics.h"
 #include "security.h"
 
 namespace lb::bridge {
@@ -86,9 +88,11 @@ client::CommandClientOptions AgentClientOptions(const common::Settings& settings
 // JSON answers for unknown routes and httplib's own errors, the request log, the body size
 // limit (settings.bridge.max_body_bytes) and the connection timeouts on `server`. Call before
 // binding. `agent` must outlive `server`; `settings` is copied; `tokens` may be replaced while
-// the server runs (SIGHUP).
+// the server runs (SIGHUP). `metrics`, when given, counts every answered request and must
+// outlive `server`.
 void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
-                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens);
+                    const common::Settings& settings, std::shared_ptr<const TokenStore> tokens,
+                    RequestMetrics* metrics = nullptr);
 // The same with a fixed set of tokens (none: the cross-site rule).
 inline void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
                            const common::Settings& settings, TokenSet tokens = {}) {

@@ -33,6 +33,7 @@
 #include "lb/common/service_manager.h"
 #include "lb/common/settings.h"
 #include "lb/common/version.h"
+#include "metrics.h"
 #include "security.h"
 #include "status_page.h"
 
@@ -44,7 +45,8 @@ constexpr const char* kUsage =
     "Serves the HTTP API of the 2015 lb-agent (POST /reload, /reloadHaproxy, /getBackends) and\n"
     "GET /healthz, and forwards each request to lb-agent's command socket. GET /events streams\n"
     "lb-agent's events (its event_endpoint) as Server-Sent Events; GET / is a live status\n"
-    "page in a browser.\n"
+    "page in a browser; GET /metrics answers lb-agent's and lb-bridge's counters in the\n"
+    "Prometheus text format.\n"
     "[security] adds bearer tokens, HTTPS and a CURVE key towards the agent (SECURITY.md).\n"
     "\n"
     "  --config PATH   settings file (default /etc/lb-agent/lb-agent.cfg; keys: etc/lb-agent.cfg)\n"
@@ -211,9 +213,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::unique_ptr<lb::bridge::EventHub> events = std::move(hub).value();
-    lb::bridge::InstallHttpApi(*server, agent, settings, token_store);
+    lb::bridge::RequestMetrics request_metrics;
+    lb::bridge::InstallHttpApi(*server, agent, settings, token_store, &request_metrics);
     lb::bridge::InstallEventStream(*server, *events);
     lb::bridge::InstallStatusPage(*server, agent);
+    lb::bridge::InstallMetrics(*server, agent, *events, request_metrics);
 
     const std::string& host = settings.bridge.host;
     errno = 0;

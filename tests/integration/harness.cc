@@ -554,29 +554,39 @@ std::string CommandResult::Describe() const {
          " ms\n--- stdout ---\n" + out + "--- stderr ---\n" + err;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, milliseconds timeout) {
+CommandResult RunCommand(const std::vector<std::string>& argv, milliseconds timeout,
+                         const std::string& stdin_path) {
   CommandResult result;
   const auto start = Clock::now();
   std::vector<std::string> words = argv;
   std::vector<char*> args;
   for (auto& a : words) args.push_back(a.data());
   args.push_back(nullptr);
+  const int input = open(stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (input < 0) {
+    result.err = "cannot open " + stdin_path + " for the command's stdin";
+    return result;
+  }
   int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return result;
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    close(input);
+    return result;
+  }
   if (pipe2(err, O_CLOEXEC) != 0) {
+    close(input);
     close(out[0]);
     close(out[1]);
     return result;
   }
   pid_t pid = fork();
   if (pid == 0) {
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, 0);
+    dup2(input, 0);
     dup2(out[1], 1);
     dup2(err[1], 2);
     execv(args[0], args.data());
     _exit(127);
   }
+  close(input);
   close(out[1]);
   close(err[1]);
   int fds[2] = {out[0], err[0]};

@@ -282,10 +282,11 @@ struct CommandResult {
   milliseconds elapsed{0};
   std::string Describe() const;  // exit code, stdout and stderr, for failure messages
 };
-// Runs `argv` with stdin from /dev/null; SIGKILLs it when it outlives `timeout`. Thread-safe (a
-// fleet test runs several at once).
+// Runs `argv` with stdin from `stdin_path` (default /dev/null); SIGKILLs it when it outlives
+// `timeout`. Thread-safe (a fleet test runs several at once).
 CommandResult RunCommand(const std::vector<std::string>& argv,
-                         milliseconds timeout = milliseconds(60000));
+                         milliseconds timeout = milliseconds(60000),
+                         const std::string& stdin_path = "/dev/null");
 
 // lb-controller (the fleet controller, proto/PROTOCOL.md "Fleet") as a child process on ipc://
 // endpoints in `dir` unless endpoints are given, with its settings in dir/lb-controller.cfg.
