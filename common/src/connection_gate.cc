@@ -70,6 +70,14 @@ ConnectionGate::~ConnectionGate() {
 }
 
 Status ConnectionGate::Watch(zmq::socket_ref socket, const std::string& domain) {
+  {
+    // A second watcher would replace the first while its thread runs (and destroying a joinable
+    // thread ends the process): one socket per domain.
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->watched.count(domain) != 0) {
+      return Status(ErrorCode::kInternal, "the ZAP domain \"" + domain + "\" is already watched");
+    }
+  }
   static std::atomic<int> counter{0};
   const std::string endpoint = "inproc://lb-connection-gate-" + std::to_string(++counter);
   auto w = std::make_unique<Impl::Watched>();

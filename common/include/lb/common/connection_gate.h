@@ -29,7 +29,7 @@ class ConnectionGate {
   ConnectionGate& operator=(const ConnectionGate&) = delete;
 
   // Counts `socket`'s connections under `domain` from now on. Call before it binds, from the
-  // thread that owns it.
+  // thread that owns it. One socket per domain: a domain already watched is an error.
   proto::Status Watch(zmq::socket_ref socket, const std::string& domain);
   // True when the socket of `domain` has at most `cap` open connections (the one asking
   // included); a domain not watched is always admitted. Counts refusals. Thread-safe.
