@@ -713,6 +713,125 @@ json FleetController::Agents() const {
   return parsed.is_discarded() ? json(nullptr) : parsed;
 }
 
+// ---- etcd ----
+
+// Debian's etcd-server puts it there; scripts/deps installs it.
+constexpr char kEtcdBinary[] = "/usr/bin/etcd";
+
+EtcdCluster::EtcdCluster(std::string dir, int members) : dir_(std::move(dir)) {
+  for (int i = 0; i < members; ++i) {
+    Member m;
+    m.name = "m" + std::to_string(i + 1);
+    m.client_port = FreePort();
+    m.peer_port = FreePort();
+    initial_cluster_ +=
+        (i == 0 ? "" : ",") + m.name + "=http://127.0.0.1:" + std::to_string(m.peer_port);
+    members_.push_back(std::move(m));
+  }
+}
+
+EtcdCluster::~EtcdCluster() {
+  for (auto& m : members_) {
+    if (m.process) m.process->Kill();
+  }
+  if (::testing::Test::HasFailure()) std::cerr << Logs();
+}
+
+std::string EtcdCluster::Logs() const {
+  std::string out;
+  for (const auto& m : members_) {
+    out += "---- etcd " + m.name + " log ----\n" + ReadFile(dir_ + "/etcd-" + m.name + ".log");
+  }
+  return out;
+}
+
+std::string EtcdCluster::client_url(int i) const {
+  return "http://127.0.0.1:" + std::to_string(members_.at(i).client_port);
+}
+
+std::vector<std::string> EtcdCluster::client_urls() const {
+  std::vector<std::string> out;
+  for (int i = 0; i < size(); ++i) out.push_back(client_url(i));
+  return out;
+}
+
+std::string EtcdCluster::endpoints() const {
+  std::string out;
+  for (const auto& url : client_urls()) out += (out.empty() ? "" : ",") + url;
+  return out;
+}
+
+void EtcdCluster::StartMember(int i) {
+  Member& m = members_.at(i);
+  const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
+  const std::string client = client_url(i);
+  const std::string data = dir_ + "/etcd-" + m.name;
+  const bool fresh = !std::filesystem::exists(data);
+  m.process = std::make_unique<Process>(
+      std::vector<std::string>{kEtcdBinary,
+                               "--name",
+                               m.name,
+                               "--data-dir",
+                               data,
+                               "--listen-peer-urls",
+                               peer,
+                               "--initial-advertise-peer-urls",
+                               peer,
+                               "--listen-client-urls",
+                               client,
+                               "--advertise-client-urls",
+                               client,
+                               "--initial-cluster",
+                               initial_cluster_,
+                               "--initial-cluster-state",
+                               fresh ? "new" : "existing",
+                               "--initial-cluster-token",
+                               "lb-test-" + std::to_string(members_[0].peer_port),
+                               "--heartbeat-interval",
+                               "100",
+                               "--election-timeout",
+                               "1000",
+                               "--logger",
+                               "zap",
+                               "--log-level",
+                               "warn"},
+      dir_ + "/etcd-" + m.name + ".log");
+}
+
+void EtcdCluster::Start() {
+  ASSERT_TRUE(std::filesystem::exists(kEtcdBinary))
+      << kEtcdBinary << " not found: these tests run a real etcd cluster. Install Debian's "
+      << "etcd-server (apt-get install etcd-server etcd-client), or run scripts/test, whose "
+      << "scripts/deps installs it.";
+  for (int i = 0; i < size(); ++i) StartMember(i);
+  const bool healthy = WaitFor(
+      [this] {
+        for (int i = 0; i < size(); ++i) {
+          if (!Healthy(i)) return false;
+        }
+        return true;
+      },
+      milliseconds(30000));
+  ASSERT_TRUE(healthy) << "the etcd cluster did not become healthy within 30 s\n" << Logs();
+}
+
+void EtcdCluster::KillMember(int i) {
+  if (members_.at(i).process) members_[i].process->Kill();
+}
+
+bool EtcdCluster::MemberRunning(int i) {
+  return members_.at(i).process && members_[i].process->Running();
+}
+
+bool EtcdCluster::Healthy(int i) const {
+  httplib::Client client("127.0.0.1", members_.at(i).client_port);
+  client.set_connection_timeout(std::chrono::seconds(2));
+  client.set_read_timeout(std::chrono::seconds(2));
+  auto res = client.Get("/health");
+  if (!res || res->status != 200) return false;
+  json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  return body.is_object() && body.value("health", "") == "true";
+}
 }  // namespace lb::testing
 
 namespace lb::testing {

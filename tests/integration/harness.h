@@ -340,6 +340,44 @@ class FleetController {
   std::unique_ptr<Process> process_;
 };
 
+// A real etcd cluster (Debian's etcd-server, /usr/bin/etcd) of `members` members on loopback,
+// ports from FreePort(), data dirs under `dir`, each member's log in dir/etcd-<name>.log. Raft's
+// heartbeat and election timeout are 100 ms and 1000 ms (etcd's defaults, which a loaded
+// 2-core machine still meets); the log level is warn. A missing etcd binary fails the test
+// with what to install, never skips it.
+class EtcdCluster {
+ public:
+  explicit EtcdCluster(std::string dir, int members = 3);
+  ~EtcdCluster();  // SIGKILLs every member; prints their logs when the test failed
+
+  // Starts every member and waits (30 s) until each answers GET /health with quorum. Fails the
+  // test (with the logs) otherwise.
+  void Start();
+  // The client URL of member `i` ("http://127.0.0.1:PORT") and all of them.
+  std::string client_url(int i) const;
+  std::vector<std::string> client_urls() const;
+  std::string endpoints() const;  // comma-separated, as [store] etcd_endpoints takes them
+  int size() const { return static_cast<int>(members_.size()); }
+  // SIGKILL member `i` (its data dir stays: StartMember brings it back into the cluster).
+  void KillMember(int i);
+  void StartMember(int i);
+  bool MemberRunning(int i);
+  // GET /health on member `i` within 2 s says {"health": "true"} (the cluster has a leader).
+  bool Healthy(int i) const;
+  std::string Logs() const;
+
+ private:
+  struct Member {
+    std::string name;
+    int client_port = 0;
+    int peer_port = 0;
+    std::unique_ptr<Process> process;
+  };
+  std::string dir_;
+  std::string initial_cluster_;
+  std::vector<Member> members_;
+};
+
 // ---- CURVE (issue 5) ----
 
 // Key files in `dir`: the agent's pair (agent, agent_secret), one allowed client's pair
