@@ -157,6 +157,7 @@ Status Controller::Open(std::unique_ptr<StateStore> store) {
   const uint64_t latest = state->latest;
   core_ = std::make_unique<ControllerCore>(settings_.id, std::move(*state), store_.get(),
                                            std::move(agent_keys), NowMs());
+  core_->SetEpoch(store_->epoch());
 
   auto bind = [&](zmq::socket_type type, const std::string& what, const std::string& endpoint,
                   std::unique_ptr<zmq::socket_t>* socket, std::string* bound) -> Status {
@@ -211,7 +212,10 @@ Status Controller::Open(std::unique_ptr<StateStore> store) {
                                    settings_.curve_clients + ")"
                              : std::string("; CURVE off"))
                     << "; " << store_->Describe() << ": latest version " << latest << ", "
-                    << targets << " target" << (targets == 1 ? "" : "s");
+                    << targets << " target" << (targets == 1 ? "" : "s")
+                    << (store_->epoch() != 0
+                            ? "; leading with epoch " + std::to_string(store_->epoch())
+                            : std::string());
   return Status::Ok();
 }
 
@@ -303,6 +307,13 @@ Status Controller::Run(const std::atomic<bool>& stop) {
   SteadyClock::time_point next_beacon = SteadyClock::now();
   while (!stop) {
     common::ServiceWatchdog();  // this loop turns at least every 100 ms while it serves
+    // Before anything is published: a controller whose lease may have expired is not the
+    // leader any more, and its successor's epoch fences whatever it would still send.
+    if (std::string why = store_->Deposed(); !why.empty()) {
+      deposed_ = true;
+      return Status(ErrorCode::kUnavailable, "controller " + PrintableId(settings_.id) +
+                                                 " stops: it no longer leads (" + why + ")");
+    }
     const SteadyClock::time_point now = SteadyClock::now();
     if (now >= next_beacon) {
       try {

@@ -71,8 +71,10 @@ class Controller {
   const std::string& control_endpoint() const { return control_bound_; }
 
   // Serves until `stop` is set (looked at least every 100 ms). Returns ok then, or the ZeroMQ
-  // failure that made serving impossible.
+  // failure that made serving impossible, or kUnavailable (and deposed() is true) as soon as
+  // the store says this controller may no longer lead (etcd: its lease may have expired).
   proto::Status Run(const std::atomic<bool>& stop);
+  bool deposed() const { return deposed_; }
 
   // SIGHUP, from any thread: re-reads the allow-list (curve_clients) now. The number of keys, or
   // why the previous list stays. Precondition: Open() succeeded with CURVE (zap() not null).
@@ -99,6 +101,7 @@ class Controller {
   std::string pub_bound_;
   std::string router_bound_;
   std::string control_bound_;
+  bool deposed_ = false;
 };
 
 }  // namespace lb::controller

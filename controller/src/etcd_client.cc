@@ -330,7 +330,7 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body) {
     }
     return parsed;
   }
-  return Bad("etcd " + path + ": no member answered: " + failures);
+  return Status(ErrorCode::kUnavailable, "etcd " + path + ": no member answered: " + failures);
 }
 
 Result<std::optional<EtcdKeyValue>> EtcdClient::Get(std::string_view key) {

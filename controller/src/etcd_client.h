@@ -13,7 +13,10 @@
 //   - A reply is untrusted: at most `max_reply_bytes` are read; every field used is checked
 //     (numbers are int64 as JSON strings, bytes are base64, a false or zero field is absent,
 //     as protobuf's JSON mapping does); anything else is kInternal naming the field.
-// Errors: kInternal "etcd <path>: <why>" (for every endpoint tried: "<endpoint>: <why>; ...").
+// Errors: kUnavailable "etcd <path>: no member answered: <endpoint>: <why>; ..." when no member
+// gave an answer (down, partitioned, too slow, no quorum to answer with): worth another try;
+// kInternal "etcd <path>: <why>" for an answer that says no (HTTP 4xx with etcd's message, a
+// reply too large or malformed): another try would get the same.
 // Thread-safety: every call may run on any thread at the same time (each makes its own HTTP
 // connection); the endpoint that answered last is shared under a mutex.
 #pragma once

@@ -673,6 +673,11 @@ void FleetController::WriteSettings() const {
       << "curve_clients = " << options_.curve_clients << "\n"
       << "agent_keys = " << options_.agent_keys << "\n"
       << "allow_insecure = " << (options_.allow_insecure ? "yes" : "no") << "\n";
+  if (!options_.etcd_endpoints.empty()) {
+    cfg << "[store]\n"
+        << "etcd_endpoints = " << options_.etcd_endpoints << "\n"
+        << "lease_ttl = " << options_.lease_ttl_s << "\n";
+  }
   WriteFile(settings_path(), cfg.str());
 }
 
@@ -688,6 +693,22 @@ void FleetController::Start() {
       },
       milliseconds(15000));
   ASSERT_TRUE(up && process_->Running()) << "lb-controller did not answer:\n" << Log();
+}
+
+void FleetController::Launch() {
+  WriteSettings();
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{ControllerBinary(), "--config", settings_path()},
+      options_.dir + "/controller.log");
+}
+
+bool FleetController::Serving() const {
+  return Lbctl({"agents", "--json"}, milliseconds(2000)).exit_code == 0;
+}
+
+int FleetController::ExitStatus() {
+  if (process_ == nullptr || process_->Running()) return -1;
+  return process_->Stop();  // already reaped: its status
 }
 
 int FleetController::Stop() { return process_ ? process_->Stop() : 0; }
@@ -718,7 +739,12 @@ json FleetController::Agents() const {
 // Debian's etcd-server puts it there; scripts/deps installs it.
 constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 
-EtcdCluster::EtcdCluster(std::string dir, int members) : dir_(std::move(dir)) {
+EtcdCluster::EtcdCluster(std::string dir, int members) : dir_(std::move(dir)), data_dir_(dir_) {
+  char shm[] = "/dev/shm/lb-etcd-XXXXXX";
+  if (std::filesystem::is_directory("/dev/shm") && mkdtemp(shm) != nullptr) {
+    data_dir_ = shm;
+    own_data_dir_ = true;
+  }
   for (int i = 0; i < members; ++i) {
     Member m;
     m.name = "m" + std::to_string(i + 1);
@@ -735,6 +761,10 @@ EtcdCluster::~EtcdCluster() {
     if (m.process) m.process->Kill();
   }
   if (::testing::Test::HasFailure()) std::cerr << Logs();
+  if (own_data_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir_, ec);
+  }
 }
 
 std::string EtcdCluster::Logs() const {
@@ -765,7 +795,7 @@ void EtcdCluster::StartMember(int i) {
   Member& m = members_.at(i);
   const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
   const std::string client = client_url(i);
-  const std::string data = dir_ + "/etcd-" + m.name;
+  const std::string data = data_dir_ + "/etcd-" + m.name;
   const bool fresh = !std::filesystem::exists(data);
   m.process = std::make_unique<Process>(
       std::vector<std::string>{kEtcdBinary,
@@ -821,6 +851,21 @@ void EtcdCluster::KillMember(int i) {
 
 bool EtcdCluster::MemberRunning(int i) {
   return members_.at(i).process && members_[i].process->Running();
+}
+
+int EtcdCluster::RaftLeader() const {
+  for (int i = 0; i < size(); ++i) {
+    httplib::Client client("127.0.0.1", members_[i].client_port);
+    client.set_connection_timeout(std::chrono::seconds(2));
+    client.set_read_timeout(std::chrono::seconds(2));
+    auto res = client.Post("/v3/maintenance/status", "{}", "application/json");
+    if (!res || res->status != 200) continue;
+    json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("header") || !body["header"].is_object()) continue;
+    const std::string self = body["header"].value("member_id", "");
+    if (!self.empty() && body.value("leader", "") == self) return i;
+  }
+  return -1;
 }
 
 bool EtcdCluster::Healthy(int i) const {

@@ -307,6 +307,9 @@ class FleetController {
     std::string curve_clients;
     std::string agent_keys;
     bool allow_insecure = false;
+    // [store]: etcd client URLs (comma-separated; "" for the state dir) and the lease's TTL.
+    std::string etcd_endpoints;
+    int lease_ttl_s = 2;
   };
   explicit FleetController(Options options);
   ~FleetController();  // SIGTERM, then SIGKILL
@@ -314,6 +317,12 @@ class FleetController {
   // Writes the settings, starts it and waits until `lbctl fleet agents` answers on the control
   // endpoint. Fails the test (with the log) when it does not.
   void Start();
+  // Writes the settings and starts it without waiting (a standby binds nothing until it leads).
+  void Launch();
+  // `lbctl fleet agents` answers on its control endpoint within 2 s: it serves (it leads).
+  bool Serving() const;
+  // The exit status as waitpid gave it once it exited by itself; -1 while it runs.
+  int ExitStatus();
   // SIGTERM and wait; returns the exit status as waitpid gave it.
   int Stop();
   void Kill();
@@ -341,10 +350,12 @@ class FleetController {
 };
 
 // A real etcd cluster (Debian's etcd-server, /usr/bin/etcd) of `members` members on loopback,
-// ports from FreePort(), data dirs under `dir`, each member's log in dir/etcd-<name>.log. Raft's
-// heartbeat and election timeout are 100 ms and 1000 ms (etcd's defaults, which a loaded
-// 2-core machine still meets); the log level is warn. A missing etcd binary fails the test
-// with what to install, never skips it.
+// ports from FreePort(), each member's log in dir/etcd-<name>.log. Data dirs go to a temp dir
+// on tmpfs (/dev/shm) when there is one, else under `dir`: etcd fsyncs every write, and on this
+// machine's shared disk one fsync was measured at 2 s under load, longer than any deadline of
+// the controller; the tests are about the controller, not the disk. Raft's heartbeat and
+// election timeout are 100 ms and 1000 ms (etcd's defaults); the log level is warn. A missing
+// etcd binary fails the test with what to install, never skips it.
 class EtcdCluster {
  public:
   explicit EtcdCluster(std::string dir, int members = 3);
@@ -364,6 +375,8 @@ class EtcdCluster {
   bool MemberRunning(int i);
   // GET /health on member `i` within 2 s says {"health": "true"} (the cluster has a leader).
   bool Healthy(int i) const;
+  // The index of the member that is raft's leader now (from /v3/maintenance/status), or -1.
+  int RaftLeader() const;
   std::string Logs() const;
 
  private:
@@ -374,6 +387,8 @@ class EtcdCluster {
     std::unique_ptr<Process> process;
   };
   std::string dir_;
+  std::string data_dir_;  // the members' data dirs; removed with them when on tmpfs
+  bool own_data_dir_ = false;
   std::string initial_cluster_;
   std::vector<Member> members_;
 };

@@ -229,6 +229,28 @@ TEST(ControllerCoreTest, HelloIsAnsweredWithTheDesiredPushOrUptodate) {
   EXPECT_EQ(a1.last_hello_ms, kNow);
 }
 
+TEST(ControllerCoreTest, AnElectedControllersEpochIsInEveryPushBeaconAndUptodate) {
+  ControllerCore core("ctl-1", PersistentState(), nullptr);
+  core.SetEpoch(4711);
+  EXPECT_EQ(core.Beacon(kNow).body["epoch"], 4711);
+  auto up = core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 0, 0, 1000)), kNow);
+  ASSERT_TRUE(up.reply.has_value());
+  EXPECT_EQ((*up.reply)["type"], "uptodate");
+  EXPECT_EQ((*up.reply)["epoch"], 4711);
+  ControllerCore::ControlAnswer pushed =
+      core.OnControlRequest({1, "push", PushArgs(FleetTarget::Group("web"), "web\n")}, kNow);
+  ASSERT_TRUE(pushed.status.ok()) << pushed.status.ToString();
+  ASSERT_TRUE(pushed.publish.has_value());
+  EXPECT_EQ(pushed.publish->body["epoch"], 4711);
+  // The hello answer is the published push, epoch included.
+  auto behind = core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 0, 0, 1000)), kNow);
+  ASSERT_TRUE(behind.reply.has_value());
+  EXPECT_EQ(*behind.reply, pushed.publish->body);
+  // Without an election: no epoch on the wire.
+  ControllerCore plain("ctl-2", PersistentState(), nullptr);
+  EXPECT_FALSE(plain.Beacon(kNow).body.contains("epoch"));
+}
+
 TEST(ControllerCoreTest, MalformedAgentMessagesAreLoggedAndIgnored) {
   ControllerCore core("ctl", PersistentState(), nullptr);
   // What the messages say is proto's to check (fleet_proto_test.cc): here, that the core logs
@@ -730,6 +752,41 @@ TEST(ControllerSettingsTest, DefaultsKeysAndOneLineErrors) {
                                             "file"),
             std::string::npos)
       << missing.status().message();
+}
+
+TEST(ControllerSettingsTest, EtcdStoreSectionTurnsOnHighAvailability) {
+  auto defaults = ParseControllerSettings("", "c.cfg", "/x");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults->ha()) << "the state dir stays the default";
+  EXPECT_EQ(defaults->lease_ttl_s, 3);
+  EXPECT_EQ(defaults->etcd_prefix, "/lb-controller/");
+
+  auto set = ParseControllerSettings(
+      "[store]\netcd_endpoints = http://10.0.0.1:2379, http://10.0.0.2:2379,http://[::1]:2379\n"
+      "etcd_prefix = /fleet-eu/\nlease_ttl = 2\netcd_timeout = 0.5\n",
+      "c.cfg", "/x");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_TRUE(set->ha());
+  EXPECT_EQ(set->etcd_endpoints,
+            (std::vector<std::string>{"http://10.0.0.1:2379", "http://10.0.0.2:2379",
+                                      "http://[::1]:2379"}));
+  EXPECT_EQ(set->etcd_prefix, "/fleet-eu/");
+  EXPECT_EQ(set->lease_ttl_s, 2);
+  EXPECT_EQ(set->etcd_timeout, milliseconds(500));
+
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"[store]\netcd_endpoints = 10.0.0.1:2379\n",
+            "c.cfg:2: [store] etcd_endpoints: etcd endpoint \"10.0.0.1:2379\": must start with"},
+           {"[store]\netcd_endpoints = https://e:2379\n", "https is not supported"},
+           {"[store]\netcd_prefix = fleet\n", "[store] etcd_prefix: expected a key prefix"},
+           {"[store]\nlease_ttl = 1\n", "[store] lease_ttl"},
+           {"[store]\nlease_ttl = 30\n", "[store] lease_ttl"},
+       }) {
+    auto parsed = ParseControllerSettings(text, "c.cfg", "/x");
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_NE(parsed.status().message().find(message), std::string::npos)
+        << parsed.status().message();
+  }
 }
 
 TEST(ControllerSettingsTest, AgentKeysFile) {
