@@ -2,15 +2,18 @@
 // a real 3-member etcd cluster, two real lb-controllers sharing it (one leads, one stands by)
 // and real lb-agents, each with its own haproxy, that list both controllers. What is asserted
 // is what an operator relies on: the leader is SIGKILLed and the standby leads within 5 s, a
-// push through the new leader reaches every agent, no agent's version goes back; a paused
-// leader that wakes up after its successor took over publishes nothing and exits.
+// push through the new leader reaches every agent (ten), no agent's version goes back; a paused
+// leader that wakes up after its successor took over publishes nothing and exits; with etcd's
+// quorum lost a push is refused with the store's reason and agents keep their configs.
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "harness.h"
 
@@ -20,7 +23,6 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kAgents = 4;
 constexpr milliseconds kConverge(30000);
 
 long long MsSince(Clock::time_point start) {
@@ -57,7 +59,7 @@ class ControllerHaTest : public ::testing::Test {
     shared_port_ = FreePort();
     const std::string pubs = a().pub() + "," + b().pub();
     const std::string routers = a().router() + "," + b().router();
-    for (int i = 0; i < kAgents; ++i) {
+    for (int i = 0; i < agents_count_; ++i) {
       auto agent = std::make_unique<AgentFixture>(Keys{},
                                                   Keys{{"agent_id", "a" + std::to_string(i)},
                                                        {"poll_interval", "1"},
@@ -69,10 +71,18 @@ class ControllerHaTest : public ::testing::Test {
                                                        {"beacon_timeout", "1"},
                                                        {"hello_interval", "1"}});
       WriteFile(agent->config_path(), HaproxyConfig(FreePort(), {{"web", backend_.port(), ""}}));
-      agent->StartAgent();
-      ASSERT_FALSE(HasFailure()) << "agent " << i << " did not start";
       agents_.push_back(std::move(agent));
     }
+    // Each start waits for its haproxy: four at a time.
+    std::atomic<int> next{0};
+    std::vector<std::thread> starters;
+    for (int t = 0; t < 4; ++t) {
+      starters.emplace_back([&] {
+        for (int i = next++; i < agents_count_; i = next++) agents_[i]->StartAgent();
+      });
+    }
+    for (auto& t : starters) t.join();
+    ASSERT_FALSE(HasFailure()) << "an agent did not start";
     ASSERT_TRUE(WaitKnown(a()));
   }
 
@@ -99,7 +109,7 @@ class ControllerHaTest : public ::testing::Test {
   }
   bool EveryAgentRuns(const std::string& sha) {
     std::set<int> pending;
-    for (int i = 0; i < kAgents; ++i) pending.insert(i);
+    for (int i = 0; i < agents_count_; ++i) pending.insert(i);
     const bool done = WaitFor(
         [&] {
           for (auto it = pending.begin(); it != pending.end();) {
@@ -121,10 +131,11 @@ class ControllerHaTest : public ::testing::Test {
           json parsed = json::parse(r.out, nullptr, false);
           if (parsed.is_discarded() || !parsed.contains("agents")) return false;
           seen = parsed["agents"].size();
-          return seen >= static_cast<size_t>(kAgents);
+          return seen >= static_cast<size_t>(agents_count_);
         },
         kConverge);
-    EXPECT_TRUE(done) << controller.options().id << " lists " << seen << " agents, not " << kAgents;
+    EXPECT_TRUE(done) << controller.options().id << " lists " << seen << " agents, not "
+                      << agents_count_;
     return done;
   }
   CommandResult Push(FleetController& controller, const std::string& config) {
@@ -136,7 +147,7 @@ class ControllerHaTest : public ::testing::Test {
   // Every agent's fleet epoch and applied version.
   std::vector<std::pair<uint64_t, uint64_t>> EpochsAndVersions() {
     std::vector<std::pair<uint64_t, uint64_t>> out;
-    for (int i = 0; i < kAgents; ++i) {
+    for (int i = 0; i < agents_count_; ++i) {
       json info = FleetInfo(i);
       out.emplace_back(info.is_object() ? info.value("epoch", uint64_t{0}) : 0,
                        info.is_object() ? info.value("applied_version", uint64_t{0}) : 0);
@@ -144,7 +155,8 @@ class ControllerHaTest : public ::testing::Test {
     return out;
   }
 
-  int lease_ttl_s_ = 2;  // the controllers' [store] lease_ttl
+  int lease_ttl_s_ = 2;   // the controllers' [store] lease_ttl
+  int agents_count_ = 4;  // real agents, each with its haproxy
   TempDir dir_;
   EtcdCluster etcd_{dir_.path()};
   HttpBackend backend_{"web"};
@@ -154,7 +166,13 @@ class ControllerHaTest : public ::testing::Test {
   int pushes_ = 0;
 };
 
-TEST_F(ControllerHaTest, EtcdFailoverStandbyLeadsWithin5sAndItsPushReachesEveryAgent) {
+// The failover with ten agents.
+class ControllerFailoverTest : public ControllerHaTest {
+ protected:
+  ControllerFailoverTest() { agents_count_ = 10; }
+};
+
+TEST_F(ControllerFailoverTest, EtcdLeaderSigkilledStandbyLeadsWithin5sAndItsPushReachesEveryAgent) {
   const std::string first = Config("first");
   CommandResult pushed = Push(a(), first);
   ASSERT_EQ(pushed.exit_code, 0) << pushed.Describe();
@@ -195,7 +213,7 @@ TEST_F(ControllerHaTest, EtcdFailoverStandbyLeadsWithin5sAndItsPushReachesEveryA
   ASSERT_EQ(pushed.exit_code, 0) << pushed.Describe();
   ASSERT_TRUE(EveryAgentRuns(ShaOf(second)));
   const auto after = EpochsAndVersions();
-  for (int i = 0; i < kAgents; ++i) {
+  for (int i = 0; i < agents_count_; ++i) {
     EXPECT_GT(after[i].first, epoch_a) << "agent " << i;
     EXPECT_GT(after[i].second, before[i].second)
         << "agent " << i << ": the new leader's versions continue from the old one's";
@@ -231,7 +249,7 @@ TEST_F(ControllerHaTest, SplitBrainPausedLeaderWakesDeposedPublishesNothingAndEx
   EXPECT_NE(a().Log().find("no longer leads"), std::string::npos) << a().Log();
   // Nothing changed on the agents: still ctl-b's config, epoch and versions.
   const auto later = EpochsAndVersions();
-  for (int i = 0; i < kAgents; ++i) {
+  for (int i = 0; i < agents_count_; ++i) {
     EXPECT_EQ(LiveSha(i), second_sha) << "agent " << i;
     EXPECT_EQ(later[i], led_by_b[i]) << "agent " << i;
     EXPECT_GT(later[i].first, epoch_a);
@@ -277,7 +295,7 @@ TEST_F(ControllerQuorumTest, EtcdQuorumLostPushRefusedClearlyAgentsKeepRunningTh
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 75) << "status " << status;
   EXPECT_FALSE(b().Serving()) << "no leader can be elected without quorum";
   // Agents keep running what they had, and answer.
-  for (int i = 0; i < kAgents; ++i) {
+  for (int i = 0; i < agents_count_; ++i) {
     EXPECT_EQ(LiveSha(i), second_sha) << "agent " << i;
     EXPECT_GT(EpochsAndVersions()[i].second, before[i].second);
   }
