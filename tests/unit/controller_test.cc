@@ -1258,6 +1258,27 @@ TEST(ControllerTest, NoMatchLostAgentsRefusalsAndAnAbsentControllerHaveTheirExit
       << unreachable.err;
 }
 
+TEST(ControllerTest, LbctlGivenEveryControllerFindsTheOneThatLeads) {
+  TempDir tmp;
+  RunningController controller(tmp.path());
+  // A standby binds no control socket: an endpoint nobody listens on stands for it.
+  const std::string standby = "ipc://" + tmp.File("standby-control.sock");
+  RunOutput agents = RunLbctl({"fleet", "agents", "--json", "--control",
+                               standby + "," + controller.control(), "--timeout", "1"});
+  EXPECT_EQ(agents.code, cli::kExitOk) << agents.err;
+  EXPECT_NE(agents.out.find("\"controller\""), std::string::npos) << agents.out;
+  RunOutput push = RunLbctl({"fleet", "push", "-", "--all", "--allow-no-match", "--control",
+                             controller.control() + ", " + standby, "--timeout", "2"},
+                            "x\n");
+  EXPECT_EQ(push.code, cli::kExitOk) << push.err << push.out;
+  // Nobody leads: said so, exit 3, after the ping's deadline.
+  RunOutput none =
+      RunLbctl({"fleet", "agents", "--control", standby + "," + standby + "2", "--timeout", "0.3"});
+  EXPECT_EQ(none.code, cli::kExitUnreachable);
+  EXPECT_NE(none.err.find("none leads now"), std::string::npos) << none.err;
+  EXPECT_EQ(RunLbctl({"fleet", "agents", "--control", standby + ",nowhere"}).code, cli::kExitUsage);
+}
+
 // ---- security: CURVE on PUB/ROUTER, local-only endpoints without it ----
 
 // Opens a Controller with `adjust`ed settings on ipc:// in `dir`; its status and log.
