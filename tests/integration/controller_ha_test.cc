@@ -5,10 +5,17 @@
 // push through the new leader reaches every agent (ten), no agent's version goes back; a paused
 // leader that wakes up after its successor took over publishes nothing and exits; with etcd's
 // quorum lost a push is refused with the store's reason and agents keep their configs.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -29,6 +36,101 @@ long long MsSince(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
 }
 
+// A TCP forwarder on 127.0.0.1 to one port, which the test can cut: the one path between a
+// controller and etcd, so that the controller loses etcd while it still reaches its agents.
+class TcpProxy {
+ public:
+  explicit TcpProxy(int target_port) : target_port_(target_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(listen_fd_, 64) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "proxy: " << std::strerror(errno);
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~TcpProxy() {
+    Cut();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // Closes the listener and every connection: from now on, connections are refused.
+  void Cut() { cut_ = true; }
+
+ private:
+  void Run() {
+    std::vector<std::pair<int, int>> pairs;  // client, upstream
+    while (!cut_) {
+      std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}};
+      for (auto [c, u] : pairs) {
+        fds.push_back({c, POLLIN, 0});
+        fds.push_back({u, POLLIN, 0});
+      }
+      if (poll(fds.data(), fds.size(), 50) <= 0) continue;
+      if (fds[0].revents & POLLIN) {
+        const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        to.sin_port = htons(static_cast<uint16_t>(target_port_));
+        if (client >= 0 && connect(upstream, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
+          pairs.emplace_back(client, upstream);
+        } else {
+          if (client >= 0) close(client);
+          close(upstream);
+        }
+      }
+      std::vector<std::pair<int, int>> alive;
+      for (size_t i = 0; i < pairs.size(); ++i) {
+        bool open = true;
+        for (int side = 0; side < 2 && open; ++side) {
+          const pollfd& p = fds[1 + 2 * i + side];
+          if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+          const int from = side == 0 ? pairs[i].first : pairs[i].second;
+          const int to = side == 0 ? pairs[i].second : pairs[i].first;
+          char buf[65536];
+          const ssize_t n = read(from, buf, sizeof buf);
+          open = n > 0 && WriteAll(to, buf, static_cast<size_t>(n));
+        }
+        if (open) {
+          alive.push_back(pairs[i]);
+        } else {
+          close(pairs[i].first);
+          close(pairs[i].second);
+        }
+      }
+      pairs = std::move(alive);
+    }
+    close(listen_fd_);
+    for (auto [c, u] : pairs) {
+      close(c);
+      close(u);
+    }
+  }
+  static bool WriteAll(int fd, const char* data, size_t size) {
+    while (size > 0) {
+      const ssize_t n = write(fd, data, size);
+      if (n <= 0) return false;
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  const int target_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> cut_{false};
+  std::thread thread_;
+};
+
 class ControllerHaTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -40,7 +142,9 @@ class ControllerHaTest : public ::testing::Test {
       std::filesystem::create_directories(options.dir);
       options.id = id;
       options.beacon_interval_s = 0.2;
-      options.etcd_endpoints = etcd_.endpoints();
+      options.etcd_endpoints = std::string(id) == "ctl-a" && !a_etcd_endpoints_.empty()
+                                   ? a_etcd_endpoints_
+                                   : etcd_.endpoints();
       options.lease_ttl_s = lease_ttl_s_;
       controllers_.push_back(std::make_unique<FleetController>(options));
     }
@@ -163,8 +267,9 @@ class ControllerHaTest : public ::testing::Test {
     return out;
   }
 
-  int lease_ttl_s_ = 2;   // the controllers' [store] lease_ttl
-  int agents_count_ = 4;  // real agents, each with its haproxy
+  int lease_ttl_s_ = 2;           // the controllers' [store] lease_ttl
+  int agents_count_ = 4;          // real agents, each with its haproxy
+  std::string a_etcd_endpoints_;  // ctl-a's way to etcd when not the cluster's own endpoints
   TempDir dir_;
   EtcdCluster etcd_{dir_.path()};
   HttpBackend backend_{"web"};
@@ -263,6 +368,55 @@ TEST_F(ControllerHaTest, SplitBrainPausedLeaderWakesDeposedPublishesNothingAndEx
     EXPECT_EQ(later[i], led_by_b[i]) << "agent " << i;
     EXPECT_GT(later[i].first, epoch_a);
   }
+}
+
+// Split brain: ctl-a reaches etcd only through proxies, which the test cuts, while its PUB and
+// ROUTER still reach every agent.
+class ControllerSplitBrainTest : public ControllerHaTest {
+ protected:
+  ControllerSplitBrainTest() {
+    for (int i = 0; i < etcd_.size(); ++i) {
+      const std::string url = etcd_.client_url(i);
+      proxies_.push_back(std::make_unique<TcpProxy>(std::stoi(url.substr(url.rfind(':') + 1))));
+      a_etcd_endpoints_ += (i == 0 ? "" : ",") + proxies_.back()->url();
+    }
+  }
+  std::vector<std::unique_ptr<TcpProxy>> proxies_;
+};
+
+TEST_F(ControllerSplitBrainTest, EtcdCutOffLeaderStopsWithinItsLeaseAndAgentsFollowTheNewEpoch) {
+  const std::string first = Config("first");
+  ASSERT_EQ(Push(a(), first).exit_code, 0);
+  ASSERT_TRUE(EveryAgentRuns(ShaOf(first)));
+  const uint64_t epoch_a = EpochsAndVersions()[0].first;
+
+  const auto cut = Clock::now();
+  for (auto& proxy : proxies_) proxy->Cut();
+  // ctl-a cannot renew its lease: it stops (exit 75) no later than the lease could expire, so
+  // by the time ctl-b can lead, ctl-a publishes nothing any more.
+  ASSERT_TRUE(WaitFor([this] { return a().ExitStatus() != -1; }, milliseconds(15000))) << a().Log();
+  const long long stopped_ms = MsSince(cut);
+  const int status = a().ExitStatus();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 75) << "status " << status;
+  EXPECT_NE(a().Log().find("no longer leads"), std::string::npos) << a().Log();
+  ASSERT_TRUE(WaitFor([this] { return b().Serving(); }, milliseconds(20000))) << b().Log();
+  const long long led_ms = MsSince(cut);
+  std::cout << "split brain: leader cut off from etcd stopped after " << stopped_ms
+            << " ms; the standby served after " << led_ms << " ms (lease TTL 2 s)\n";
+  EXPECT_LE(stopped_ms, 3000) << "the cut-off leader must stop within its lease's TTL (2 s)";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& [epoch, version] : EpochsAndVersions()) {
+          if (epoch <= epoch_a) return false;
+        }
+        return true;
+      },
+      kConverge))
+      << "not every agent follows the new leader's epoch";
+  ASSERT_TRUE(WaitKnown(b()));
+  const std::string second = Config("second");
+  ASSERT_EQ(Push(b(), second).exit_code, 0);
+  ASSERT_TRUE(EveryAgentRuns(ShaOf(second)));
 }
 
 // Quorum lost with a lease long enough (5 s) that the leader is still within it when the push
