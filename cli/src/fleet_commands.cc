@@ -82,10 +82,10 @@ ControllerReply CallController(zmq::context_t& context, const std::string& endpo
 // How long each controller of a --control list is given to answer the leader's ping.
 constexpr std::chrono::milliseconds kMaxLeaderPing{2000};
 
-// --control lists every controller of an HA fleet (comma-separated): only the leader binds its
-// control socket (standbys bind none), so the one that answers `ping` leads. All are pinged at
-// once, each within `timeout` (at most kMaxLeaderPing), and all are waited for: a standby in the
-// list costs that much. A single endpoint is used as it is.
+// --control lists every controller of an HA fleet (comma-separated): a standby answers every
+// request with an error (it stands by, and who leads), so the one that answers `ping` leads.
+// All are pinged at once, each within `timeout` (at most kMaxLeaderPing), and all are waited
+// for: a controller that is down costs that much. A single endpoint is used as it is.
 // kOk with *leader set, or kUnreachable naming why each did not answer.
 ControllerReply FindLeader(zmq::context_t& context, const std::string& list,
                            std::chrono::milliseconds timeout, std::string* leader) {
@@ -113,11 +113,11 @@ ControllerReply FindLeader(zmq::context_t& context, const std::string& list,
   }
   ControllerReply none;
   none.kind = ControllerReply::Kind::kUnreachable;
-  none.status = Status(ErrorCode::kUnavailable,
-                       "no controller of --control " + list +
-                           " answered: none leads now (standbys bind no socket; is etcd "
-                           "reachable, is a controller running?)" +
-                           why);
+  none.status =
+      Status(ErrorCode::kUnavailable, "no controller of --control " + list +
+                                          " answered ping: none leads now (is etcd reachable, is a "
+                                          "controller running?)" +
+                                          why);
   return none;
 }
 

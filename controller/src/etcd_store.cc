@@ -43,7 +43,15 @@ std::string EtcdStore::Describe() const {
 }
 
 Result<uint64_t> EtcdStore::Campaign(const std::atomic<bool>& stop,
-                                     const std::function<void(const std::string&)>& log) {
+                                     const std::function<void(const std::string&)>& log,
+                                     const WaitFn& wait) {
+  auto pause = [&] {
+    if (wait) {
+      wait(options_.campaign_interval);
+    } else {
+      std::this_thread::sleep_for(options_.campaign_interval);
+    }
+  };
   std::string last_line;
   auto say = [&](const std::string& line) {
     if (line != last_line) log(line);
@@ -56,7 +64,7 @@ Result<uint64_t> EtcdStore::Campaign(const std::atomic<bool>& stop,
       auto lease = client_->GrantLease(options_.lease_ttl_s);
       if (!lease.ok()) {
         say("standby: cannot get a lease from etcd, trying again: " + lease.status().message());
-        std::this_thread::sleep_for(options_.campaign_interval);
+        pause();
         continue;
       }
       std::lock_guard<std::mutex> lock(mu_);
@@ -84,7 +92,7 @@ Result<uint64_t> EtcdStore::Campaign(const std::atomic<bool>& stop,
       say("standby: controller " + PrintableId(result->ranged[0].value) + " leads (epoch " +
           std::to_string(result->ranged[0].create_revision) + ")");
     }
-    std::this_thread::sleep_for(options_.campaign_interval);
+    pause();
   }
   return Status(ErrorCode::kUnavailable, "stopped before this controller could lead");
 }

@@ -53,8 +53,12 @@ class EtcdStore : public StateStore {
   // Blocks until this controller leads (returns its epoch) or `stop` is set (kUnavailable).
   // Store errors are logged through `log` (at most one line per distinct error) and retried:
   // a standby outlives an etcd outage. `log` also hears who leads while this one waits.
+  // Between tries it calls `wait` with the campaign interval (null: it sleeps), so that the
+  // caller can serve meanwhile.
+  using WaitFn = std::function<void(std::chrono::milliseconds)>;
   proto::Result<uint64_t> Campaign(const std::atomic<bool>& stop,
-                                   const std::function<void(const std::string&)>& log);
+                                   const std::function<void(const std::string&)>& log,
+                                   const WaitFn& wait = nullptr);
   // Revokes the lease: the leader key goes at once and a standby takes over without waiting
   // for the TTL (a clean stop).
   void Resign();

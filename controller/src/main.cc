@@ -1,9 +1,11 @@
 // lb-controller: the fleet controller (proto/PROTOCOL.md, "Fleet"). main() only parses the
 // command line, loads the settings and handles signals; controller.h serves.
 #include <atomic>
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 #include <zmq.hpp>
@@ -77,8 +79,10 @@ constexpr int kExitDeposed = 75;
 
 // [store] etcd_endpoints: the etcd client and store, and the campaign (a standby waits here).
 // kBadRequest for unusable settings; kUnavailable when `stop` came first.
+// Meanwhile the control socket answers that this controller stands by, and who leads.
 lb::proto::Result<std::unique_ptr<lb::controller::EtcdStore>> Lead(
-    const lb::controller::ControllerSettings& settings, const std::atomic<bool>& stop) {
+    const lb::controller::ControllerSettings& settings, lb::controller::Controller& controller,
+    const std::atomic<bool>& stop) {
   lb::controller::EtcdOptions options;
   options.endpoints = settings.etcd_endpoints;
   options.timeout = settings.etcd_timeout;
@@ -91,8 +95,16 @@ lb::proto::Result<std::unique_ptr<lb::controller::EtcdStore>> Lead(
       std::make_unique<lb::controller::EtcdStore>(std::move(*client), store_options, settings.id);
   lb::common::LogInfo() << "controller " << settings.id << ": campaigning for leadership on "
                         << store->Describe() << " (lease " << settings.lease_ttl_s << " s)";
-  auto epoch =
-      store->Campaign(stop, [](const std::string& line) { lb::common::LogInfo() << line; });
+  if (lb::proto::Status bound = controller.BindControl(); !bound.ok()) return bound;
+  std::string why = "it is campaigning for leadership";
+  auto epoch = store->Campaign(
+      stop,
+      [&why](const std::string& line) {
+        lb::common::LogInfo() << line;
+        constexpr std::string_view kPrefix = "standby: ";
+        why = line.rfind(kPrefix, 0) == 0 ? line.substr(kPrefix.size()) : line;
+      },
+      [&](std::chrono::milliseconds wait) { controller.ServeStandby(wait, why); });
   if (!epoch.ok()) return epoch.status();
   lb::common::LogInfo() << "controller " << settings.id << " leads with epoch " << *epoch;
   return store;
@@ -137,7 +149,7 @@ int main(int argc, char** argv) {
     lb::controller::EtcdStore* etcd = nullptr;
     std::unique_ptr<lb::controller::StateStore> store;
     if (settings->ha()) {
-      auto led = Lead(*settings, stop);
+      auto led = Lead(*settings, controller, stop);
       if (!led.ok()) {
         if (stop) return 0;
         lb::common::LogError() << led.status().message() << " (" << args.config_path << ")";

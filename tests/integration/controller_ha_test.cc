@@ -158,7 +158,12 @@ class ControllerHaTest : public ::testing::Test {
                         milliseconds(20000)))
         << "ctl-b does not stand by:\n"
         << b().Log();
-    EXPECT_FALSE(b().Serving()) << "a standby must not bind its sockets";
+    // A standby's control socket says so, and who leads; its PUB and ROUTER are not bound.
+    CommandResult standby = b().Lbctl({"agents"}, milliseconds(10000));
+    EXPECT_EQ(standby.exit_code, 1) << standby.Describe();
+    EXPECT_NE(standby.err.find("controller ctl-b stands by: controller ctl-a leads (epoch "),
+              std::string::npos)
+        << standby.Describe();
 
     shared_port_ = FreePort();
     const std::string pubs = a().pub() + "," + b().pub();
