@@ -339,6 +339,54 @@ TEST_F(ControllerFailoverTest, EtcdLeaderSigkilledStandbyLeadsWithin5sAndItsPush
   }
 }
 
+TEST_F(ControllerFailoverTest, EtcdLeaderSigkilledMidRolloutIsReportedAndARerunConverges) {
+  const std::string first = Config("first");
+  ASSERT_EQ(Push(a(), first).exit_code, 0);
+  const std::string first_sha = ShaOf(first);
+  ASSERT_TRUE(EveryAgentRuns(first_sha));
+  const auto before = EpochsAndVersions();
+
+  // A staged rollout (waves of 2) through the leader; the leader dies after the first wave.
+  const std::string second = Config("second");
+  const std::string second_sha = ShaOf(second);
+  const std::string file = dir_.File("staged.cfg");
+  WriteFile(file, second);
+  CommandResult staged;
+  std::thread rollout([&] {
+    staged =
+        RunCommand({LBCTL_BINARY, "fleet", "push", file, "--group", "web", "--batch", "2", "--json",
+                    "--timeout", "15", "--control", a().control() + "," + b().control()},
+                   milliseconds(90000));
+  });
+  const bool started = WaitFor(
+      [&] {
+        for (int i = 0; i < agents_count_; ++i) {
+          if (LiveSha(i) == second_sha) return true;
+        }
+        return false;
+      },
+      kConverge);
+  a().Kill();
+  rollout.join();
+  ASSERT_TRUE(started) << "the rollout reached no agent";
+  // Reported, not silently half-done: lbctl says the controller went away (exit 3, at its
+  // --timeout: it kept asking the controller it started with), with what each agent answered.
+  EXPECT_EQ(staged.exit_code, 3) << staged.Describe();
+  const auto mid = EpochsAndVersions();
+
+  // Run again (lbctl finds the new leader): every agent converges; no version goes back.
+  ASSERT_TRUE(WaitFor([this] { return b().Serving(); }, milliseconds(20000))) << b().Log();
+  ASSERT_TRUE(WaitKnown(b()));
+  CommandResult rerun = PushToTheLeader(second);
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.Describe();
+  ASSERT_TRUE(EveryAgentRuns(second_sha));
+  const auto after = EpochsAndVersions();
+  for (int i = 0; i < agents_count_; ++i) {
+    EXPECT_LE(before[i].second, mid[i].second) << "agent " << i;
+    EXPECT_LT(mid[i].second, after[i].second) << "agent " << i;
+  }
+}
+
 TEST_F(ControllerHaTest, SplitBrainPausedLeaderWakesDeposedPublishesNothingAndExits) {
   const std::string first = Config("first");
   ASSERT_EQ(Push(a(), first).exit_code, 0);
