@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -740,8 +741,13 @@ json FleetController::Agents() const {
 constexpr char kEtcdBinary[] = "/usr/bin/etcd";
 
 EtcdCluster::EtcdCluster(std::string dir, int members) : dir_(std::move(dir)), data_dir_(dir_) {
+  // Each member preallocates a 64 MiB write-ahead log: tmpfs only with room for a few clusters
+  // (a container's /dev/shm is often 64 MiB).
   char shm[] = "/dev/shm/lb-etcd-XXXXXX";
-  if (std::filesystem::is_directory("/dev/shm") && mkdtemp(shm) != nullptr) {
+  struct statvfs fs {};
+  const bool roomy = statvfs("/dev/shm", &fs) == 0 &&
+                     static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize >= (uint64_t{1} << 30);
+  if (roomy && mkdtemp(shm) != nullptr) {
     data_dir_ = shm;
     own_data_dir_ = true;
   }

@@ -351,8 +351,8 @@ class FleetController {
 
 // A real etcd cluster (Debian's etcd-server, /usr/bin/etcd) of `members` members on loopback,
 // ports from FreePort(), each member's log in dir/etcd-<name>.log. Data dirs go to a temp dir
-// on tmpfs (/dev/shm) when there is one, else under `dir`: etcd fsyncs every write, and on this
-// machine's shared disk one fsync was measured at 2 s under load, longer than any deadline of
+// on tmpfs (/dev/shm) when it has 1 GiB free, else under `dir`: etcd fsyncs every write, and on
+// this machine's shared disk one fsync was measured at 2 s under load, longer than any deadline of
 // the controller; the tests are about the controller, not the disk. Raft's heartbeat and
 // election timeout are 100 ms and 1000 ms (etcd's defaults); the log level is warn. A missing
 // etcd binary fails the test with what to install, never skips it.
