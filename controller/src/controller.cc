@@ -325,6 +325,7 @@ void Controller::ServeStandby(std::chrono::milliseconds wait, const std::string&
                            "; give lbctl every controller's control endpoint (--control "
                            "A,B,...) and it finds the leader");
   const SteadyClock::time_point until = SteadyClock::now() + wait;
+  common::ServiceWatchdog();  // a standby is alive too (WatchdogSec in the unit)
   while (true) {
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());

@@ -75,7 +75,8 @@ class Controller {
   // lead, and who does. Errors as Open's. The calling thread owns the socket from then on.
   proto::Status BindControl();
   // Answers every control request that arrives within `wait` with kUnavailable "controller
-  // <id> stands by: <why>" (who leads, or why nobody does). Precondition: BindControl().
+  // <id> stands by: <why>" (who leads, or why nobody does), and pings systemd's watchdog.
+  // Precondition: BindControl().
   void ServeStandby(std::chrono::milliseconds wait, const std::string& why);
 
   // The endpoints as bound: a tcp port 0 becomes the port the kernel chose. Valid after Open().

@@ -96,6 +96,9 @@ lb::proto::Result<std::unique_ptr<lb::controller::EtcdStore>> Lead(
   lb::common::LogInfo() << "controller " << settings.id << ": campaigning for leadership on "
                         << store->Describe() << " (lease " << settings.lease_ttl_s << " s)";
   if (lb::proto::Status bound = controller.BindControl(); !bound.ok()) return bound;
+  // Ready for systemd (Type=notify) as a standby: it may wait for leadership for days.
+  lb::common::NotifyReady("standby: campaigning for leadership; control " +
+                          controller.control_endpoint());
   std::string why = "it is campaigning for leadership";
   auto epoch = store->Campaign(
       stop,

@@ -135,6 +135,7 @@ class ControllerHaTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(etcd_.Start());
+    OnEtcdStarted();
     for (const char* id : {"ctl-a", "ctl-b"}) {
       FleetController::Options options;
       options.lbctl = LBCTL_BINARY;
@@ -194,6 +195,9 @@ class ControllerHaTest : public ::testing::Test {
     ASSERT_FALSE(HasFailure()) << "an agent did not start";
     ASSERT_TRUE(WaitKnown(a()));
   }
+
+  // Before the controllers start: what a test puts between them and etcd.
+  virtual void OnEtcdStarted() {}
 
   FleetController& a() { return *controllers_[0]; }
   FleetController& b() { return *controllers_[1]; }
@@ -427,7 +431,7 @@ TEST_F(ControllerHaTest, SplitBrainPausedLeaderWakesDeposedPublishesNothingAndEx
 // ROUTER still reach every agent.
 class ControllerSplitBrainTest : public ControllerHaTest {
  protected:
-  ControllerSplitBrainTest() {
+  void OnEtcdStarted() override {
     for (int i = 0; i < etcd_.size(); ++i) {
       const std::string url = etcd_.client_url(i);
       proxies_.push_back(std::make_unique<TcpProxy>(std::stoi(url.substr(url.rfind(':') + 1))));

@@ -754,10 +754,6 @@ EtcdCluster::EtcdCluster(std::string dir, int members) : dir_(std::move(dir)), d
   for (int i = 0; i < members; ++i) {
     Member m;
     m.name = "m" + std::to_string(i + 1);
-    m.client_port = FreePort();
-    m.peer_port = FreePort();
-    initial_cluster_ +=
-        (i == 0 ? "" : ",") + m.name + "=http://127.0.0.1:" + std::to_string(m.peer_port);
     members_.push_back(std::move(m));
   }
 }
@@ -839,6 +835,22 @@ void EtcdCluster::Start() {
       << kEtcdBinary << " not found: these tests run a real etcd cluster. Install Debian's "
       << "etcd-server (apt-get install etcd-server etcd-client), or run scripts/test, whose "
       << "scripts/deps installs it.";
+  // Ports at the last moment, all different: a port FreePort() released can be the next one
+  // the kernel hands to a bind(0), here or in the test (a backend that took a peer port was
+  // seen), so nothing of the test binds between this and the members' start.
+  std::set<int> taken;
+  auto fresh_port = [&taken] {
+    int port = FreePort();
+    while (!taken.insert(port).second) port = FreePort();
+    return port;
+  };
+  initial_cluster_.clear();
+  for (int i = 0; i < size(); ++i) {
+    members_[i].client_port = fresh_port();
+    members_[i].peer_port = fresh_port();
+    initial_cluster_ += (i == 0 ? "" : ",") + members_[i].name +
+                        "=http://127.0.0.1:" + std::to_string(members_[i].peer_port);
+  }
   for (int i = 0; i < size(); ++i) StartMember(i);
   const bool healthy = WaitFor(
       [this] {

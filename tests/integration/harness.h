@@ -361,10 +361,10 @@ class EtcdCluster {
   explicit EtcdCluster(std::string dir, int members = 3);
   ~EtcdCluster();  // SIGKILLs every member; prints their logs when the test failed
 
-  // Starts every member and waits (30 s) until each answers GET /health with quorum. Fails the
-  // test (with the logs) otherwise.
+  // Chooses the ports, starts every member and waits (30 s) until each answers GET /health
+  // with quorum. Fails the test (with the logs) otherwise.
   void Start();
-  // The client URL of member `i` ("http://127.0.0.1:PORT") and all of them.
+  // The client URL of member `i` ("http://127.0.0.1:PORT") and all of them. After Start().
   std::string client_url(int i) const;
   std::vector<std::string> client_urls() const;
   std::string endpoints() const;  // comma-separated, as [store] etcd_endpoints takes them
