@@ -6,6 +6,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "lb/common/endpoint.h"
 #include "lb/common/log.h"
 #include "lb/proto/codec.h"
 
@@ -168,8 +169,12 @@ Status FleetClient::OpenSockets() {
     }
     sockets->sub.set(zmq::sockopt::subscribe, "fleet/agent/" + settings_.agent.agent_id);
     sockets->sub.set(zmq::sockopt::subscribe, "fleet/beacon");
+    // Every controller of an HA fleet: only the leader binds, so only its PUB is heard and
+    // only its ROUTER completes a connection.
     step = "connect the SUB socket to controller_pub";
-    sockets->sub.connect(fleet.controller_pub);
+    for (const auto& endpoint : common::SplitEndpoints(fleet.controller_pub)) {
+      sockets->sub.connect(endpoint);
+    }
 
     // No routing id of its own: the controller answers each hello on the connection it came
     // on, and an id the agent chose could be taken over by another agent posing under it.
@@ -188,7 +193,13 @@ Status FleetClient::OpenSockets() {
           "); hello is only said when the sockets are created");
     }
     step = "connect the DEALER socket to controller_router";
-    sockets->dealer.connect(fleet.controller_router);
+    const std::vector<std::string> routers = common::SplitEndpoints(fleet.controller_router);
+    // With one controller, acks wait in the queue for a reconnection (ZeroMQ's default); with
+    // several, a message queued for a standby's connection would never be read.
+    if (routers.size() > 1) sockets->dealer.set(zmq::sockopt::immediate, true);
+    for (const auto& endpoint : routers) {
+      sockets->dealer.connect(endpoint);
+    }
   } catch (const zmq::error_t& e) {
     return Status(ErrorCode::kInternal, "fleet: cannot " + step + " (pub " + fleet.controller_pub +
                                             ", router " + fleet.controller_router +
@@ -247,6 +258,7 @@ json FleetClient::Info() const {
               {"controller", snapshot_.controller},
               {"applied_version", snapshot_.applied_version},
               {"synced_version", snapshot_.synced_version},
+              {"epoch", snapshot_.epoch},
               {"connected", connected},
               {"last_beacon_ms_ago", ago},
               {"groups", settings_.fleet.groups},
@@ -259,6 +271,7 @@ void FleetClient::UpdateSnapshot() {
   snapshot_.controller = state_.controller();
   snapshot_.applied_version = state_.applied_version();
   snapshot_.synced_version = state_.synced_version();
+  snapshot_.epoch = state_.epoch();
   snapshot_.last_beacon = state_.last_beacon();
 }
 
@@ -440,10 +453,20 @@ void FleetClient::ReadDealer() {
 }
 
 void FleetClient::LogSwitch(const FleetState::Admission& admission) {
-  if (!admission.switched) return;
-  Log(": following controller " + state_.controller() + " (" + admission.previous +
-      " is silent); versions start again at 0");
-  SaveState();
+  if (admission.switched) {
+    const std::string why = admission.epoch_raised ? "its epoch " + std::to_string(state_.epoch()) +
+                                                         " is the highest seen: a new leader"
+                                                   : admission.previous + " is silent";
+    Log(": following controller " + state_.controller() + " instead of " + admission.previous +
+        " (" + why + "); " +
+        (admission.versions_reset
+             ? "versions start again at 0"
+             : "versions continue from v" + std::to_string(state_.applied_version())));
+  } else if (admission.epoch_raised) {
+    Log(": controller " + state_.controller() + " leads with epoch " +
+        std::to_string(state_.epoch()));
+  }
+  if (admission.switched || admission.epoch_raised) SaveState();
 }
 
 void FleetClient::HandlePush(const FleetPush& push, bool via_router) {
@@ -639,7 +662,7 @@ void FleetClient::SaveState(const proto::FleetAck* ack) {
     now.last_ack = saved_->last_ack;
   }
   if (saved_ && saved_->applied_version == now.applied_version &&
-      saved_->controller == now.controller && ack == nullptr) {
+      saved_->controller == now.controller && saved_->epoch == now.epoch && ack == nullptr) {
     return;
   }
   if (Status s = SaveFleetState(settings_.fleet.state_file, now); !s.ok()) {

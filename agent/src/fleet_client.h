@@ -1,7 +1,8 @@
 // FleetClient: the agent's side of a fleet controller (proto/PROTOCOL.md, "Fleet").
 //
 // DESIGN: one thread owns a SUB socket connected to the controller's PUB (pushes, beacons), a
-// DEALER connected to its ROUTER (hello and acks out, hello answers in; its routing id is
+// DEALER connected to its ROUTER (to every controller listed, for an HA fleet: only the leader
+// binds) (hello and acks out, hello answers in; its routing id is
 // ZeroMQ's, not the agent id, so that no other agent can take its connection over),
 // a PAIR that receives the DEALER's monitor events (each established connection, first or
 // reconnected, is followed by a hello) and an eventfd. The decisions are FleetState's
@@ -78,8 +79,9 @@ class FleetClient {
   // Stops the thread and closes the sockets. Idempotent.
   void Stop();
 
-  // {"enabled": true, "agent_id", "controller", "applied_version", "synced_version",
-  //  "connected", "last_beacon_ms_ago" (null before the first beacon), "groups",
+  // {"enabled": true, "agent_id", "controller", "applied_version", "synced_version", "epoch"
+  //  (the highest controller epoch seen; 0: none), "connected", "last_beacon_ms_ago" (null
+  //  before the first beacon), "groups",
   //  "controller_pub", "controller_router"}.
   nlohmann::json Info() const;
 
@@ -91,6 +93,7 @@ class FleetClient {
     std::string controller;
     uint64_t applied_version = 0;
     uint64_t synced_version = 0;
+    uint64_t epoch = 0;
     std::optional<FleetState::TimePoint> last_beacon;
   };
 

@@ -49,6 +49,11 @@ Result<FleetPersisted> LoadFleetState(const std::string& path) {
     }
     out.controller = c->get<std::string>();
   }
+  if (doc.contains("epoch")) {
+    auto epoch = UnsignedField(doc, "epoch");
+    if (!epoch.ok()) return Status(ErrorCode::kInternal, path + ": " + epoch.status().message());
+    out.epoch = *epoch;
+  }
   if (auto a = doc.find("last_ack"); a != doc.end() && !a->is_null()) {
     auto ack = proto::ParseAck(*a);
     if (!ack.ok()) {
@@ -68,6 +73,7 @@ Status SaveFleetState(const std::string& path, const FleetPersisted& state) {
   }
   json doc = {
       {"v", 1}, {"applied_version", state.applied_version}, {"controller", state.controller}};
+  if (state.epoch != 0) doc["epoch"] = state.epoch;
   if (state.last_ack) {
     proto::FleetAck ack = *state.last_ack;
     ack.result = nullptr;  // the reload's details stay in the agent's history
@@ -99,10 +105,12 @@ void FleetState::Restore(const FleetPersisted& persisted) {
   followed_ = persisted.controller;
   followed_beacon_.reset();
   applied_version_ = synced_version_ = completed_version_ = persisted.applied_version;
+  epoch_ = persisted.epoch;
+  epoch_controller_.clear();
 }
 
 FleetPersisted FleetState::ToPersisted() const {
-  return {completed_version_, followed_, std::nullopt};
+  return {completed_version_, followed_, epoch_, std::nullopt};
 }
 
 bool FleetState::Matches(const FleetTarget& target) const {
@@ -113,8 +121,36 @@ bool FleetState::FollowedAlive(TimePoint now) const {
   return followed_beacon_ && now - *followed_beacon_ < beacon_timeout_;
 }
 
-FleetState::Admission FleetState::Admit(const std::string& controller, TimePoint now) {
+FleetState::Admission FleetState::Admit(const std::string& controller, uint64_t epoch,
+                                        TimePoint now) {
   Admission a;
+  if (epoch < epoch_) {
+    a.fenced = true;
+    a.error = "controller " + controller + " has epoch " + std::to_string(epoch) +
+              ", below epoch " + std::to_string(epoch_) +
+              (epoch_controller_.empty() ? "" : " of controller " + epoch_controller_) +
+              " that this agent already saw: a newer leader was elected; refusing it";
+    return a;
+  }
+  if (epoch > epoch_) {
+    // A newer leader: followed at once. Elected controllers share one version counter.
+    const bool shared_counter = epoch_ != 0;
+    epoch_ = epoch;
+    epoch_controller_ = controller;
+    a.accepted = true;
+    a.epoch_raised = true;
+    if (!followed_.empty() && controller != followed_) {
+      a.switched = true;
+      a.previous = followed_;
+      followed_beacon_.reset();
+      if (!shared_counter) {
+        a.versions_reset = true;
+        applied_version_ = synced_version_ = completed_version_ = 0;
+      }
+    }
+    followed_ = controller;
+    return a;
+  }
   if (followed_.empty() || controller == followed_) {
     followed_ = controller;
     a.accepted = true;
@@ -129,6 +165,7 @@ FleetState::Admission FleetState::Admit(const std::string& controller, TimePoint
   // The followed controller is silent: the new one takes over, with its own version counter.
   a.accepted = true;
   a.switched = true;
+  a.versions_reset = true;
   a.previous = followed_;
   followed_ = controller;
   followed_beacon_.reset();
@@ -140,7 +177,7 @@ FleetState::PushVerdict FleetState::OnPush(const FleetPush& push, bool via_route
   if (via_router) hello_sent_.reset();
   PushVerdict v;
   if (!Matches(push.target)) return v;
-  v.admission = Admit(push.controller, now);
+  v.admission = Admit(push.controller, push.epoch, now);
   if (!v.admission.accepted) {
     v.action = PushAction::kConflict;
   } else if (push.version <= applied_version_) {
@@ -160,7 +197,7 @@ void FleetState::PushCompleted(const std::string& controller, uint64_t version) 
 FleetState::BeaconVerdict FleetState::OnBeacon(const FleetBeacon& beacon, TimePoint now) {
   last_beacon_ = now;
   BeaconVerdict v;
-  v.admission = Admit(beacon.controller, now);
+  v.admission = Admit(beacon.controller, beacon.epoch, now);
   if (!v.admission.accepted) {
     if (conflict_reported_ != beacon.controller || now - conflict_reported_at_ >= beacon_timeout_) {
       conflict_reported_ = beacon.controller;
@@ -179,7 +216,7 @@ FleetState::BeaconVerdict FleetState::OnBeacon(const FleetBeacon& beacon, TimePo
 
 FleetState::Admission FleetState::OnUptodate(const FleetUptodate& uptodate, TimePoint now) {
   hello_sent_.reset();
-  Admission a = Admit(uptodate.controller, now);
+  Admission a = Admit(uptodate.controller, uptodate.epoch, now);
   if (a.accepted) synced_version_ = std::max(synced_version_, uptodate.latest);
   return a;
 }

@@ -17,6 +17,12 @@
 // Versions count per controller id: when the agent starts following a different controller id
 // (after the one it followed went silent), all three restart at 0, so that the new
 // controller's hello answer is applied whatever its counter says.
+// Epochs (fencing): an elected controller (lb-controller on etcd) puts its epoch in every push,
+// beacon and uptodate. The highest epoch seen is kept (in the state file too); a message with a
+// lower one is refused, whoever sent it and whatever else holds: a deposed leader cannot change
+// this agent once it heard its successor. A higher epoch is followed at once, even while the
+// followed controller is alive; versions are kept across it when the previous epoch was an
+// elected one too (elected controllers share one counter in etcd), and restart at 0 otherwise.
 // Not thread-safe: it belongs to the fleet thread.
 #pragma once
 
@@ -42,14 +48,15 @@ using proto::FleetUptodate;
 struct FleetPersisted {
   uint64_t applied_version = 0;  // the newest push whose processing ended
   std::string controller;        // the controller it came from ("" before the first)
+  uint64_t epoch = 0;            // the highest epoch seen (0: none)
   // The ack of that push (without its "result"), written before it is sent: an agent killed
   // between the two sends it again after its restart, so that the controller learns the
   // outcome rather than guessing it from the hello.
   std::optional<proto::FleetAck> last_ack;
 };
 // Reads the state file. A missing file is the zero state. A file that cannot be read or is not
-// {"applied_version": <uint>, "controller": <str>, "last_ack"?: <ack>} is an error naming the file
-// and the problem; the caller logs it and starts from the zero state.
+// {"applied_version": <uint>, "controller": <str>, "epoch"?: <uint>, "last_ack"?: <ack>} is an
+// error naming the file and the problem; the caller logs it and starts from the zero state.
 proto::Result<FleetPersisted> LoadFleetState(const std::string& path);
 // Writes the state file atomically (temp file, fsync, rename), creating its directory when
 // missing. Errors are `internal` with the OS's words.
@@ -83,13 +90,18 @@ class FleetState {
   // The one-writer rule, applied to every push, beacon and uptodate that is for this agent.
   struct Admission {
     bool accepted = false;
-    // accepted, and the followed controller changed from `previous` (not "") to this one:
-    // versions restarted at 0. The caller logs it and saves the state.
+    // accepted, and the followed controller changed from `previous` (not "") to this one. The
+    // caller logs it and saves the state.
     bool switched = false;
+    bool versions_reset = false;  // switched, and versions restarted at 0
     std::string previous;
-    std::string error;  // not accepted: why (names both controllers)
+    bool epoch_raised = false;  // accepted with an epoch above the highest seen: save the state
+    std::string error;          // not accepted: why (names both controllers, or both epochs)
+    bool fenced = false;        // not accepted because of a lower epoch
   };
-  Admission Admit(const std::string& controller, TimePoint now);
+  // The one-writer rule and the epoch rule (see the DESIGN) for a message of `controller`
+  // carrying `epoch` (0: none).
+  Admission Admit(const std::string& controller, uint64_t epoch, TimePoint now);
 
   enum class PushAction {
     kNotForUs,  // the target does not match: nothing to do, no ack
@@ -157,6 +169,7 @@ class FleetState {
   uint64_t applied_version() const { return applied_version_; }
   uint64_t synced_version() const { return synced_version_; }
   uint64_t completed_version() const { return completed_version_; }
+  uint64_t epoch() const { return epoch_; }
 
  private:
   void ScheduleHello(TimePoint at);
@@ -169,7 +182,10 @@ class FleetState {
   JitterFn jitter_;
 
   std::string followed_;
-  std::optional<TimePoint> followed_beacon_;  // the followed controller's last beacon
+  std::optional<TimePoint> followed_beacon_;
+  uint64_t epoch_ = 0;            // the highest epoch seen
+  std::string epoch_controller_;  // who it came from ("" when restored from the state file)  // the
+                                  // followed controller's last beacon
   uint64_t applied_version_ = 0;
   uint64_t synced_version_ = 0;
   uint64_t completed_version_ = 0;

@@ -47,7 +47,11 @@ Result<std::vector<std::string>> CheckSocketPolicy(const common::Settings& setti
   const auto& fleet = settings.fleet;
   if (fleet.enabled()) {
     if (fleet.controller_public_key.empty()) {
-      for (const auto& endpoint : {fleet.controller_pub, fleet.controller_router}) {
+      std::vector<std::string> endpoints = common::SplitEndpoints(fleet.controller_pub);
+      for (auto& router : common::SplitEndpoints(fleet.controller_router)) {
+        endpoints.push_back(std::move(router));
+      }
+      for (const auto& endpoint : endpoints) {
         if (common::IsLocalEndpoint(endpoint)) continue;
         if (!sec.allow_insecure) {
           return Refuse("refusing to follow the fleet controller at " + endpoint +

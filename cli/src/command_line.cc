@@ -7,6 +7,8 @@
 #include <functional>
 #include <set>
 
+#include "lb/common/endpoint.h"
+
 namespace lb::cli {
 namespace {
 
@@ -395,9 +397,14 @@ const std::vector<OptionRow>& OptionRows() {
          return Status::Ok();
        }},
       {"--control", "ENDPOINT", kFleet, "fleet push and agents",
-       "lb-controller's control socket ([controller] control)",
+       "lb-controller's control socket ([controller] control);\nHA: every controller's, "
+       "comma-separated (the leader answers)",
        [](const std::string& v, Options* o) -> Status {
-         if (Status s = CheckEndpoint("--control", v); !s.ok()) return s;
+         const std::vector<std::string> endpoints = common::SplitEndpoints(v);
+         if (endpoints.empty()) return CheckEndpoint("--control", v);
+         for (const auto& endpoint : endpoints) {
+           if (Status s = CheckEndpoint("--control", endpoint); !s.ok()) return s;
+         }
          o->fleet.control_endpoint = v;
          return Status::Ok();
        }},

@@ -5,10 +5,12 @@
 #include <optional>
 #include <ostream>
 #include <thread>
+#include <vector>
 #include <zmq.hpp>
 
 #include "fleet_rollout.h"
 #include "lb/client/command_client.h"
+#include "lb/common/endpoint.h"
 #include "output.h"
 
 namespace lb::cli {
@@ -75,6 +77,48 @@ ControllerReply CallController(zmq::context_t& context, const std::string& endpo
   out.kind = out.status.code() == ErrorCode::kBadRequest ? ControllerReply::Kind::kBadEndpoint
                                                          : ControllerReply::Kind::kUnreachable;
   return out;
+}
+
+// How long each controller of a --control list is given to answer the leader's ping.
+constexpr std::chrono::milliseconds kMaxLeaderPing{2000};
+
+// --control lists every controller of an HA fleet (comma-separated): a standby answers every
+// request with an error (it stands by, and who leads), so the one that answers `ping` leads.
+// All are pinged at once, each within `timeout` (at most kMaxLeaderPing), and all are waited
+// for: a controller that is down costs that much. A single endpoint is used as it is.
+// kOk with *leader set, or kUnreachable naming why each did not answer.
+ControllerReply FindLeader(zmq::context_t& context, const std::string& list,
+                           std::chrono::milliseconds timeout, std::string* leader) {
+  const std::vector<std::string> endpoints = common::SplitEndpoints(list);
+  if (endpoints.size() <= 1) {
+    *leader = list;
+    return {};
+  }
+  std::vector<ControllerReply> replies(endpoints.size());
+  std::vector<std::thread> pings;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    pings.emplace_back([&, i] {
+      replies[i] = CallController(context, endpoints[i], "ping", json::object(),
+                                  std::min(timeout, kMaxLeaderPing));
+    });
+  }
+  for (auto& ping : pings) ping.join();
+  std::string why;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    if (replies[i].kind == ControllerReply::Kind::kOk) {
+      *leader = endpoints[i];
+      return {};
+    }
+    why += "; " + replies[i].status.message();
+  }
+  ControllerReply none;
+  none.kind = ControllerReply::Kind::kUnreachable;
+  none.status =
+      Status(ErrorCode::kUnavailable, "no controller of --control " + list +
+                                          " answered ping: none leads now (is etcd reachable, is a "
+                                          "controller running?)" +
+                                          why);
+  return none;
 }
 
 // The exit code and the stderr text for a call that did not succeed.
@@ -432,7 +476,16 @@ int RunFleetPush(const Options& options, const Environment& env, const std::stri
                  std::ostream& out, std::ostream& err,
                  const std::function<bool()>& stop_requested) {
   try {
-    Rollout rollout(options, env, config, out, err, stop_requested);
+    Options resolved = options;
+    {
+      zmq::context_t context;
+      ControllerReply found = FindLeader(context, options.fleet.control_endpoint, options.timeout,
+                                         &resolved.fleet.control_endpoint);
+      if (found.kind != ControllerReply::Kind::kOk) {
+        return ReportFailedCall(found, options.json, out, err);
+      }
+    }
+    Rollout rollout(resolved, env, config, out, err, stop_requested);
     return rollout.Execute();
   } catch (const std::exception& e) {
     err << "lbctl: fleet push failed: " << e.what() << "\n";
@@ -443,8 +496,12 @@ int RunFleetPush(const Options& options, const Environment& env, const std::stri
 int RunFleetAgents(const Options& options, std::ostream& out, std::ostream& err) {
   try {
     zmq::context_t context;
-    ControllerReply reply = CallController(context, options.fleet.control_endpoint, "agents",
-                                           json::object(), options.timeout);
+    std::string leader;
+    ControllerReply reply =
+        FindLeader(context, options.fleet.control_endpoint, options.timeout, &leader);
+    if (reply.kind == ControllerReply::Kind::kOk) {
+      reply = CallController(context, leader, "agents", json::object(), options.timeout);
+    }
     if (reply.kind != ControllerReply::Kind::kOk) {
       return ReportFailedCall(reply, options.json, out, err);
     }

@@ -13,6 +13,9 @@
 // later (or were unknown) converge on the same config. A rollout that stops early (a failed canary,
 // --stop-on-failure, --timeout, Ctrl-C) records no target-level push: the agents it did not
 // reach keep their desired state, hence their config. Acks are polled every 100 ms.
+// An HA fleet: --control lists every controller; the one that answers `ping` (only the leader
+// binds its control socket) is used for the whole command. A leader that dies in the middle of
+// a rollout ends it as unreachable (exit 3): run it again, it finds the new leader.
 #pragma once
 
 #include <functional>

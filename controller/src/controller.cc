@@ -116,6 +116,41 @@ Controller::Controller(zmq::context_t& context, const ControllerSettings& settin
 
 Controller::~Controller() = default;
 
+Status Controller::Bind(int socket_type, const std::string& what, const std::string& endpoint,
+                        std::unique_ptr<zmq::socket_t>* socket, std::string* bound) {
+  const auto type = static_cast<zmq::socket_type>(socket_type);
+  try {
+    auto s = std::make_unique<zmq::socket_t>(context_, type);
+    s->set(zmq::sockopt::linger, 0);
+    if (type == zmq::socket_type::router) {
+      s->set(zmq::sockopt::router_mandatory, true);
+      s->set(
+          zmq::sockopt::maxmsgsize,
+          static_cast<int64_t>(what == "control" ? ControllerCore::ControlLimits().max_frame_bytes
+                                                 : ControllerCore::AgentLimits().max_frame_bytes));
+    }
+    if (zap_ && what != "control") common::MakeCurveServer(*s, own_, *zap_, "fleet");
+    if (what == "router") {
+      s->set(zmq::sockopt::router_handover, true);
+      s->set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
+      s->set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
+    }
+    s->bind(endpoint);
+    *bound = s->get(zmq::sockopt::last_endpoint);
+    *socket = std::move(s);
+    return Status::Ok();
+  } catch (const zmq::error_t& e) {
+    return BindError(what, endpoint, e);
+  }
+}
+
+Status Controller::BindControl() {
+  auto warnings = CheckSettings(settings_);
+  if (!warnings.ok()) return warnings.status();
+  return Bind(static_cast<int>(zmq::socket_type::router), "control", settings_.control_endpoint,
+              &control_, &control_bound_);
+}
+
 Status Controller::Open(std::unique_ptr<StateStore> store) {
   auto warnings = CheckSettings(settings_);
   if (!warnings.ok()) return warnings.status();
@@ -157,46 +192,24 @@ Status Controller::Open(std::unique_ptr<StateStore> store) {
   const uint64_t latest = state->latest;
   core_ = std::make_unique<ControllerCore>(settings_.id, std::move(*state), store_.get(),
                                            std::move(agent_keys), NowMs());
+  core_->SetEpoch(store_->epoch());
 
-  auto bind = [&](zmq::socket_type type, const std::string& what, const std::string& endpoint,
-                  std::unique_ptr<zmq::socket_t>* socket, std::string* bound) -> Status {
-    try {
-      auto s = std::make_unique<zmq::socket_t>(context_, type);
-      s->set(zmq::sockopt::linger, 0);
-      if (type == zmq::socket_type::router) {
-        s->set(zmq::sockopt::router_mandatory, true);
-        s->set(zmq::sockopt::maxmsgsize,
-               static_cast<int64_t>(what == "control"
-                                        ? ControllerCore::ControlLimits().max_frame_bytes
-                                        : ControllerCore::AgentLimits().max_frame_bytes));
-      }
-      if (zap_ && what != "control") common::MakeCurveServer(*s, own_, *zap_, "fleet");
-      if (what == "router") {
-        s->set(zmq::sockopt::router_handover, true);
-        s->set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
-        s->set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
-      }
-      s->bind(endpoint);
-      *bound = s->get(zmq::sockopt::last_endpoint);
-      *socket = std::move(s);
-      return Status::Ok();
-    } catch (const zmq::error_t& e) {
-      return BindError(what, endpoint, e);
+  if (Status s = Bind(static_cast<int>(zmq::socket_type::pub), "pub", settings_.pub_endpoint, &pub_,
+                      &pub_bound_);
+      !s.ok()) {
+    return s;
+  }
+  if (Status s = Bind(static_cast<int>(zmq::socket_type::router), "router",
+                      settings_.router_endpoint, &router_, &router_bound_);
+      !s.ok()) {
+    return s;
+  }
+  if (control_ == nullptr) {
+    if (Status s = Bind(static_cast<int>(zmq::socket_type::router), "control",
+                        settings_.control_endpoint, &control_, &control_bound_);
+        !s.ok()) {
+      return s;
     }
-  };
-  if (Status s = bind(zmq::socket_type::pub, "pub", settings_.pub_endpoint, &pub_, &pub_bound_);
-      !s.ok()) {
-    return s;
-  }
-  if (Status s = bind(zmq::socket_type::router, "router", settings_.router_endpoint, &router_,
-                      &router_bound_);
-      !s.ok()) {
-    return s;
-  }
-  if (Status s = bind(zmq::socket_type::router, "control", settings_.control_endpoint, &control_,
-                      &control_bound_);
-      !s.ok()) {
-    return s;
   }
   if (!previous_id.empty() && previous_id != settings_.id) {
     common::LogWarning() << "note: the state in " << store_->Describe()
@@ -211,7 +224,10 @@ Status Controller::Open(std::unique_ptr<StateStore> store) {
                                    settings_.curve_clients + ")"
                              : std::string("; CURVE off"))
                     << "; " << store_->Describe() << ": latest version " << latest << ", "
-                    << targets << " target" << (targets == 1 ? "" : "s");
+                    << targets << " target" << (targets == 1 ? "" : "s")
+                    << (store_->epoch() != 0
+                            ? "; leading with epoch " + std::to_string(store_->epoch())
+                            : std::string());
   return Status::Ok();
 }
 
@@ -257,7 +273,8 @@ void Controller::ServeAgents(int64_t now_ms) {
   }
 }
 
-void Controller::ServeControl(int64_t now_ms) {
+void Controller::ServeControlWith(
+    const std::function<std::string(const proto::DecodedRequest&)>& answer) {
   for (int i = 0; i < kMaxMessagesPerWake; ++i) {
     size_t count = 0;
     std::vector<zmq::message_t> frames = ReceiveMessage(*control_, &count);
@@ -276,13 +293,7 @@ void Controller::ServeControl(int64_t now_ms) {
       common::LogWarning() << "refused an unreadable control request: " << decoded.status.message();
       reply = proto::EncodeErrorReply(decoded.request.id, decoded.status);
     } else {
-      ControllerCore::ControlAnswer answer = core_->OnControlRequest(decoded.request, now_ms);
-      if (!answer.log.empty()) common::LogInfo() << answer.log;
-      if (answer.publish) {
-        Publish(answer.publish->topic, proto::EncodeMsgpack(answer.publish->body));
-      }
-      reply = answer.status.ok() ? proto::EncodeOkReply(decoded.request.id, answer.result)
-                                 : proto::EncodeErrorReply(decoded.request.id, answer.status);
+      reply = answer(decoded);
     }
     try {
       control_->send(frames[0], zmq::send_flags::sndmore | zmq::send_flags::dontwait);
@@ -296,6 +307,43 @@ void Controller::ServeControl(int64_t now_ms) {
   }
 }
 
+void Controller::ServeControl(int64_t now_ms) {
+  ServeControlWith([&](const proto::DecodedRequest& decoded) {
+    ControllerCore::ControlAnswer answer = core_->OnControlRequest(decoded.request, now_ms);
+    if (!answer.log.empty()) common::LogInfo() << answer.log;
+    if (answer.publish) {
+      Publish(answer.publish->topic, proto::EncodeMsgpack(answer.publish->body));
+    }
+    return answer.status.ok() ? proto::EncodeOkReply(decoded.request.id, answer.result)
+                              : proto::EncodeErrorReply(decoded.request.id, answer.status);
+  });
+}
+
+void Controller::ServeStandby(std::chrono::milliseconds wait, const std::string& why) {
+  const Status standby(ErrorCode::kUnavailable,
+                       "controller " + PrintableId(settings_.id) + " stands by: " + why +
+                           "; give lbctl every controller's control endpoint (--control "
+                           "A,B,...) and it finds the leader");
+  const SteadyClock::time_point until = SteadyClock::now() + wait;
+  common::ServiceWatchdog();  // a standby is alive too (WatchdogSec in the unit)
+  while (true) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
+    if (left.count() <= 0) return;
+    zmq::pollitem_t item = {control_->handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, left);
+      if (item.revents & ZMQ_POLLIN) {
+        ServeControlWith([&](const proto::DecodedRequest& decoded) {
+          return proto::EncodeErrorReply(decoded.request.id, standby);
+        });
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) common::LogWarning() << "standby control socket: " << e.what();
+    }
+  }
+}
+
 Status Controller::Run(const std::atomic<bool>& stop) {
   if (!core_ || !pub_ || !router_ || !control_) {
     return Status(ErrorCode::kInternal, "Controller::Run before a successful Open");
@@ -303,6 +351,13 @@ Status Controller::Run(const std::atomic<bool>& stop) {
   SteadyClock::time_point next_beacon = SteadyClock::now();
   while (!stop) {
     common::ServiceWatchdog();  // this loop turns at least every 100 ms while it serves
+    // Before anything is published: a controller whose lease may have expired is not the
+    // leader any more, and its successor's epoch fences whatever it would still send.
+    if (std::string why = store_->Deposed(); !why.empty()) {
+      deposed_ = true;
+      return Status(ErrorCode::kUnavailable, "controller " + PrintableId(settings_.id) +
+                                                 " stops: it no longer leads (" + why + ")");
+    }
     const SteadyClock::time_point now = SteadyClock::now();
     if (now >= next_beacon) {
       try {

@@ -12,6 +12,8 @@
 //           reconnects takes its id over from its dead connection at once);
 //   ROUTER  control clients (lbctl fleet push/agents with REQ; DEALER works too): the command
 //           socket's envelope, proto/codec.h.
+// A standby of an HA fleet ([store] etcd_endpoints) binds only the control socket
+// (BindControl) and answers it with ServeStandby until it leads; then Open binds the rest.
 // Threads: this one, and with CURVE the ZapHandler's (it only logs through common/log.h).
 //
 // SECURITY: with a certificate and an allow-list, PUB and ROUTER are CURVE servers (a ZapHandler
@@ -23,6 +25,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +34,7 @@
 
 #include "lb/common/curve_socket.h"
 #include "lb/common/zap_handler.h"
+#include "lb/proto/codec.h"
 #include "lb/proto/status.h"
 #include "settings.h"
 #include "state_store.h"
@@ -65,14 +70,25 @@ class Controller {
   // from then on; Open() may run on another thread if it happens before.
   proto::Status Open(std::unique_ptr<StateStore> store = nullptr);
 
+  // A standby ([store] etcd_endpoints, before it leads): CheckSettings, then binds the control
+  // socket only (Open keeps it), so that lbctl hears at once that this controller does not
+  // lead, and who does. Errors as Open's. The calling thread owns the socket from then on.
+  proto::Status BindControl();
+  // Answers every control request that arrives within `wait` with kUnavailable "controller
+  // <id> stands by: <why>" (who leads, or why nobody does), and pings systemd's watchdog.
+  // Precondition: BindControl().
+  void ServeStandby(std::chrono::milliseconds wait, const std::string& why);
+
   // The endpoints as bound: a tcp port 0 becomes the port the kernel chose. Valid after Open().
   const std::string& pub_endpoint() const { return pub_bound_; }
   const std::string& router_endpoint() const { return router_bound_; }
   const std::string& control_endpoint() const { return control_bound_; }
 
   // Serves until `stop` is set (looked at least every 100 ms). Returns ok then, or the ZeroMQ
-  // failure that made serving impossible.
+  // failure that made serving impossible, or kUnavailable (and deposed() is true) as soon as
+  // the store says this controller may no longer lead (etcd: its lease may have expired).
   proto::Status Run(const std::atomic<bool>& stop);
+  bool deposed() const { return deposed_; }
 
   // SIGHUP, from any thread: re-reads the allow-list (curve_clients) now. The number of keys, or
   // why the previous list stays. Precondition: Open() succeeded with CURVE (zap() not null).
@@ -86,6 +102,11 @@ class Controller {
   void Publish(const std::string& topic, const std::string& body);
   void ServeAgents(int64_t now_ms);
   void ServeControl(int64_t now_ms);
+  // Receives control requests (at most kMaxMessagesPerWake) and sends back what `answer` makes
+  // of each decoded one (an unreadable one gets its decoding error).
+  void ServeControlWith(const std::function<std::string(const proto::DecodedRequest&)>& answer);
+  proto::Status Bind(int type, const std::string& what, const std::string& endpoint,
+                     std::unique_ptr<zmq::socket_t>* socket, std::string* bound);
 
   zmq::context_t& context_;
   const ControllerSettings& settings_;
@@ -99,6 +120,7 @@ class Controller {
   std::string pub_bound_;
   std::string router_bound_;
   std::string control_bound_;
+  bool deposed_ = false;
 };
 
 }  // namespace lb::controller

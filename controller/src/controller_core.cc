@@ -372,8 +372,12 @@ ControllerCore::AgentAnswer ControllerCore::OnHello(const proto::FleetHello& hel
   const StoredPush* desired = DesiredFor(hello.agent, hello.groups);
   if (desired != nullptr && desired->version > hello.applied_version) {
     log += "sent push " + V(desired->version) + " (" + proto::TargetKey(desired->target) + ")";
-    proto::FleetPush push{id_, desired->version, desired->target, desired->cmd,
-                          desired->args ? *desired->args : json::object()};
+    proto::FleetPush push{id_,
+                          desired->version,
+                          desired->target,
+                          desired->cmd,
+                          desired->args ? *desired->args : json::object(),
+                          epoch_};
     return {proto::EncodePush(push), log};
   }
   // A pending push that waits for this agent, which has not even seen it (its SUB socket was
@@ -389,14 +393,18 @@ ControllerCore::AgentAnswer ControllerCore::OnHello(const proto::FleetHello& hel
     const StoredPush& pending = *target.pending;
     log += "sent pending push " + V(pending.version) + " (" + proto::TargetKey(pending.target) +
            "), which it had not seen";
-    proto::FleetPush push{id_, pending.version, pending.target, pending.cmd,
-                          pending.args ? *pending.args : json::object()};
+    proto::FleetPush push{id_,
+                          pending.version,
+                          pending.target,
+                          pending.cmd,
+                          pending.args ? *pending.args : json::object(),
+                          epoch_};
     return {proto::EncodePush(push), log};
   }
   const uint64_t latest = UptodateLatest(hello.agent, hello.groups, hello.applied_version);
   log += "uptodate (latest " + std::to_string(latest) + ")";
   if (latest < state_.latest) log += ", a newer push is pending";
-  return {proto::EncodeUptodate({id_, latest}), notable ? log : ""};
+  return {proto::EncodeUptodate({id_, latest, epoch_}), notable ? log : ""};
 }
 
 ControllerCore::AgentAnswer ControllerCore::OnAck(proto::FleetAck ack, int64_t now_ms) {
@@ -501,8 +509,8 @@ ControllerCore::ControlAnswer ControllerCore::Push(const json& args, int64_t now
   proto::FleetPushResult result{
       push->version,       push->target,    proto::TargetTopic(push->target),
       std::move(matching), std::move(lost), state_.latest};
-  Publication publication{
-      result.topic, proto::EncodePush({id_, push->version, push->target, push->cmd, *push->args})};
+  Publication publication{result.topic, proto::EncodePush({id_, push->version, push->target,
+                                                           push->cmd, *push->args, epoch_})};
   return {Status::Ok(), proto::EncodePushResult(result), std::move(publication), log};
 }
 
@@ -571,7 +579,8 @@ ControllerCore::ControlAnswer ControllerCore::Acks(const json& args) const {
 }
 
 Publication ControllerCore::Beacon(int64_t now_ms) const {
-  return {std::string(proto::kBeaconTopic), proto::EncodeBeacon({id_, state_.latest, now_ms})};
+  return {std::string(proto::kBeaconTopic),
+          proto::EncodeBeacon({id_, state_.latest, now_ms, epoch_})};
 }
 
 }  // namespace lb::controller

@@ -80,6 +80,10 @@ class ControllerCore {
                  std::map<std::string, std::string> configured_keys = {}, int64_t now_ms = 0);
 
   const std::string& id() const { return id_; }
+  // The fencing epoch put in every push, beacon and uptodate (StateStore::epoch(); 0: none).
+  // Set before the first message.
+  void SetEpoch(uint64_t epoch) { epoch_ = epoch; }
+  uint64_t epoch() const { return epoch_; }
   uint64_t latest() const { return state_.latest; }
   const PersistentState& state() const { return state_; }
   const std::map<std::string, AgentRecord>& agents() const { return agents_; }
@@ -153,6 +157,7 @@ class ControllerCore {
   StateStore* const store_;
   const std::map<std::string, std::string> configured_keys_;
   const int64_t started_ms_;
+  uint64_t epoch_ = 0;
   std::map<std::string, AgentRecord> agents_;
 };
 

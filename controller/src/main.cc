@@ -1,13 +1,17 @@
 // lb-controller: the fleet controller (proto/PROTOCOL.md, "Fleet"). main() only parses the
 // command line, loads the settings and handles signals; controller.h serves.
 #include <atomic>
+#include <chrono>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 #include <zmq.hpp>
 
 #include "controller.h"
+#include "etcd_store.h"
 #include "lb/common/daemon.h"
 #include "lb/common/ini.h"
 #include "lb/common/log.h"
@@ -32,7 +36,9 @@ constexpr const char* kUsage =
     "Signals: SIGTERM/SIGINT stop it; SIGHUP re-reads log_level and the CURVE allow-list\n"
     "(curve_clients), and never stops anything.\n"
     "Exit status: 0 after SIGTERM/SIGINT or a good --check; 1 when it cannot serve (endpoint\n"
-    "in use, state dir locked or unreadable); 2 for a bad settings file or key file.\n";
+    "in use, state dir locked or unreadable); 2 for a bad settings file or key file; 75 when,\n"
+    "with [store] etcd_endpoints, it led and may no longer (its lease may have expired): start\n"
+    "it again, it stands by.\n";
 
 // SIGHUP: log_level and the allow-list, re-read; the sockets and the state stay as they are.
 // Returns the summary for systemd's STATUS=.
@@ -67,6 +73,46 @@ std::string Reread(const lb::controller::ControllerSettings& running,
   return summary;
 }
 
+// The leader that may no longer lead exits with this (EX_TEMPFAIL): its service manager
+// starts it again, as a standby.
+constexpr int kExitDeposed = 75;
+
+// [store] etcd_endpoints: the etcd client and store, and the campaign (a standby waits here).
+// kBadRequest for unusable settings; kUnavailable when `stop` came first.
+// Meanwhile the control socket answers that this controller stands by, and who leads.
+lb::proto::Result<std::unique_ptr<lb::controller::EtcdStore>> Lead(
+    const lb::controller::ControllerSettings& settings, lb::controller::Controller& controller,
+    const std::atomic<bool>& stop) {
+  lb::controller::EtcdOptions options;
+  options.endpoints = settings.etcd_endpoints;
+  options.timeout = settings.etcd_timeout;
+  auto client = lb::controller::EtcdClient::Create(std::move(options));
+  if (!client.ok()) return client.status();
+  lb::controller::EtcdStoreOptions store_options;
+  store_options.prefix = settings.etcd_prefix;
+  store_options.lease_ttl_s = settings.lease_ttl_s;
+  auto store =
+      std::make_unique<lb::controller::EtcdStore>(std::move(*client), store_options, settings.id);
+  lb::common::LogInfo() << "controller " << settings.id << ": campaigning for leadership on "
+                        << store->Describe() << " (lease " << settings.lease_ttl_s << " s)";
+  if (lb::proto::Status bound = controller.BindControl(); !bound.ok()) return bound;
+  // Ready for systemd (Type=notify) as a standby: it may wait for leadership for days.
+  lb::common::NotifyReady("standby: campaigning for leadership; control " +
+                          controller.control_endpoint());
+  std::string why = "it is campaigning for leadership";
+  auto epoch = store->Campaign(
+      stop,
+      [&why](const std::string& line) {
+        lb::common::LogInfo() << line;
+        constexpr std::string_view kPrefix = "standby: ";
+        why = line.rfind(kPrefix, 0) == 0 ? line.substr(kPrefix.size()) : line;
+      },
+      [&](std::chrono::milliseconds wait) { controller.ServeStandby(wait, why); });
+  if (!epoch.ok()) return epoch.status();
+  lb::common::LogInfo() << "controller " << settings.id << " leads with epoch " << *epoch;
+  return store;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,21 +144,41 @@ int main(int argc, char** argv) {
   try {
     zmq::context_t context;
     lb::controller::Controller controller(context, *settings);
-    if (lb::proto::Status open = controller.Open(); !open.ok()) {
-      lb::common::LogError() << open.message() << " (" << args.config_path << ")";
-      return open.code() == lb::proto::ErrorCode::kBadRequest ? 2 : 1;
-    }
+    // Before Open: a standby waits there for leadership, and SIGTERM must end the wait.
     lb::common::SignalActions actions;
     actions.stop = [&stop] { stop = true; };
     actions.reload = [&] { return Reread(*settings, controller); };
     const lb::common::SignalThread signal_thread(signals, std::move(actions));
+    lb::controller::EtcdStore* etcd = nullptr;
+    std::unique_ptr<lb::controller::StateStore> store;
+    if (settings->ha()) {
+      auto led = Lead(*settings, controller, stop);
+      if (!led.ok()) {
+        if (stop) return 0;
+        lb::common::LogError() << led.status().message() << " (" << args.config_path << ")";
+        return led.status().code() == lb::proto::ErrorCode::kBadRequest ? 2 : 1;
+      }
+      etcd = led->get();
+      store = std::move(*led);
+    }
+    if (lb::proto::Status open = controller.Open(std::move(store)); !open.ok()) {
+      lb::common::LogError() << open.message() << " (" << args.config_path << ")";
+      return open.code() == lb::proto::ErrorCode::kBadRequest ? 2 : 1;
+    }
     lb::common::NotifyReady("pub " + controller.pub_endpoint() + ", router " +
                             controller.router_endpoint() + ", control " +
                             controller.control_endpoint());
-    if (lb::proto::Status run = controller.Run(stop); !run.ok()) {
+    lb::proto::Status run = controller.Run(stop);
+    if (controller.deposed()) {
+      lb::common::LogError() << run.message() << "; exiting so that it starts again as a standby";
+      return kExitDeposed;
+    }
+    if (!run.ok()) {
       lb::common::LogError() << run.message();
       return 1;
     }
+    // A clean stop hands the leadership over at once instead of after the lease's TTL.
+    if (etcd != nullptr) etcd->Resign();
   } catch (const std::exception& e) {
     lb::common::LogError() << e.what();
     return 1;

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include "etcd_client.h"
 #include "lb/common/curve_certificate.h"
+#include "lb/common/endpoint.h"
 #include "lb/common/file.h"
 #include "lb/common/ini_schema.h"
 #include "lb/proto/fleet.h"
@@ -53,6 +55,29 @@ IniSchema<S> KnownKeys(const std::string& base_dir) {
       common::OptionalPathKey<S>([](S* s) { return &s->curve_clients; }, base_dir);
   sec["agent_keys"] = common::OptionalPathKey<S>([](S* s) { return &s->agent_keys; }, base_dir);
   sec["allow_insecure"] = common::BoolKey<S>([](S* s) { return &s->allow_insecure; });
+  auto& store = keys["store"];
+  store["etcd_endpoints"] = [](const std::string& v, S* s) {
+    s->etcd_endpoints = common::SplitEndpoints(v);
+    for (const auto& endpoint : s->etcd_endpoints) {
+      if (auto parsed = ParseEtcdEndpoint(endpoint); !parsed.ok()) {
+        return parsed.status().message();
+      }
+    }
+    return std::string();
+  };
+  store["etcd_prefix"] = [](const std::string& v, S* s) {
+    if (v.empty() || v.front() != '/' || v.back() != '/') {
+      return "expected a key prefix that starts and ends with '/', such as /lb-controller/, got "
+             "\"" +
+             v + "\"";
+    }
+    s->etcd_prefix = v;
+    return std::string();
+  };
+  // etcd grants whole seconds; below 2 a busy leader would lose its lease to a hiccup, and
+  // above 10 a failover would take too long to be worth the name.
+  store["lease_ttl"] = common::IntKey<S>([](S* s) { return &s->lease_ttl_s; }, 2, 10);
+  store["etcd_timeout"] = common::SecondsKey<S>([](S* s) { return &s->etcd_timeout; });
   return keys;
 }
 

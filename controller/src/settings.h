@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "lb/common/log.h"
 #include "lb/proto/status.h"
@@ -34,7 +35,17 @@ struct ControllerSettings {
   // Without CURVE, bind PUB and ROUTER to non-local endpoints anyway (with a warning).
   bool allow_insecure = false;
 
+  // [store] (ARCHITECTURE.md, "A highly available controller"). Empty etcd_endpoints: the
+  // state is in state_dir and this is the only controller. Set: the state is in etcd under
+  // etcd_prefix, and this controller leads only after winning the election on a lease of
+  // lease_ttl_s seconds (it stands by until then).
+  std::vector<std::string> etcd_endpoints;  // "http://host:2379"
+  std::string etcd_prefix = "/lb-controller/";
+  int64_t lease_ttl_s = 3;
+  std::chrono::milliseconds etcd_timeout{1000};  // the deadline of one call on one member
+
   bool curve() const { return !curve_secret_key.empty(); }
+  bool ha() const { return !etcd_endpoints.empty(); }
 
   // "[section] key" -> value as the file sets it: what a re-read (SIGHUP) compares.
   std::map<std::string, std::string> file_values;

@@ -1,7 +1,7 @@
 // What a fleet controller keeps across restarts (PersistentState), and StateStore, where it is
-// kept. The state dir (state_dir.h) is the first store; a replicated one (etcd) can be a second
-// without reshaping the daemon: ControllerCore only ever calls Save() with the whole next state
-// and takes it as the truth once Save() returned ok.
+// kept. The state dir (state_dir.h) is the first store; etcd (etcd_store.h) is the second, for
+// several controllers of which one leads: ControllerCore only ever calls Save() with the whole
+// next state and takes it as the truth once Save() returned ok.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +67,12 @@ class StateStore {
   virtual proto::Status Save(const PersistentState& state) = 0;
   // Where it is kept, for log lines: "state file /var/lib/lb-controller/fleet-controller.json".
   virtual std::string Describe() const = 0;
+  // The fencing epoch of this controller's leadership, carried in every push, beacon and
+  // uptodate (proto/fleet.h); 0 for a store without election (the state dir).
+  virtual uint64_t epoch() const { return 0; }
+  // Not empty once this controller may no longer lead (its lease may have expired): why. The
+  // controller then stops publishing at once. Any thread.
+  virtual std::string Deposed() const { return ""; }
 };
 
 }  // namespace lb::controller

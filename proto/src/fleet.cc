@@ -250,6 +250,7 @@ json EncodePush(const FleetPush& push) {
   message["target"] = EncodeTarget(push.target);
   message["cmd"] = push.cmd;
   message["args"] = push.args;
+  if (push.epoch != 0) message["epoch"] = push.epoch;
   return message;
 }
 
@@ -265,6 +266,7 @@ Result<FleetPush> ParsePush(const json& message) {
     push.cmd = cmd->get<std::string>();
   }
   if (const json* args = Find(message, "args")) push.args = *args;
+  LB_ASSIGN(push.epoch, VersionField(message, "epoch", uint64_t{0}));
   return push;
 }
 
@@ -273,6 +275,7 @@ json EncodeBeacon(const FleetBeacon& beacon) {
   message["controller"] = beacon.controller;
   message["latest"] = beacon.latest;
   message["ts_ms"] = beacon.ts_ms;
+  if (beacon.epoch != 0) message["epoch"] = beacon.epoch;
   return message;
 }
 
@@ -282,6 +285,7 @@ Result<FleetBeacon> ParseBeacon(const json& message) {
   LB_ASSIGN(beacon.controller, ControllerField(message));
   LB_ASSIGN(beacon.latest, VersionField(message, "latest", std::nullopt));
   LB_ASSIGN(beacon.ts_ms, IntField(message, "ts_ms", 0));
+  LB_ASSIGN(beacon.epoch, VersionField(message, "epoch", uint64_t{0}));
   return beacon;
 }
 
@@ -289,6 +293,7 @@ json EncodeUptodate(const FleetUptodate& uptodate) {
   json message = Message("uptodate");
   message["controller"] = uptodate.controller;
   message["latest"] = uptodate.latest;
+  if (uptodate.epoch != 0) message["epoch"] = uptodate.epoch;
   return message;
 }
 
@@ -297,6 +302,7 @@ Result<FleetUptodate> ParseUptodate(const json& message) {
   FleetUptodate uptodate;
   LB_ASSIGN(uptodate.controller, ControllerField(message));
   LB_ASSIGN(uptodate.latest, VersionField(message, "latest", std::nullopt));
+  LB_ASSIGN(uptodate.epoch, VersionField(message, "epoch", uint64_t{0}));
   return uptodate;
 }
 

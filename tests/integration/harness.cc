@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -683,6 +684,11 @@ void FleetController::WriteSettings() const {
       << "curve_clients = " << options_.curve_clients << "\n"
       << "agent_keys = " << options_.agent_keys << "\n"
       << "allow_insecure = " << (options_.allow_insecure ? "yes" : "no") << "\n";
+  if (!options_.etcd_endpoints.empty()) {
+    cfg << "[store]\n"
+        << "etcd_endpoints = " << options_.etcd_endpoints << "\n"
+        << "lease_ttl = " << options_.lease_ttl_s << "\n";
+  }
   WriteFile(settings_path(), cfg.str());
 }
 
@@ -698,6 +704,22 @@ void FleetController::Start() {
       },
       milliseconds(15000));
   ASSERT_TRUE(up && process_->Running()) << "lb-controller did not answer:\n" << Log();
+}
+
+void FleetController::Launch() {
+  WriteSettings();
+  process_ = std::make_unique<Process>(
+      std::vector<std::string>{ControllerBinary(), "--config", settings_path()},
+      options_.dir + "/controller.log");
+}
+
+bool FleetController::Serving() const {
+  return Lbctl({"agents", "--json"}, milliseconds(2000)).exit_code == 0;
+}
+
+int FleetController::ExitStatus() {
+  if (process_ == nullptr || process_->Running()) return -1;
+  return process_->Stop();  // already reaped: its status
 }
 
 int FleetController::Stop() { return process_ ? process_->Stop() : 0; }
@@ -723,6 +745,166 @@ json FleetController::Agents() const {
   return parsed.is_discarded() ? json(nullptr) : parsed;
 }
 
+// ---- etcd ----
+
+// Debian's etcd-server puts it there; scripts/deps installs it.
+constexpr char kEtcdBinary[] = "/usr/bin/etcd";
+
+EtcdCluster::EtcdCluster(std::string dir, int members) : dir_(std::move(dir)), data_dir_(dir_) {
+  // Each member preallocates a 64 MiB write-ahead log: tmpfs only with room for a few clusters
+  // (a container's /dev/shm is often 64 MiB).
+  char shm[] = "/dev/shm/lb-etcd-XXXXXX";
+  struct statvfs fs {};
+  const bool roomy = statvfs("/dev/shm", &fs) == 0 &&
+                     static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize >= (uint64_t{1} << 30);
+  if (roomy && mkdtemp(shm) != nullptr) {
+    data_dir_ = shm;
+    own_data_dir_ = true;
+  }
+  for (int i = 0; i < members; ++i) {
+    Member m;
+    m.name = "m" + std::to_string(i + 1);
+    members_.push_back(std::move(m));
+  }
+}
+
+EtcdCluster::~EtcdCluster() {
+  for (auto& m : members_) {
+    if (m.process) m.process->Kill();
+  }
+  if (::testing::Test::HasFailure()) std::cerr << Logs();
+  if (own_data_dir_) {
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir_, ec);
+  }
+}
+
+std::string EtcdCluster::Logs() const {
+  std::string out;
+  for (const auto& m : members_) {
+    out += "---- etcd " + m.name + " log ----\n" + ReadFile(dir_ + "/etcd-" + m.name + ".log");
+  }
+  return out;
+}
+
+std::string EtcdCluster::client_url(int i) const {
+  return "http://127.0.0.1:" + std::to_string(members_.at(i).client_port);
+}
+
+std::vector<std::string> EtcdCluster::client_urls() const {
+  std::vector<std::string> out;
+  for (int i = 0; i < size(); ++i) out.push_back(client_url(i));
+  return out;
+}
+
+std::string EtcdCluster::endpoints() const {
+  std::string out;
+  for (const auto& url : client_urls()) out += (out.empty() ? "" : ",") + url;
+  return out;
+}
+
+void EtcdCluster::StartMember(int i) {
+  Member& m = members_.at(i);
+  const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
+  const std::string client = client_url(i);
+  const std::string data = data_dir_ + "/etcd-" + m.name;
+  const bool fresh = !std::filesystem::exists(data);
+  m.process = std::make_unique<Process>(
+      std::vector<std::string>{kEtcdBinary,
+                               "--name",
+                               m.name,
+                               "--data-dir",
+                               data,
+                               "--listen-peer-urls",
+                               peer,
+                               "--initial-advertise-peer-urls",
+                               peer,
+                               "--listen-client-urls",
+                               client,
+                               "--advertise-client-urls",
+                               client,
+                               "--initial-cluster",
+                               initial_cluster_,
+                               "--initial-cluster-state",
+                               fresh ? "new" : "existing",
+                               "--initial-cluster-token",
+                               "lb-test-" + std::to_string(members_[0].peer_port),
+                               "--heartbeat-interval",
+                               "100",
+                               "--election-timeout",
+                               "1000",
+                               "--logger",
+                               "zap",
+                               "--log-level",
+                               "warn"},
+      dir_ + "/etcd-" + m.name + ".log");
+}
+
+void EtcdCluster::Start() {
+  ASSERT_TRUE(std::filesystem::exists(kEtcdBinary))
+      << kEtcdBinary << " not found: these tests run a real etcd cluster. Install Debian's "
+      << "etcd-server (apt-get install etcd-server etcd-client), or run scripts/test, whose "
+      << "scripts/deps installs it.";
+  // Ports at the last moment, all different: a port FreePort() released can be the next one
+  // the kernel hands to a bind(0), here or in the test (a backend that took a peer port was
+  // seen), so nothing of the test binds between this and the members' start.
+  std::set<int> taken;
+  auto fresh_port = [&taken] {
+    int port = FreePort();
+    while (!taken.insert(port).second) port = FreePort();
+    return port;
+  };
+  initial_cluster_.clear();
+  for (int i = 0; i < size(); ++i) {
+    members_[i].client_port = fresh_port();
+    members_[i].peer_port = fresh_port();
+    initial_cluster_ += (i == 0 ? "" : ",") + members_[i].name +
+                        "=http://127.0.0.1:" + std::to_string(members_[i].peer_port);
+  }
+  for (int i = 0; i < size(); ++i) StartMember(i);
+  const bool healthy = WaitFor(
+      [this] {
+        for (int i = 0; i < size(); ++i) {
+          if (!Healthy(i)) return false;
+        }
+        return true;
+      },
+      milliseconds(30000));
+  ASSERT_TRUE(healthy) << "the etcd cluster did not become healthy within 30 s\n" << Logs();
+}
+
+void EtcdCluster::KillMember(int i) {
+  if (members_.at(i).process) members_[i].process->Kill();
+}
+
+bool EtcdCluster::MemberRunning(int i) {
+  return members_.at(i).process && members_[i].process->Running();
+}
+
+int EtcdCluster::RaftLeader() const {
+  for (int i = 0; i < size(); ++i) {
+    httplib::Client client("127.0.0.1", members_[i].client_port);
+    client.set_connection_timeout(std::chrono::seconds(2));
+    client.set_read_timeout(std::chrono::seconds(2));
+    auto res = client.Post("/v3/maintenance/status", "{}", "application/json");
+    if (!res || res->status != 200) continue;
+    json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("header") || !body["header"].is_object()) continue;
+    const std::string self = body["header"].value("member_id", "");
+    if (!self.empty() && body.value("leader", "") == self) return i;
+  }
+  return -1;
+}
+
+bool EtcdCluster::Healthy(int i) const {
+  httplib::Client client("127.0.0.1", members_.at(i).client_port);
+  client.set_connection_timeout(std::chrono::seconds(2));
+  client.set_read_timeout(std::chrono::seconds(2));
+  auto res = client.Get("/health");
+  if (!res || res->status != 200) return false;
+  json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  return body.is_object() && body.value("health", "") == "true";
+}
 }  // namespace lb::testing
 
 namespace lb::testing {

@@ -308,6 +308,9 @@ class FleetController {
     std::string curve_clients;
     std::string agent_keys;
     bool allow_insecure = false;
+    // [store]: etcd client URLs (comma-separated; "" for the state dir) and the lease's TTL.
+    std::string etcd_endpoints;
+    int lease_ttl_s = 2;
   };
   explicit FleetController(Options options);
   ~FleetController();  // SIGTERM, then SIGKILL
@@ -315,6 +318,12 @@ class FleetController {
   // Writes the settings, starts it and waits until `lbctl fleet agents` answers on the control
   // endpoint. Fails the test (with the log) when it does not.
   void Start();
+  // Writes the settings and starts it without waiting (a standby binds nothing until it leads).
+  void Launch();
+  // `lbctl fleet agents` answers on its control endpoint within 2 s: it serves (it leads).
+  bool Serving() const;
+  // The exit status as waitpid gave it once it exited by itself; -1 while it runs.
+  int ExitStatus();
   // SIGTERM and wait; returns the exit status as waitpid gave it.
   int Stop();
   void Kill();
@@ -339,6 +348,50 @@ class FleetController {
 
   Options options_;
   std::unique_ptr<Process> process_;
+};
+
+// A real etcd cluster (Debian's etcd-server, /usr/bin/etcd) of `members` members on loopback,
+// ports from FreePort(), each member's log in dir/etcd-<name>.log. Data dirs go to a temp dir
+// on tmpfs (/dev/shm) when it has 1 GiB free, else under `dir`: etcd fsyncs every write, and on
+// this machine's shared disk one fsync was measured at 2 s under load, longer than any deadline of
+// the controller; the tests are about the controller, not the disk. Raft's heartbeat and
+// election timeout are 100 ms and 1000 ms (etcd's defaults); the log level is warn. A missing
+// etcd binary fails the test with what to install, never skips it.
+class EtcdCluster {
+ public:
+  explicit EtcdCluster(std::string dir, int members = 3);
+  ~EtcdCluster();  // SIGKILLs every member; prints their logs when the test failed
+
+  // Chooses the ports, starts every member and waits (30 s) until each answers GET /health
+  // with quorum. Fails the test (with the logs) otherwise.
+  void Start();
+  // The client URL of member `i` ("http://127.0.0.1:PORT") and all of them. After Start().
+  std::string client_url(int i) const;
+  std::vector<std::string> client_urls() const;
+  std::string endpoints() const;  // comma-separated, as [store] etcd_endpoints takes them
+  int size() const { return static_cast<int>(members_.size()); }
+  // SIGKILL member `i` (its data dir stays: StartMember brings it back into the cluster).
+  void KillMember(int i);
+  void StartMember(int i);
+  bool MemberRunning(int i);
+  // GET /health on member `i` within 2 s says {"health": "true"} (the cluster has a leader).
+  bool Healthy(int i) const;
+  // The index of the member that is raft's leader now (from /v3/maintenance/status), or -1.
+  int RaftLeader() const;
+  std::string Logs() const;
+
+ private:
+  struct Member {
+    std::string name;
+    int client_port = 0;
+    int peer_port = 0;
+    std::unique_ptr<Process> process;
+  };
+  std::string dir_;
+  std::string data_dir_;  // the members' data dirs; removed with them when on tmpfs
+  bool own_data_dir_ = false;
+  std::string initial_cluster_;
+  std::vector<Member> members_;
 };
 
 // ---- CURVE (issue 5) ----

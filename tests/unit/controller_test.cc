@@ -229,6 +229,28 @@ TEST(ControllerCoreTest, HelloIsAnsweredWithTheDesiredPushOrUptodate) {
   EXPECT_EQ(a1.last_hello_ms, kNow);
 }
 
+TEST(ControllerCoreTest, AnElectedControllersEpochIsInEveryPushBeaconAndUptodate) {
+  ControllerCore core("ctl-1", PersistentState(), nullptr);
+  core.SetEpoch(4711);
+  EXPECT_EQ(core.Beacon(kNow).body["epoch"], 4711);
+  auto up = core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 0, 0, 1000)), kNow);
+  ASSERT_TRUE(up.reply.has_value());
+  EXPECT_EQ((*up.reply)["type"], "uptodate");
+  EXPECT_EQ((*up.reply)["epoch"], 4711);
+  ControllerCore::ControlAnswer pushed =
+      core.OnControlRequest({1, "push", PushArgs(FleetTarget::Group("web"), "web\n")}, kNow);
+  ASSERT_TRUE(pushed.status.ok()) << pushed.status.ToString();
+  ASSERT_TRUE(pushed.publish.has_value());
+  EXPECT_EQ(pushed.publish->body["epoch"], 4711);
+  // The hello answer is the published push, epoch included.
+  auto behind = core.OnAgentFrame("a1", Frame(Hello("a1", {"web"}, 0, 0, 1000)), kNow);
+  ASSERT_TRUE(behind.reply.has_value());
+  EXPECT_EQ(*behind.reply, pushed.publish->body);
+  // Without an election: no epoch on the wire.
+  ControllerCore plain("ctl-2", PersistentState(), nullptr);
+  EXPECT_FALSE(plain.Beacon(kNow).body.contains("epoch"));
+}
+
 TEST(ControllerCoreTest, MalformedAgentMessagesAreLoggedAndIgnored) {
   ControllerCore core("ctl", PersistentState(), nullptr);
   // What the messages say is proto's to check (fleet_proto_test.cc): here, that the core logs
@@ -732,6 +754,41 @@ TEST(ControllerSettingsTest, DefaultsKeysAndOneLineErrors) {
       << missing.status().message();
 }
 
+TEST(ControllerSettingsTest, EtcdStoreSectionTurnsOnHighAvailability) {
+  auto defaults = ParseControllerSettings("", "c.cfg", "/x");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_FALSE(defaults->ha()) << "the state dir stays the default";
+  EXPECT_EQ(defaults->lease_ttl_s, 3);
+  EXPECT_EQ(defaults->etcd_prefix, "/lb-controller/");
+
+  auto set = ParseControllerSettings(
+      "[store]\netcd_endpoints = http://10.0.0.1:2379, http://10.0.0.2:2379,http://[::1]:2379\n"
+      "etcd_prefix = /fleet-eu/\nlease_ttl = 2\netcd_timeout = 0.5\n",
+      "c.cfg", "/x");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_TRUE(set->ha());
+  EXPECT_EQ(set->etcd_endpoints,
+            (std::vector<std::string>{"http://10.0.0.1:2379", "http://10.0.0.2:2379",
+                                      "http://[::1]:2379"}));
+  EXPECT_EQ(set->etcd_prefix, "/fleet-eu/");
+  EXPECT_EQ(set->lease_ttl_s, 2);
+  EXPECT_EQ(set->etcd_timeout, milliseconds(500));
+
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"[store]\netcd_endpoints = 10.0.0.1:2379\n",
+            "c.cfg:2: [store] etcd_endpoints: etcd endpoint \"10.0.0.1:2379\": must start with"},
+           {"[store]\netcd_endpoints = https://e:2379\n", "https is not supported"},
+           {"[store]\netcd_prefix = fleet\n", "[store] etcd_prefix: expected a key prefix"},
+           {"[store]\nlease_ttl = 1\n", "[store] lease_ttl"},
+           {"[store]\nlease_ttl = 30\n", "[store] lease_ttl"},
+       }) {
+    auto parsed = ParseControllerSettings(text, "c.cfg", "/x");
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_NE(parsed.status().message().find(message), std::string::npos)
+        << parsed.status().message();
+  }
+}
+
 TEST(ControllerSettingsTest, AgentKeysFile) {
   auto cert = common::GenerateCertificate();
   ASSERT_TRUE(cert.ok());
@@ -1199,6 +1256,27 @@ TEST(ControllerTest, NoMatchLostAgentsRefusalsAndAnAbsentControllerHaveTheirExit
   EXPECT_NE(unreachable.err.find("is lb-controller running? is that its control endpoint?"),
             std::string::npos)
       << unreachable.err;
+}
+
+TEST(ControllerTest, LbctlGivenEveryControllerFindsTheOneThatLeads) {
+  TempDir tmp;
+  RunningController controller(tmp.path());
+  // A standby binds no control socket: an endpoint nobody listens on stands for it.
+  const std::string standby = "ipc://" + tmp.File("standby-control.sock");
+  RunOutput agents = RunLbctl({"fleet", "agents", "--json", "--control",
+                               standby + "," + controller.control(), "--timeout", "1"});
+  EXPECT_EQ(agents.code, cli::kExitOk) << agents.err;
+  EXPECT_NE(agents.out.find("\"controller\""), std::string::npos) << agents.out;
+  RunOutput push = RunLbctl({"fleet", "push", "-", "--all", "--allow-no-match", "--control",
+                             controller.control() + ", " + standby, "--timeout", "2"},
+                            "x\n");
+  EXPECT_EQ(push.code, cli::kExitOk) << push.err << push.out;
+  // Nobody leads: said so, exit 3, after the ping's deadline.
+  RunOutput none =
+      RunLbctl({"fleet", "agents", "--control", standby + "," + standby + "2", "--timeout", "0.3"});
+  EXPECT_EQ(none.code, cli::kExitUnreachable);
+  EXPECT_NE(none.err.find("none leads now"), std::string::npos) << none.err;
+  EXPECT_EQ(RunLbctl({"fleet", "agents", "--control", standby + ",nowhere"}).code, cli::kExitUsage);
 }
 
 // ---- security: CURVE on PUB/ROUTER, local-only endpoints without it ----

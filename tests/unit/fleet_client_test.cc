@@ -105,7 +105,7 @@ TEST_F(FleetStateTest, IgnoresDuplicateAndStaleVersions) {
 TEST_F(FleetStateTest, AppliedVersionSurvivesSaveAndLoad) {
   test_util::TempDir dir;
   const std::string path = dir.File("sub/dir/fleet-state.json");  // parents created
-  ASSERT_TRUE(SaveFleetState(path, {42, "ctl-1", std::nullopt}).ok());
+  ASSERT_TRUE(SaveFleetState(path, {42, "ctl-1", 0, std::nullopt}).ok());
   auto loaded = LoadFleetState(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ(loaded->applied_version, 42u);
@@ -131,7 +131,7 @@ TEST_F(FleetStateTest, LastAckSurvivesSaveAndLoadWithoutItsResultAndWithItsError
   ack.sha256 = "abc";
   ack.total_ms = 12;
   ack.result = {{"big", std::string(10000, 'y')}};
-  ASSERT_TRUE(SaveFleetState(path, {9, "ctl-1", ack}).ok());
+  ASSERT_TRUE(SaveFleetState(path, {9, "ctl-1", 0, ack}).ok());
   auto loaded = LoadFleetState(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   ASSERT_TRUE(loaded->last_ack.has_value());
@@ -147,7 +147,7 @@ TEST_F(FleetStateTest, LastAckSurvivesSaveAndLoadWithoutItsResultAndWithItsError
   EXPECT_EQ(loaded->last_ack->error->message.substr(0, 10), std::string(10, 'x'));
 
   // Saved without one, there is none.
-  ASSERT_TRUE(SaveFleetState(path, {9, "ctl-1", std::nullopt}).ok());
+  ASSERT_TRUE(SaveFleetState(path, {9, "ctl-1", 0, std::nullopt}).ok());
   loaded = LoadFleetState(path);
   ASSERT_TRUE(loaded.ok());
   EXPECT_FALSE(loaded->last_ack.has_value());
@@ -220,7 +220,7 @@ TEST_F(FleetStateTest, TakesOverAfterSilenceWithVersionsFromZero) {
 }
 
 TEST_F(FleetStateTest, StandbyWithTheSameIdKeepsVersions) {
-  state_.Restore({7, "ctl-1", std::nullopt});
+  state_.Restore({7, "ctl-1", 0, std::nullopt});
   state_.OnSocketsCreated(t0_);
   auto b = state_.OnBeacon({"ctl-1", 7}, At(10000));  // long silence, same id
   EXPECT_TRUE(b.admission.accepted);
@@ -230,12 +230,94 @@ TEST_F(FleetStateTest, StandbyWithTheSameIdKeepsVersions) {
 }
 
 TEST_F(FleetStateTest, RestoredControllerThatIsNeverHeardIsReplaced) {
-  state_.Restore({7, "ctl-old", std::nullopt});
+  state_.Restore({7, "ctl-old", 0, std::nullopt});
   auto b = state_.OnBeacon({"ctl-new", 2}, At(0));
   EXPECT_TRUE(b.admission.accepted);
   EXPECT_TRUE(b.admission.switched);
   EXPECT_EQ(state_.applied_version(), 0u);
   EXPECT_TRUE(b.resync) << "the new controller's v2 is unknown here: hello";
+}
+
+FleetPush Fenced(const std::string& controller, uint64_t version, uint64_t epoch) {
+  FleetPush p = Push(controller, version);
+  p.epoch = epoch;
+  return p;
+}
+
+TEST_F(FleetStateTest, FollowsAHigherEpochAtOnceAndKeepsTheSharedCounter) {
+  // Leader ctl-a (epoch 10) pushes v5; standby ctl-b wins the election (epoch 14) while ctl-a
+  // still beacons: the higher epoch wins at once, versions continue (one counter in etcd).
+  EXPECT_TRUE(state_.OnBeacon({"ctl-a", 4, 0, 10}, At(0)).admission.accepted);
+  EXPECT_EQ(state_.OnPush(Fenced("ctl-a", 5, 10), false, At(10)).action,
+            FleetState::PushAction::kProcess);
+  state_.PushCompleted("ctl-a", 5);
+  auto b = state_.OnBeacon({"ctl-b", 5, 0, 14}, At(100));
+  EXPECT_TRUE(b.admission.accepted);
+  EXPECT_TRUE(b.admission.switched);
+  EXPECT_TRUE(b.admission.epoch_raised);
+  EXPECT_FALSE(b.admission.versions_reset);
+  EXPECT_EQ(state_.controller(), "ctl-b");
+  EXPECT_EQ(state_.epoch(), 14u);
+  EXPECT_EQ(state_.applied_version(), 5u) << "no version goes back";
+  EXPECT_EQ(state_.OnPush(Fenced("ctl-b", 5, 14), false, At(150)).action,
+            FleetState::PushAction::kIgnore);
+  EXPECT_EQ(state_.OnPush(Fenced("ctl-b", 6, 14), false, At(200)).action,
+            FleetState::PushAction::kProcess);
+  state_.PushCompleted("ctl-b", 6);
+  EXPECT_EQ(state_.ToPersisted().epoch, 14u);
+  EXPECT_EQ(state_.ToPersisted().applied_version, 6u);
+}
+
+TEST_F(FleetStateTest, SplitBrainRefusesALowerEpochWhateverItSends) {
+  state_.OnBeacon({"ctl-b", 5, 0, 14}, At(0));
+  // The deposed ctl-a still reaches this agent: its push (even with a newer version), beacon
+  // and uptodate are refused, and nothing changes.
+  auto v = state_.OnPush(Fenced("ctl-a", 99, 10), false, At(10));
+  EXPECT_EQ(v.action, FleetState::PushAction::kConflict);
+  EXPECT_TRUE(v.admission.fenced);
+  EXPECT_NE(v.admission.error.find("epoch 10"), std::string::npos) << v.admission.error;
+  EXPECT_NE(v.admission.error.find("epoch 14"), std::string::npos) << v.admission.error;
+  EXPECT_NE(v.admission.error.find("ctl-b"), std::string::npos) << v.admission.error;
+  EXPECT_FALSE(state_.OnBeacon({"ctl-a", 99, 0, 10}, At(20)).admission.accepted);
+  EXPECT_FALSE(state_.OnUptodate({"ctl-a", 99, 10}, At(30)).accepted);
+  // Neither silence of the leader nor a controller without an epoch (state dir) changes that.
+  EXPECT_EQ(state_.OnPush(Fenced("ctl-a", 100, 10), false, At(60000)).action,
+            FleetState::PushAction::kConflict);
+  EXPECT_EQ(state_.OnPush(Push("ctl-old", 1), false, At(60000)).action,
+            FleetState::PushAction::kConflict);
+  EXPECT_EQ(state_.controller(), "ctl-b");
+  EXPECT_EQ(state_.applied_version(), 0u);
+  EXPECT_EQ(state_.synced_version(), 0u) << "ctl-a's uptodate did not count";
+}
+
+TEST_F(FleetStateTest, HighestEpochSurvivesARestart) {
+  test_util::TempDir dir;
+  const std::string path = dir.File("fleet-state.json");
+  ASSERT_TRUE(SaveFleetState(path, {8, "ctl-b", 14, std::nullopt}).ok());
+  auto loaded = LoadFleetState(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->epoch, 14u);
+  state_.Restore(*loaded);
+  EXPECT_EQ(state_.epoch(), 14u);
+  EXPECT_EQ(state_.OnPush(Fenced("ctl-a", 9, 10), false, At(0)).action,
+            FleetState::PushAction::kConflict)
+      << "a restarted agent still refuses the deposed leader";
+  // A state file of an agent before epochs has none: 0.
+  test_util::WriteFile(path, R"({"v": 1, "applied_version": 3, "controller": "c"})");
+  EXPECT_EQ(LoadFleetState(path)->epoch, 0u);
+  test_util::WriteFile(path, R"({"v": 1, "applied_version": 3, "controller": "c", "epoch": -1})");
+  EXPECT_FALSE(LoadFleetState(path).ok());
+}
+
+TEST_F(FleetStateTest, FirstEpochAfterAStateDirControllerRestartsVersions) {
+  state_.OnBeacon({"ctl-1", 0}, At(0));
+  state_.OnPush(Push("ctl-1", 50), false, At(10));
+  // The fleet moves to elected controllers: their counter is another one.
+  auto v = state_.OnPush(Fenced("ctl-ha", 3, 7), false, At(20));
+  EXPECT_EQ(v.action, FleetState::PushAction::kProcess);
+  EXPECT_TRUE(v.admission.versions_reset);
+  EXPECT_EQ(state_.applied_version(), 3u);
+  EXPECT_EQ(state_.epoch(), 7u);
 }
 
 TEST_F(FleetStateTest, FirstConnectionSaysHelloAtOnceLaterOnesAfterJitter) {
@@ -361,6 +443,7 @@ class FakeController {
   std::string router_endpoint;
   std::string id = "ctl-1";
   uint64_t latest = 0;
+  uint64_t epoch = 0;  // in beacons when not 0
   bool beacons = true;
 
   void Publish(const std::string& topic, const json& body) {
@@ -371,11 +454,13 @@ class FakeController {
     pub_.send(zmq::buffer(payload));
   }
   void Beacon(const std::string& from = "") {
-    Publish("fleet/beacon", {{"v", 1},
-                             {"type", "beacon"},
-                             {"controller", from.empty() ? id : from},
-                             {"latest", latest},
-                             {"ts_ms", 0}});
+    json beacon = {{"v", 1},
+                   {"type", "beacon"},
+                   {"controller", from.empty() ? id : from},
+                   {"latest", latest},
+                   {"ts_ms", 0}};
+    if (epoch != 0) beacon["epoch"] = epoch;
+    Publish("fleet/beacon", beacon);
   }
   // To the connection the agent `agent` last sent from.
   void Send(const std::string& agent, const json& body) {
@@ -576,6 +661,48 @@ TEST_F(FleetClientTest, HelloOnConnectAnsweredWithSnapshotIsAppliedAndAcked) {
   EXPECT_EQ(info["controller"], "ctl-1");
 }
 
+TEST_F(FleetClientTest, ListsEveryControllerFollowsTheBoundOneAndRefusesALowerEpoch) {
+  // An HA fleet: the standby binds nothing, the leader (the fake) is second in the lists.
+  settings_.fleet.controller_pub =
+      "ipc://" + dir_.File("standby-pub.sock") + ", " + controller_.pub_endpoint;
+  settings_.fleet.controller_router =
+      "ipc://" + dir_.File("standby-router.sock") + "," + controller_.router_endpoint;
+  StartClient();
+  Handshake();  // the hello reached the leader, and its beacons are heard
+  controller_.epoch = 12;
+  json push = controller_.PushBody(4, {{"kind", "all"}}, {{"config", "cfg-4\n"}});
+  push["epoch"] = 12;
+  controller_.Publish("fleet/all", push);
+  auto ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 4);
+  EXPECT_EQ(ack->body["outcome"], "applied");
+  EXPECT_EQ(client_->Info()["epoch"], 12);
+
+  // The deposed leader (epoch 11) still reaches the agent: refused, nothing runs.
+  json stale = controller_.PushBody(5, {{"kind", "all"}}, {{"config", "cfg-5\n"}});
+  stale["epoch"] = 11;
+  stale["controller"] = "ctl-old";
+  controller_.Publish("fleet/all", stale);
+  auto refused = controller_.Expect("ack");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->body["version"], 5);
+  EXPECT_EQ(refused->body["outcome"], "refused");
+  EXPECT_EQ(refused->body["error"]["code"], "conflict");
+  EXPECT_NE(refused->body["error"]["message"].get<std::string>().find("epoch 11"),
+            std::string::npos)
+      << refused->body.dump();
+  {
+    std::lock_guard<std::mutex> lock(calls_->mu);
+    ASSERT_EQ(calls_->reloads.size(), 1u);
+    EXPECT_EQ(calls_->reloads[0].config, "cfg-4\n");
+  }
+  auto saved = LoadFleetState(settings_.fleet.state_file);
+  ASSERT_TRUE(saved.ok());
+  EXPECT_EQ(saved->epoch, 12u);
+  EXPECT_EQ(saved->applied_version, 4u);
+}
+
 TEST_F(FleetClientTest, PushesOverPubAreAckedIgnoredOrSkipped) {
   StartClient();
   Handshake();
@@ -696,7 +823,7 @@ TEST_F(FleetClientTest, SilentControllerMeansReconnectAndHelloAgain) {
 }
 
 TEST_F(FleetClientTest, RestartKeepsAppliedVersion) {
-  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", std::nullopt}).ok());
+  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", 0, std::nullopt}).ok());
   StartClient();
   auto hello = controller_.Expect("hello", false);
   ASSERT_TRUE(hello);
@@ -713,7 +840,7 @@ TEST_F(FleetClientTest, AckWrittenBeforeARestartIsSentAgainBeforeTheFirstHello) 
   ack.outcome = "applied";
   ack.sha256 = "live-sha";
   ack.total_ms = 40;
-  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", ack}).ok());
+  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", 0, ack}).ok());
   StartClient();
   auto first = controller_.Next(kWait);
   ASSERT_TRUE(first) << "the agent sent nothing";
@@ -733,7 +860,7 @@ TEST_F(FleetClientTest, AckOfAnotherVersionThanTheFilesIsNotSentAgain) {
   ack.agent = "lb-1";
   ack.version = 10;
   ack.outcome = "applied";
-  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", ack}).ok());
+  ASSERT_TRUE(SaveFleetState(settings_.fleet.state_file, {11, "ctl-1", 0, ack}).ok());
   StartClient();
   auto first = controller_.Next(kWait);
   ASSERT_TRUE(first) << "the agent sent nothing";

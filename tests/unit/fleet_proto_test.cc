@@ -79,6 +79,26 @@ TEST(FleetProtoTest, ControllerMessagesRoundTrip) {
   EXPECT_EQ(EncodePush(push)["v"], kProtocolVersion);
   ExpectRoundTrip(FleetBeacon{"ctl-1", 3, 1700000000000}, EncodeBeacon, ParseBeacon);
   ExpectRoundTrip(FleetUptodate{"ctl-1", 0}, EncodeUptodate, ParseUptodate);
+  // The epoch of an elected controller (etcd), in all three; absent when 0.
+  FleetPush fenced = push;
+  fenced.epoch = 4711;
+  ExpectRoundTrip(fenced, EncodePush, ParsePush);
+  EXPECT_EQ(ParsePush(Wire(EncodePush(fenced)))->epoch, 4711u);
+  EXPECT_FALSE(EncodePush(push).contains("epoch"));
+  EXPECT_EQ(ParsePush(EncodePush(push))->epoch, 0u);
+  ExpectRoundTrip(FleetBeacon{"ctl-1", 3, 1700000000000, 9}, EncodeBeacon, ParseBeacon);
+  EXPECT_EQ(ParseBeacon(EncodeBeacon({"ctl-1", 3, 1, 9}))->epoch, 9u);
+  ExpectRoundTrip(FleetUptodate{"ctl-1", 5, 9}, EncodeUptodate, ParseUptodate);
+  EXPECT_EQ(ParseUptodate(EncodeUptodate({"ctl-1", 5, 9}))->epoch, 9u);
+  for (const json& bad_epoch : {json(-1), json("7"), json(1.5)}) {
+    json message = EncodeBeacon({"ctl-1", 3, 1, 0});
+    message["epoch"] = bad_epoch;
+    auto parsed = ParseBeacon(message);
+    EXPECT_FALSE(parsed.ok()) << bad_epoch.dump();
+    if (!parsed.ok()) {
+      EXPECT_NE(parsed.status().message().find("epoch"), std::string::npos);
+    }
+  }
 
   auto message = ParseControllerMessage(Wire(EncodePush(push)));
   ASSERT_TRUE(message.ok());

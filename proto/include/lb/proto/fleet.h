@@ -61,8 +61,13 @@ bool TargetMatches(const FleetTarget& target, std::string_view agent_id,
                    const std::vector<std::string>& groups);
 
 // ---- controller -> agents (PUB, and the answer to a hello on the ROUTER) ----
+//
+// `epoch` (push, beacon, uptodate): the fencing token of a controller that leads through an
+// election (lb-controller with [store] etcd_endpoints: its leader key's etcd revision, higher
+// for every new leader). Absent or 0: a controller without election (its state dir). An agent
+// keeps the highest epoch it has seen and refuses any message with a lower one.
 
-// {"v": 1, "type": "push", "controller", "version", "target", "cmd", "args"}.
+// {"v": 1, "type": "push", "controller", "version", "target", "cmd", "args", "epoch"?}.
 struct FleetPush {
   std::string controller;
   uint64_t version = 0;
@@ -71,24 +76,27 @@ struct FleetPush {
   // so that a push with a usable envelope can still be acked.
   std::string cmd;
   nlohmann::json args = nlohmann::json::object();  // as sent: checked when processed
+  uint64_t epoch = 0;
 };
 nlohmann::json EncodePush(const FleetPush& push);
 Result<FleetPush> ParsePush(const nlohmann::json& message);
 
-// {"v": 1, "type": "beacon", "controller", "latest", "ts_ms"}.
+// {"v": 1, "type": "beacon", "controller", "latest", "ts_ms", "epoch"?}.
 struct FleetBeacon {
   std::string controller;
   uint64_t latest = 0;
   int64_t ts_ms = 0;
+  uint64_t epoch = 0;
 };
 nlohmann::json EncodeBeacon(const FleetBeacon& beacon);
 Result<FleetBeacon> ParseBeacon(const nlohmann::json& message);
 
-// {"v": 1, "type": "uptodate", "controller", "latest"}: the answer to a hello when the agent has
-// its desired state.
+// {"v": 1, "type": "uptodate", "controller", "latest", "epoch"?}: the answer to a hello when the
+// agent has its desired state.
 struct FleetUptodate {
   std::string controller;
   uint64_t latest = 0;
+  uint64_t epoch = 0;
 };
 nlohmann::json EncodeUptodate(const FleetUptodate& uptodate);
 Result<FleetUptodate> ParseUptodate(const nlohmann::json& message);

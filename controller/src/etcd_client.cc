@@ -1,0 +1,390 @@
+#include "etcd_client.h"
+
+#include <httplib.h>
+
+#include <charconv>
+
+#include "lb/common/base64.h"
+
+namespace lb::controller {
+namespace {
+
+using nlohmann::json;
+using proto::ErrorCode;
+using proto::Result;
+using proto::Status;
+using Clock = std::chrono::steady_clock;
+
+Status Bad(const std::string& what) { return Status(ErrorCode::kInternal, what); }
+
+// An int64 of protobuf's JSON mapping: a string of digits (or a JSON integer); absent is 0.
+Result<int64_t> Int64Field(const json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end()) return int64_t{0};
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (!it->is_string()) return Bad(std::string("\"") + key + "\" is not an integer");
+  const std::string& text = it->get_ref<const std::string&>();
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    return Bad(std::string("\"") + key + "\" is not an integer: \"" + text.substr(0, 32) + "\"");
+  }
+  return value;
+}
+
+// Bytes: base64 in a string; absent is "".
+Result<std::string> BytesField(const json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end()) return std::string();
+  if (!it->is_string()) return Bad(std::string("\"") + key + "\" is not a string");
+  auto bytes = common::Base64Decode(it->get_ref<const std::string&>());
+  if (!bytes) return Bad(std::string("\"") + key + "\" is not base64");
+  return *bytes;
+}
+
+Result<EtcdKeyValue> ParseKeyValue(const json& kv) {
+  if (!kv.is_object()) return Bad("a key-value is not an object");
+  EtcdKeyValue out;
+  auto key = BytesField(kv, "key");
+  if (!key.ok()) return key.status();
+  if (key->empty()) return Bad("a key-value has no \"key\"");
+  out.key = std::move(*key);
+  auto value = BytesField(kv, "value");
+  if (!value.ok()) return value.status();
+  out.value = std::move(*value);
+  for (auto [name, field] : {std::pair{"create_revision", &out.create_revision},
+                             std::pair{"mod_revision", &out.mod_revision},
+                             std::pair{"version", &out.version}, std::pair{"lease", &out.lease}}) {
+    auto n = Int64Field(kv, name);
+    if (!n.ok()) return n.status();
+    *field = *n;
+  }
+  return out;
+}
+
+Result<std::vector<EtcdKeyValue>> ParseKvs(const json& reply) {
+  std::vector<EtcdKeyValue> out;
+  auto it = reply.find("kvs");
+  if (it == reply.end()) return out;
+  if (!it->is_array()) return Bad("\"kvs\" is not a list");
+  for (const auto& kv : *it) {
+    auto parsed = ParseKeyValue(kv);
+    if (!parsed.ok()) return parsed.status();
+    out.push_back(std::move(*parsed));
+  }
+  return out;
+}
+
+json OpJson(const EtcdOp& op) {
+  switch (op.kind) {
+    case EtcdOp::Kind::kPut:
+      return {{"request_put", EtcdPutRequest(op.key, op.value, op.lease)}};
+    case EtcdOp::Kind::kRange:
+      return {{"request_range", EtcdRangeRequest(op.key)}};
+    case EtcdOp::Kind::kDelete:
+      return {{"request_delete_range", {{"key", common::Base64Encode(op.key)}}}};
+  }
+  return json::object();
+}
+
+// etcd's own error in a reply: {"error": "...", "message": "...", "code": N} (or, from the
+// streaming keepalive, {"error": {"message", "grpc_code", ...}}).
+std::optional<std::string> EtcdError(const json& reply) {
+  auto it = reply.find("error");
+  if (it == reply.end()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("message") && (*it)["message"].is_string()) {
+    return (*it)["message"].get<std::string>();
+  }
+  return std::string("an error etcd did not describe");
+}
+
+}  // namespace
+
+json EtcdRangeRequest(std::string_view key) { return {{"key", common::Base64Encode(key)}}; }
+
+json EtcdPutRequest(std::string_view key, std::string_view value, int64_t lease) {
+  json out = {{"key", common::Base64Encode(key)}, {"value", common::Base64Encode(value)}};
+  if (lease != 0) out["lease"] = std::to_string(lease);
+  return out;
+}
+
+json EtcdTxnRequest(const EtcdTxn& txn) {
+  json compare = json::array();
+  for (const EtcdCompare& c : txn.compare) {
+    json one = {{"key", common::Base64Encode(c.key)}, {"result", "EQUAL"}};
+    switch (c.target) {
+      case EtcdCompare::Target::kCreate:
+        one["target"] = "CREATE";
+        one["create_revision"] = std::to_string(c.value);
+        break;
+      case EtcdCompare::Target::kMod:
+        one["target"] = "MOD";
+        one["mod_revision"] = std::to_string(c.value);
+        break;
+      case EtcdCompare::Target::kVersion:
+        one["target"] = "VERSION";
+        one["version"] = std::to_string(c.value);
+        break;
+    }
+    compare.push_back(std::move(one));
+  }
+  json success = json::array();
+  for (const EtcdOp& op : txn.success) success.push_back(OpJson(op));
+  json failure = json::array();
+  for (const EtcdOp& op : txn.failure) failure.push_back(OpJson(op));
+  return {{"compare", compare}, {"success", success}, {"failure", failure}};
+}
+
+json EtcdLeaseGrantRequest(int64_t ttl_s) { return {{"TTL", std::to_string(ttl_s)}}; }
+
+json EtcdLeaseIdRequest(int64_t id) { return {{"ID", std::to_string(id)}}; }
+
+Result<std::vector<EtcdKeyValue>> ParseEtcdRangeReply(const json& reply) {
+  if (!reply.is_object()) return Bad("the reply is not an object");
+  return ParseKvs(reply);
+}
+
+Result<int64_t> ParseEtcdRevision(const json& reply) {
+  if (!reply.is_object()) return Bad("the reply is not an object");
+  auto header = reply.find("header");
+  if (header == reply.end() || !header->is_object()) return Bad("the reply has no \"header\"");
+  auto revision = Int64Field(*header, "revision");
+  if (!revision.ok()) return revision.status();
+  if (*revision <= 0) return Bad("the reply's header has no revision");
+  return *revision;
+}
+
+Result<EtcdTxnResult> ParseEtcdTxnReply(const json& reply) {
+  EtcdTxnResult out;
+  auto revision = ParseEtcdRevision(reply);
+  if (!revision.ok()) return revision.status();
+  out.revision = *revision;
+  // A false field is left out: no "succeeded" means the compare did not hold.
+  if (auto it = reply.find("succeeded"); it != reply.end()) {
+    if (!it->is_boolean()) return Bad("\"succeeded\" is not a boolean");
+    out.succeeded = it->get<bool>();
+  }
+  auto responses = reply.find("responses");
+  if (responses == reply.end()) return out;
+  if (!responses->is_array()) return Bad("\"responses\" is not a list");
+  for (const auto& response : *responses) {
+    if (!response.is_object()) return Bad("a txn response is not an object");
+    auto range = response.find("response_range");
+    if (range == response.end()) continue;
+    if (!range->is_object()) return Bad("\"response_range\" is not an object");
+    auto kvs = ParseKvs(*range);
+    if (!kvs.ok()) return kvs.status();
+    for (auto& kv : *kvs) out.ranged.push_back(std::move(kv));
+  }
+  return out;
+}
+
+Result<EtcdLease> ParseEtcdLeaseGrantReply(const json& reply) {
+  if (!reply.is_object()) return Bad("the reply is not an object");
+  if (auto error = EtcdError(reply)) return Bad(*error);
+  EtcdLease out;
+  auto id = Int64Field(reply, "ID");
+  if (!id.ok()) return id.status();
+  auto ttl = Int64Field(reply, "TTL");
+  if (!ttl.ok()) return ttl.status();
+  if (*id == 0 || *ttl <= 0) return Bad("the lease grant has no ID or TTL");
+  out.id = *id;
+  out.ttl_s = *ttl;
+  return out;
+}
+
+Result<int64_t> ParseEtcdKeepAliveReply(const json& reply) {
+  if (!reply.is_object()) return Bad("the reply is not an object");
+  if (auto error = EtcdError(reply)) return Bad(*error);
+  // The gateway streams keepalive answers: {"result": {...}}.
+  auto result = reply.find("result");
+  if (result == reply.end() || !result->is_object()) return Bad("the reply has no \"result\"");
+  auto ttl = Int64Field(*result, "TTL");
+  if (!ttl.ok()) return ttl.status();
+  return std::max<int64_t>(*ttl, 0);
+}
+
+Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
+  auto bad = [&](const std::string& why) {
+    return Status(ErrorCode::kBadRequest, "etcd endpoint \"" + std::string(url) + "\": " + why);
+  };
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return bad("must start with http:// (https is not supported yet)");
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  if (rest.find('/') != std::string_view::npos) return bad("must not have a path");
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos) return bad("needs a port (http://host:2379)");
+  std::string_view host = rest.substr(0, colon);
+  std::string_view port_text = rest.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) return bad("has no host");
+  int port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port <= 0 ||
+      port > 65535) {
+    return bad("the port must be 1 to 65535");
+  }
+  return EtcdEndpoint{std::string(host), port};
+}
+
+Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdOptions options) {
+  if (options.endpoints.empty()) {
+    return Status(ErrorCode::kBadRequest, "no etcd endpoint given");
+  }
+  std::vector<EtcdEndpoint> endpoints;
+  for (const auto& url : options.endpoints) {
+    auto endpoint = ParseEtcdEndpoint(url);
+    if (!endpoint.ok()) return endpoint.status();
+    endpoints.push_back(std::move(*endpoint));
+  }
+  return std::unique_ptr<EtcdClient>(new EtcdClient(std::move(options), std::move(endpoints)));
+}
+
+EtcdClient::EtcdClient(EtcdOptions options, std::vector<EtcdEndpoint> endpoints)
+    : options_(std::move(options)), endpoints_(std::move(endpoints)) {}
+
+Result<json> EtcdClient::Call(const std::string& path, const json& body) {
+  const std::string text = body.dump();
+  size_t first = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    first = preferred_;
+  }
+  std::string failures;
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    const size_t index = (first + i) % endpoints_.size();
+    const EtcdEndpoint& endpoint = endpoints_[index];
+    const std::string& name = options_.endpoints[index];
+    auto failed = [&](const std::string& why) {
+      failures += (failures.empty() ? "" : "; ") + name + ": " + why;
+    };
+    const Clock::time_point deadline = Clock::now() + options_.timeout;
+    httplib::Client client(endpoint.host, endpoint.port);
+    client.set_connection_timeout(options_.timeout);
+    client.set_read_timeout(options_.timeout);
+    client.set_write_timeout(options_.timeout);
+    client.set_keep_alive(false);
+    httplib::Request request;
+    request.method = "POST";
+    request.path = path;
+    request.body = text;
+    request.set_header("Content-Type", "application/json");
+    std::string reply;
+    bool too_big = false;
+    bool late = false;
+    request.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      if (Clock::now() > deadline) {
+        late = true;
+        return false;
+      }
+      if (reply.size() + n > options_.max_reply_bytes) {
+        too_big = true;
+        return false;
+      }
+      reply.append(data, n);
+      return true;
+    };
+    httplib::Response response;
+    httplib::Error error = httplib::Error::Success;
+    const bool sent = client.send(request, response, error);
+    if (too_big) {
+      return Bad("etcd " + path + ": " + name + " sent a reply above " +
+                 std::to_string(options_.max_reply_bytes) + " bytes");
+    }
+    if (late || (sent && Clock::now() > deadline)) {
+      failed("no whole reply within " + std::to_string(options_.timeout.count()) + " ms");
+      continue;
+    }
+    if (!sent) {
+      failed(error == httplib::Error::Read || error == httplib::Error::ConnectionTimeout
+                 ? "no reply within " + std::to_string(options_.timeout.count()) + " ms (" +
+                       httplib::to_string(error) + ")"
+                 : httplib::to_string(error));
+      continue;
+    }
+    json parsed = json::parse(reply, nullptr, /*allow_exceptions=*/false);
+    if (response.status >= 500 || parsed.is_discarded() || !parsed.is_object()) {
+      std::string why = "HTTP " + std::to_string(response.status);
+      if (!parsed.is_discarded() && parsed.is_object()) {
+        if (auto message = EtcdError(parsed)) why += ": " + *message;
+      } else {
+        why += ", a reply that is not a JSON object";
+      }
+      failed(why);
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      preferred_ = index;
+    }
+    if (response.status != 200) {
+      return Bad("etcd " + path + ": " + name + " refused it (HTTP " +
+                 std::to_string(response.status) +
+                 "): " + EtcdError(parsed).value_or("no message"));
+    }
+    return parsed;
+  }
+  return Status(ErrorCode::kUnavailable, "etcd " + path + ": no member answered: " + failures);
+}
+
+Result<std::optional<EtcdKeyValue>> EtcdClient::Get(std::string_view key) {
+  const std::string path = "/v3/kv/range";
+  auto reply = Call(path, EtcdRangeRequest(key));
+  if (!reply.ok()) return reply.status();
+  auto kvs = ParseEtcdRangeReply(*reply);
+  if (!kvs.ok()) return Bad("etcd " + path + ": " + kvs.status().message());
+  if (kvs->empty()) return std::optional<EtcdKeyValue>();
+  return std::optional<EtcdKeyValue>(std::move(kvs->front()));
+}
+
+Result<int64_t> EtcdClient::Put(std::string_view key, std::string_view value, int64_t lease) {
+  const std::string path = "/v3/kv/put";
+  auto reply = Call(path, EtcdPutRequest(key, value, lease));
+  if (!reply.ok()) return reply.status();
+  auto revision = ParseEtcdRevision(*reply);
+  if (!revision.ok()) return Bad("etcd " + path + ": " + revision.status().message());
+  return *revision;
+}
+
+Result<EtcdTxnResult> EtcdClient::Txn(const EtcdTxn& txn) {
+  const std::string path = "/v3/kv/txn";
+  auto reply = Call(path, EtcdTxnRequest(txn));
+  if (!reply.ok()) return reply.status();
+  auto result = ParseEtcdTxnReply(*reply);
+  if (!result.ok()) return Bad("etcd " + path + ": " + result.status().message());
+  return result;
+}
+
+Result<EtcdLease> EtcdClient::GrantLease(int64_t ttl_s) {
+  const std::string path = "/v3/lease/grant";
+  auto reply = Call(path, EtcdLeaseGrantRequest(ttl_s));
+  if (!reply.ok()) return reply.status();
+  auto lease = ParseEtcdLeaseGrantReply(*reply);
+  if (!lease.ok()) return Bad("etcd " + path + ": " + lease.status().message());
+  return lease;
+}
+
+Result<int64_t> EtcdClient::KeepAlive(int64_t lease) {
+  const std::string path = "/v3/lease/keepalive";
+  auto reply = Call(path, EtcdLeaseIdRequest(lease));
+  if (!reply.ok()) return reply.status();
+  auto ttl = ParseEtcdKeepAliveReply(*reply);
+  if (!ttl.ok()) return Bad("etcd " + path + ": " + ttl.status().message());
+  return ttl;
+}
+
+Status EtcdClient::Revoke(int64_t lease) {
+  const std::string path = "/v3/lease/revoke";
+  auto reply = Call(path, EtcdLeaseIdRequest(lease));
+  if (!reply.ok()) return reply.status();
+  if (auto error = EtcdError(*reply)) return Bad("etcd " + path + ": " + *error);
+  return Status::Ok();
+}
+
+}  // namespace lb::controller

@@ -1,0 +1,223 @@
+#include "etcd_store.h"
+
+#include "controller_core.h"
+#include "state_dir.h"
+
+namespace lb::controller {
+namespace {
+
+using proto::ErrorCode;
+using proto::Result;
+using proto::Status;
+
+// How long a write no member answered is tried again. A raft election (one member of three
+// lost, the leader among them) stalls writes for up to twice etcd's election timeout (1 s by
+// default); a try costs at most the client's deadline per hanging member. 2 s keeps the whole
+// save under the 5 s lbctl waits for an answer, even with two members hanging.
+constexpr std::chrono::milliseconds kWriteRetryBudget{2000};
+
+}  // namespace
+
+EtcdStore::EtcdStore(std::unique_ptr<EtcdClient> client, EtcdStoreOptions options,
+                     std::string controller_id)
+    : client_(std::move(client)),
+      options_(std::move(options)),
+      controller_id_(std::move(controller_id)),
+      state_key_(options_.prefix + "state"),
+      leader_key_(options_.prefix + "leader") {}
+
+EtcdStore::~EtcdStore() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (keepalive_.joinable()) keepalive_.join();
+}
+
+std::string EtcdStore::Describe() const {
+  std::string endpoints;
+  for (const auto& e : client_->options().endpoints)
+    endpoints += (endpoints.empty() ? "" : ",") + e;
+  return "etcd " + state_key_ + " at " + endpoints;
+}
+
+Result<uint64_t> EtcdStore::Campaign(const std::atomic<bool>& stop,
+                                     const std::function<void(const std::string&)>& log,
+                                     const WaitFn& wait) {
+  auto pause = [&] {
+    if (wait) {
+      wait(options_.campaign_interval);
+    } else {
+      std::this_thread::sleep_for(options_.campaign_interval);
+    }
+  };
+  std::string last_line;
+  auto say = [&](const std::string& line) {
+    if (line != last_line) log(line);
+    last_line = line;
+  };
+  while (!stop) {
+    // A lease first, and a fresh one whenever the last may have expired (an etcd outage).
+    if (lease_ == 0 || !Deposed().empty()) {
+      const Clock::time_point sent = Clock::now();
+      auto lease = client_->GrantLease(options_.lease_ttl_s);
+      if (!lease.ok()) {
+        say("standby: cannot get a lease from etcd, trying again: " + lease.status().message());
+        pause();
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      lease_ = lease->id;
+      lease_valid_until_ = sent + std::chrono::seconds(lease->ttl_s);
+      lost_.clear();
+    }
+    if (!keepalive_.joinable()) keepalive_ = std::thread(&EtcdStore::KeepAliveLoop, this);
+
+    EtcdTxn txn;
+    txn.compare = {{leader_key_, EtcdCompare::Target::kCreate, 0}};
+    txn.success = {EtcdOp::Put(leader_key_, controller_id_, lease_)};
+    txn.failure = {EtcdOp::Range(leader_key_)};
+    auto result = client_->Txn(txn);
+    if (!result.ok()) {
+      say("standby: etcd did not answer the campaign, trying again: " + result.status().message());
+    } else if (result->succeeded) {
+      epoch_ = static_cast<uint64_t>(result->revision);
+      return epoch_;
+    } else if (!result->ranged.empty() && result->ranged[0].lease == lease_) {
+      // An earlier attempt won but its answer was lost: the key is ours.
+      epoch_ = static_cast<uint64_t>(result->ranged[0].create_revision);
+      return epoch_;
+    } else if (!result->ranged.empty()) {
+      say("standby: controller " + PrintableId(result->ranged[0].value) + " leads (epoch " +
+          std::to_string(result->ranged[0].create_revision) + ")");
+    }
+    pause();
+  }
+  return Status(ErrorCode::kUnavailable, "stopped before this controller could lead");
+}
+
+void EtcdStore::KeepAliveLoop() {
+  const auto period = std::chrono::milliseconds(options_.lease_ttl_s * 1000 / 3);
+  std::unique_lock<std::mutex> lock(mu_);
+  bool failed = false;
+  while (!stopping_) {
+    // After a failure, again soon: the lease must be renewed before the local deadline.
+    wake_.wait_for(lock, failed ? std::chrono::milliseconds(200) : period,
+                   [this] { return stopping_; });
+    if (stopping_) return;
+    const int64_t lease = lease_;
+    lock.unlock();
+    const Clock::time_point sent = Clock::now();
+    auto ttl = client_->KeepAlive(lease);
+    lock.lock();
+    failed = !ttl.ok();
+    if (lease != lease_) continue;  // replaced meanwhile
+    if (ttl.ok() && *ttl > 0) {
+      lease_valid_until_ = std::max(lease_valid_until_, sent + std::chrono::seconds(*ttl));
+    } else if (ttl.ok()) {
+      lost_ = "etcd says lease " + std::to_string(lease) + " is gone (expired or revoked)";
+    }
+    // An error: nothing learnt; lease_valid_until_ runs out by itself.
+  }
+}
+
+std::string EtcdStore::Deposed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!lost_.empty()) return lost_;
+  if (lease_ != 0 && Clock::now() >= lease_valid_until_) {
+    return "no keepalive of lease " + std::to_string(lease_) + " was acknowledged by etcd for " +
+           std::to_string(options_.lease_ttl_s) +
+           " s: it may have expired and another controller may lead";
+  }
+  return "";
+}
+
+void EtcdStore::Resign() {
+  int64_t lease = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    lease = lease_;
+    stopping_ = true;
+    lost_ = "resigned";
+  }
+  wake_.notify_all();
+  if (keepalive_.joinable()) keepalive_.join();
+  if (lease != 0) (void)client_->Revoke(lease);
+}
+
+Result<PersistentState> EtcdStore::Load() {
+  auto kv = client_->Get(state_key_);
+  if (!kv.ok()) {
+    return Status(ErrorCode::kInternal, "cannot read " + Describe() + ": " + kv.status().message());
+  }
+  if (!kv->has_value()) {
+    state_mod_revision_ = 0;
+    return PersistentState{};
+  }
+  auto state = DecodeState((*kv)->value, Describe());
+  if (!state.ok()) return Status(ErrorCode::kInternal, state.status().message());
+  state_mod_revision_ = (*kv)->mod_revision;
+  return state;
+}
+
+Status EtcdStore::Save(const PersistentState& state) {
+  if (std::string deposed = Deposed(); !deposed.empty()) {
+    return Status(ErrorCode::kInternal, "this controller no longer leads: " + deposed);
+  }
+  const std::string text = EncodeState(state);
+  EtcdTxn txn;
+  txn.compare = {{leader_key_, EtcdCompare::Target::kCreate, static_cast<int64_t>(epoch_)},
+                 {state_key_, EtcdCompare::Target::kMod, state_mod_revision_}};
+  txn.success = {EtcdOp::Put(state_key_, text)};
+  txn.failure = {EtcdOp::Range(leader_key_), EtcdOp::Range(state_key_)};
+  // No answer from any member is retried while the lease holds: etcd electing a new raft
+  // leader (one member lost) stalls writes for a second or two, and that must not fail a push.
+  const Clock::time_point give_up = Clock::now() + kWriteRetryBudget;
+  Result<EtcdTxnResult> result = client_->Txn(txn);
+  bool ambiguous = false;  // a try without an answer may have been applied all the same
+  while (!result.ok() && result.status().code() == ErrorCode::kUnavailable && Deposed().empty() &&
+         Clock::now() < give_up) {
+    ambiguous = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    result = client_->Txn(txn);
+  }
+  if (!result.ok()) {
+    std::string message =
+        "the fleet store (etcd) did not accept the write: " + result.status().message();
+    if (std::string deposed = Deposed(); !deposed.empty()) {
+      message += "; and this controller no longer leads: " + deposed;
+    }
+    return Status(ErrorCode::kInternal, message);
+  }
+  if (result->succeeded) {
+    state_mod_revision_ = result->revision;
+    return Status::Ok();
+  }
+  const EtcdKeyValue* leader = nullptr;
+  const EtcdKeyValue* stored = nullptr;
+  for (const auto& kv : result->ranged) {
+    if (kv.key == leader_key_) leader = &kv;
+    if (kv.key == state_key_) stored = &kv;
+  }
+  if (ambiguous && stored != nullptr && stored->value == text && leader != nullptr &&
+      leader->create_revision == static_cast<int64_t>(epoch_)) {
+    state_mod_revision_ = stored->mod_revision;  // the unanswered try was applied
+    return Status::Ok();
+  }
+  if (leader == nullptr || leader->create_revision != static_cast<int64_t>(epoch_)) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      lost_ = leader == nullptr ? "the leader key is gone (the lease expired)"
+                                : "controller " + PrintableId(leader->value) + " leads (epoch " +
+                                      std::to_string(leader->create_revision) + ")";
+    }
+    return Status(ErrorCode::kInternal, "this controller no longer leads: " + Deposed());
+  }
+  return Status(ErrorCode::kInternal,
+                "the state in " + Describe() + " was changed by another writer (mod_revision " +
+                    std::to_string(stored == nullptr ? 0 : stored->mod_revision) + ", expected " +
+                    std::to_string(state_mod_revision_) + "); nothing was saved");
+}
+
+}  // namespace lb::controller
