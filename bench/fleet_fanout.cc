@@ -545,7 +545,12 @@ int main(int argc, char** argv) {
     SizeResult r;
     {
       Run run(controller, n, per_process, beacon_timeout);
-      r = run.Go(rounds);
+      try {
+        r = run.Go(rounds);
+      } catch (const std::exception& e) {  // an unexpected reply: `run` still cleans up
+        r.agents = n;
+        r.error = std::string("failed: ") + e.what();
+      }
     }
     if (!r.error.empty()) {
       std::cerr << "fleet-fanout-bench: " << n << " agents: " << r.error << "\n";
