@@ -389,9 +389,8 @@ SizeResult Run::Go(int rounds) {
     }
   }
   if (ready != children_.size()) {
-    out.error =
-        "the agents did not all see a beacon within 180 s (LB_BENCH_KEEP=1 keeps the "
-        "logs)";
+    out.error = "the agents did not all see a beacon within " +
+                std::to_string(g_connect_timeout_s) + " s (LB_BENCH_KEEP=1 keeps the logs)";
     return out;
   }
   while (true) {
