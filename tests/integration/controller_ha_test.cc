@@ -73,6 +73,9 @@ class TcpProxy {
         fds.push_back({u, POLLIN, 0});
       }
       if (poll(fds.data(), fds.size(), 50) <= 0) continue;
+      // The pairs fds[] was built for; one accepted below has no entries in it until the next
+      // round.
+      const size_t polled = pairs.size();
       if (fds[0].revents & POLLIN) {
         const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
         const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -87,8 +90,9 @@ class TcpProxy {
           close(upstream);
         }
       }
-      std::vector<std::pair<int, int>> alive;
-      for (size_t i = 0; i < pairs.size(); ++i) {
+      std::vector<std::pair<int, int>> alive(pairs.begin() + static_cast<std::ptrdiff_t>(polled),
+                                             pairs.end());
+      for (size_t i = 0; i < polled; ++i) {
         bool open = true;
         for (int side = 0; side < 2 && open; ++side) {
           const pollfd& p = fds[1 + 2 * i + side];
