@@ -7,8 +7,9 @@
 // (a NULL handshake reaches ZAP because the socket has a ZAP domain): beyond `cap` open
 // connections the handshake is refused and ZeroMQ closes the connection, so at most `cap`
 // connections per socket stay open (plus those between accept and handshake, which ZeroMQ
-// closes after its handshake timeout). The count follows the monitor's events, so it can lag
-// a burst by a few connections; the cap is a bound on descriptors, not an exact quota.
+// closes after its handshake timeout). ZeroMQ queues a connection's ACCEPTED event before its
+// handshake reaches ZAP, and Admit waits (up to 500 ms) until the thread has read every event
+// queued when it asked: the connection asking is always counted, however far the thread lags.
 #pragma once
 
 #include <cstddef>
