@@ -494,6 +494,9 @@ void FleetClient::HandlePush(const FleetPush& push, bool via_router) {
       SendAck(ack);
       return;
     }
+    case FleetState::PushAction::kInFlight:
+      Log(what + ": being applied; its ack follows" + via);
+      return;
     case FleetState::PushAction::kProcess:
       LogSwitch(verdict.admission);
       Process(push, via_router);

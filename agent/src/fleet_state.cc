@@ -146,6 +146,7 @@ FleetState::Admission FleetState::Admit(const std::string& controller, uint64_t 
       if (!shared_counter) {
         a.versions_reset = true;
         applied_version_ = synced_version_ = completed_version_ = 0;
+        in_flight_.clear();  // the previous counter's: the new one's version 1 is another push
       }
     }
     followed_ = controller;
@@ -170,6 +171,7 @@ FleetState::Admission FleetState::Admit(const std::string& controller, uint64_t 
   followed_ = controller;
   followed_beacon_.reset();
   applied_version_ = synced_version_ = completed_version_ = 0;
+  in_flight_.clear();
   return a;
 }
 
@@ -180,10 +182,13 @@ FleetState::PushVerdict FleetState::OnPush(const FleetPush& push, bool via_route
   v.admission = Admit(push.controller, push.epoch, now);
   if (!v.admission.accepted) {
     v.action = PushAction::kConflict;
+  } else if (in_flight_.count(push.version) != 0) {
+    v.action = PushAction::kInFlight;
   } else if (push.version <= applied_version_) {
     v.action = PushAction::kIgnore;
   } else {
     v.action = PushAction::kProcess;
+    in_flight_.insert(push.version);
     applied_version_ = push.version;
     synced_version_ = std::max(synced_version_, push.version);
   }
@@ -191,6 +196,7 @@ FleetState::PushVerdict FleetState::OnPush(const FleetPush& push, bool via_route
 }
 
 void FleetState::PushCompleted(const std::string& controller, uint64_t version) {
+  in_flight_.erase(version);
   if (controller == followed_) completed_version_ = std::max(completed_version_, version);
 }
 

@@ -7,7 +7,10 @@
 // DESIGN: FleetClient (fleet_client.h) owns one FleetState on its thread and feeds it every
 // message with the time it arrived; FleetState answers what to do. Versions:
 //   - applied_version: the newest push accepted for processing (in flight or done). A push at
-//     or below it is a duplicate or stale: ignored (and acked `ignored`).
+//     or below it is a duplicate or stale: ignored (and acked `ignored`), unless that version is
+//     still in flight (a hello answered with the push the agent is applying): then its own ack
+//     is the answer, and an `ignored` one before it would read as a refusal to a client that
+//     gives up on ignored agents after a grace (lbctl: 2 s, less than a slow reload).
 //   - completed_version: the newest push whose processing ended (acked). This is what the state
 //     file keeps: an agent killed during a reload says hello with the older version after a
 //     restart and gets the push again, instead of never applying it.
@@ -31,6 +34,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -106,7 +110,8 @@ class FleetState {
   enum class PushAction {
     kNotForUs,  // the target does not match: nothing to do, no ack
     kConflict,  // from a controller other than the live followed one: ack `refused`/`conflict`
-    kIgnore,    // version at or below applied_version: ack `ignored`
+    kIgnore,    // version at or below applied_version and not in flight: ack `ignored`
+    kInFlight,  // that very version is being processed: its own ack follows, no other
     kProcess,   // run it, then ack; applied_version and synced_version are now its version
   };
   struct PushVerdict {
@@ -182,13 +187,13 @@ class FleetState {
   JitterFn jitter_;
 
   std::string followed_;
-  std::optional<TimePoint> followed_beacon_;
-  uint64_t epoch_ = 0;            // the highest epoch seen
-  std::string epoch_controller_;  // who it came from ("" when restored from the state file)  // the
-                                  // followed controller's last beacon
+  std::optional<TimePoint> followed_beacon_;  // the followed controller's last beacon
+  uint64_t epoch_ = 0;                        // the highest epoch seen
+  std::string epoch_controller_;  // who it came from ("" when restored from the state file)
   uint64_t applied_version_ = 0;
   uint64_t synced_version_ = 0;
   uint64_t completed_version_ = 0;
+  std::set<uint64_t> in_flight_;  // versions accepted for processing and not completed yet
 
   std::optional<TimePoint> last_beacon_;  // any controller's
   TimePoint sockets_since_{};

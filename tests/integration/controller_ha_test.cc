@@ -349,7 +349,8 @@ TEST_F(ControllerFailoverTest, EtcdLeaderSigkilledStandbyLeadsWithin5sAndItsPush
 
 TEST_F(ControllerFailoverTest, EtcdLeaderSigkilledMidRolloutIsReportedAndARerunConverges) {
   const std::string first = Config("first");
-  ASSERT_EQ(Push(a(), first).exit_code, 0);
+  const CommandResult pushed_first = Push(a(), first);
+  ASSERT_EQ(pushed_first.exit_code, 0) << pushed_first.Describe();
   const std::string first_sha = ShaOf(first);
   ASSERT_TRUE(EveryAgentRuns(first_sha));
   const auto before = EpochsAndVersions();
@@ -397,7 +398,8 @@ TEST_F(ControllerFailoverTest, EtcdLeaderSigkilledMidRolloutIsReportedAndARerunC
 
 TEST_F(ControllerHaTest, SplitBrainPausedLeaderWakesDeposedPublishesNothingAndExits) {
   const std::string first = Config("first");
-  ASSERT_EQ(Push(a(), first).exit_code, 0);
+  const CommandResult pushed_first = Push(a(), first);
+  ASSERT_EQ(pushed_first.exit_code, 0) << pushed_first.Describe();
   ASSERT_TRUE(EveryAgentRuns(ShaOf(first)));
   const uint64_t epoch_a = EpochsAndVersions()[0].first;
 
@@ -447,7 +449,8 @@ class ControllerSplitBrainTest : public ControllerHaTest {
 
 TEST_F(ControllerSplitBrainTest, EtcdCutOffLeaderStopsWithinItsLeaseAndAgentsFollowTheNewEpoch) {
   const std::string first = Config("first");
-  ASSERT_EQ(Push(a(), first).exit_code, 0);
+  const CommandResult pushed_first = Push(a(), first);
+  ASSERT_EQ(pushed_first.exit_code, 0) << pushed_first.Describe();
   ASSERT_TRUE(EveryAgentRuns(ShaOf(first)));
   const uint64_t epoch_a = EpochsAndVersions()[0].first;
 
@@ -476,7 +479,8 @@ TEST_F(ControllerSplitBrainTest, EtcdCutOffLeaderStopsWithinItsLeaseAndAgentsFol
       << "not every agent follows the new leader's epoch";
   ASSERT_TRUE(WaitKnown(b()));
   const std::string second = Config("second");
-  ASSERT_EQ(Push(b(), second).exit_code, 0);
+  const CommandResult pushed_second = Push(b(), second);
+  ASSERT_EQ(pushed_second.exit_code, 0) << pushed_second.Describe();
   ASSERT_TRUE(EveryAgentRuns(ShaOf(second)));
 }
 
@@ -489,7 +493,8 @@ class ControllerQuorumTest : public ControllerHaTest {
 
 TEST_F(ControllerQuorumTest, EtcdQuorumLostPushRefusedClearlyAgentsKeepRunningThenRecover) {
   const std::string first = Config("first");
-  ASSERT_EQ(Push(a(), first).exit_code, 0);
+  const CommandResult pushed_first = Push(a(), first);
+  ASSERT_EQ(pushed_first.exit_code, 0) << pushed_first.Describe();
   const std::string first_sha = ShaOf(first);
   ASSERT_TRUE(EveryAgentRuns(first_sha));
   const auto before = EpochsAndVersions();

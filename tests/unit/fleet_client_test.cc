@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -89,12 +90,15 @@ TEST_F(FleetStateTest, IgnoresDuplicateAndStaleVersions) {
   EXPECT_EQ(state_.applied_version(), 5u);
   EXPECT_EQ(state_.synced_version(), 5u);
   EXPECT_EQ(state_.completed_version(), 0u) << "completed only when its ack goes out";
-  EXPECT_EQ(state_.OnPush(Push("ctl-1", 5), false, At(1)).action, FleetState::PushAction::kIgnore);
+  // The same version again while it is applied (a hello answered with it): no second ack.
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 5), true, At(1)).action, FleetState::PushAction::kInFlight);
   EXPECT_EQ(state_.OnPush(Push("ctl-1", 3), false, At(2)).action, FleetState::PushAction::kIgnore);
   EXPECT_EQ(state_.OnPush(Push("ctl-1", 6, Group("eu")), false, At(3)).action,
             FleetState::PushAction::kProcess);
   state_.PushCompleted("ctl-1", 6);
   state_.PushCompleted("ctl-1", 5);  // out of order: the newest stays
+  EXPECT_EQ(state_.OnPush(Push("ctl-1", 5), false, At(4)).action, FleetState::PushAction::kIgnore)
+      << "once done, a duplicate is acked ignored";
   EXPECT_EQ(state_.ToPersisted().applied_version, 6u);
   EXPECT_EQ(state_.ToPersisted().controller, "ctl-1");
   // A version from a controller no longer followed does not count.
@@ -539,6 +543,8 @@ struct Calls {
   std::condition_variable cv;
   std::vector<ReloadRequest> reloads;
   std::vector<json> statuses;
+  bool hold = false;                        // reloads wait for the test to answer them
+  std::vector<std::function<void()>> held;  // their answers, to call
 };
 
 class FleetClientTest : public ::testing::Test {
@@ -571,12 +577,23 @@ class FleetClientTest : public ::testing::Test {
         std::lock_guard<std::mutex> lock(calls->mu);
         calls->reloads.push_back(request);
       }
-      calls->cv.notify_all();
-      if (request.config == "bad\n") {
-        reply(Status(ErrorCode::kInvalidConfig, "haproxy says no\n[ALERT] line 1"), nullptr);
-      } else {
-        reply(Status::Ok(), result);
+      auto answer = [reply, result, bad = request.config == "bad\n"] {
+        if (bad) {
+          reply(Status(ErrorCode::kInvalidConfig, "haproxy says no\n[ALERT] line 1"), nullptr);
+        } else {
+          reply(Status::Ok(), result);
+        }
+      };
+      {
+        std::lock_guard<std::mutex> lock(calls->mu);
+        if (calls->hold) {
+          calls->held.push_back(answer);
+          calls->cv.notify_all();
+          return;
+        }
       }
+      calls->cv.notify_all();
+      answer();
     };
     auto status = [calls](const json& args) -> proto::Result<json> {
       {
@@ -769,6 +786,52 @@ TEST_F(FleetClientTest, PushesOverPubAreAckedIgnoredOrSkipped) {
   std::lock_guard<std::mutex> lock(calls_->mu);
   EXPECT_EQ(calls_->reloads.size(), 3u) << "v5, v8, v9; never v6";
   EXPECT_EQ(calls_->statuses.size(), 1u);
+}
+
+// A hello answered with the push the agent is still applying (it came on PUB first): no
+// `ignored` ack before the real one. lbctl counts an agent whose only ack is `ignored` as failed
+// after 2 s, and a reload on a loaded machine can take longer (a CI run failed that way).
+TEST_F(FleetClientTest, TheSamePushArrivingWhileItIsAppliedGetsOnlyItsRealAck) {
+  StartClient();
+  Handshake();
+  {
+    std::lock_guard<std::mutex> lock(calls_->mu);
+    calls_->hold = true;
+  }
+  const json push =
+      controller_.PushBody(5, {{"kind", "group"}, {"name", "web"}}, {{"config", "cfg-5\n"}});
+  controller_.Publish("fleet/group/web", push);
+  {
+    std::unique_lock<std::mutex> lock(calls_->mu);
+    ASSERT_TRUE(calls_->cv.wait_for(lock, kWait, [&] { return !calls_->held.empty(); }))
+        << "the reload did not start";
+  }
+  controller_.Send("lb-1", push);  // the copy a hello answer carries
+  // Nothing is acked while the reload runs (half a second of whatever the agent sends).
+  const auto quiet_until = FleetState::Clock::now() + milliseconds(500);
+  while (FleetState::Clock::now() < quiet_until) {
+    auto early = controller_.Next(milliseconds(100));
+    EXPECT_FALSE(early && early->body.value("type", "") == "ack")
+        << "acked before the reload ended: " << early->body.dump();
+  }
+  std::function<void()> answer;
+  {
+    std::lock_guard<std::mutex> lock(calls_->mu);
+    ASSERT_EQ(calls_->held.size(), 1u) << "the copy must not run a second reload";
+    answer = calls_->held.front();
+    calls_->hold = false;
+  }
+  answer();
+  auto ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 5);
+  EXPECT_EQ(ack->body["outcome"], "applied");
+  // Once done, a copy is a duplicate again: acked `ignored`.
+  controller_.Publish("fleet/group/web", push);
+  ack = controller_.Expect("ack");
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->body["version"], 5);
+  EXPECT_EQ(ack->body["outcome"], "ignored");
 }
 
 TEST_F(FleetClientTest, DropsOversizedPushButKeepsTheConnection) {
