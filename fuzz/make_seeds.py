@@ -361,6 +361,8 @@ def bridge_access():
           f"{tokens}\0POST /reloadHaproxy\nAuthorization: bearer  {token[:-1]}x \n")
     write("bridge_access", "healthz_no_token", f"{tokens}\0GET /healthz\n")
     write("bridge_access", "events_no_token", f"{tokens}\0GET /events?topic=server/\n")
+    write("bridge_access", "status_page_no_token", f"{tokens}\0GET /\n")
+    write("bridge_access", "status_data_no_token", f"{tokens}\0GET /ui/status\n")
     write("bridge_access", "form_post_cross_site",
           "\0POST /reloadHaproxy\nOrigin: https://evil.example\n"
           "Content-Type: application/x-www-form-urlencoded\nSec-Fetch-Site: cross-site\n")
