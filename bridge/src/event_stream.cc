@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "http_api.h"
+#include "http_server.h"
 
 namespace lb::bridge {
 namespace {
@@ -28,12 +29,12 @@ void StreamEvents(EventHub& hub, const httplib::Request& req, httplib::Response&
                     "application/json");
     return;
   }
-  // Shared because httplib keeps the provider in a std::function, which must be copyable. The
+  // Shared because the provider is a std::function, which must be copyable. The
   // subscription leaves the hub when the response, and with it the provider, is destroyed.
   std::shared_ptr<EventHub::Subscription> subscription = std::move(subscribed).value();
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");  // nginx: pass each chunk on at once
-  // httplib never compresses text/event-stream, so every chunk reaches the client as written.
+  // Every chunk reaches the client as written (HttpServer compresses nothing).
   res.set_chunked_content_provider(
       "text/event-stream", [subscription](size_t offset, httplib::DataSink& sink) {
         // `offset` counts the bytes written so far: 0 only on the first call.
@@ -43,16 +44,14 @@ void StreamEvents(EventHub& hub, const httplib::Request& req, httplib::Response&
           sink.done();
           return true;
         }
-        // false (the client is gone) makes httplib close the connection.
+        // false (the client is gone) makes the server close the connection.
         return sink.write(chunk->data(), chunk->size());
       });
 }
 
 }  // namespace
 
-void InstallEventStream(httplib::Server& server, EventHub& hub) {
-  const std::size_t threads = hub.options().max_subscriptions + kRequestThreads;
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+void InstallEventStream(HttpServer& server, EventHub& hub) {
   auto stream = [&hub](const httplib::Request& req, httplib::Response& res) {
     StreamEvents(hub, req, res);
   };

@@ -10,38 +10,29 @@
 //   503 {"success": false, "error": "too many event streams", "code": "unavailable"}
 //                                  when EventHubOptions::max_subscriptions streams are open.
 //
-// DESIGN: a stream holds one of httplib's pool threads for as long as the client stays
-// connected: the thread blocks in EventHub::Subscription::NextChunk and writes what it returns as
-// one HTTP chunk. httplib's default pool (max(8, cores - 1) threads) would be used up by a few
-// streams, and /reload would then wait in its queue, so InstallEventStream gives the server a
-// pool of max_subscriptions + kRequestThreads threads: however many streams are open,
-// kRequestThreads threads remain for ordinary requests.
+// DESIGN: HttpServer gives a response with a chunked content provider a thread of its own
+// (http_server.h), which blocks in EventHub::Subscription::NextChunk and writes what it returns
+// as one HTTP chunk: however many streams are open (EventHubOptions::max_subscriptions at most),
+// the pool that runs ordinary requests stays free.
 //
 // A client that goes away is noticed when a write to it fails, usually at the second write after
-// it left (an event or a keep-alive); its slot is free from then on.
+// it left (an event or a keep-alive); its slot is free from then on. A client that has stopped
+// reading is dropped at the server's write timeout (30 s, http_api.cc).
 //
-// Shutdown: Server::stop() alone does not end a stream, because httplib looks at it only between
-// chunks and a stream may wait keep_alive_interval for its next one. Call EventHub::Stop() right
-// after Server::stop(): every stream then ends its chunked body at once and returns its thread,
-// so listen() returns promptly. A client that has stopped reading still holds its thread until
-// the server's write timeout (30 s, http_api.cc).
+// Shutdown: HttpServer::stop() does not end a stream that waits for its next chunk. Call
+// EventHub::Stop() right after it: every stream then ends its chunked body at once and its
+// thread returns, so listen_after_bind() returns promptly.
 #pragma once
 
 #include <cstddef>
 
 #include "event_hub.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace lb::bridge {
 
-// Threads of the HTTP pool that event streams can never take.
-inline constexpr std::size_t kRequestThreads = 128;
+class HttpServer;
 
-// Installs GET /events and GET /v1/events and sizes the server's thread pool (see above). Call
-// before listening. `hub` must outlive `server`.
-void InstallEventStream(httplib::Server& server, EventHub& hub);
+// Installs GET /events and GET /v1/events. Call before listening. `hub` must outlive `server`.
+void InstallEventStream(HttpServer& server, EventHub& hub);
 
 }  // namespace lb::bridge

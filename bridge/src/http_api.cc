@@ -29,16 +29,19 @@ using nlohmann::json;
 using proto::ErrorCode;
 using proto::Status;
 
-// Connection limits. A reload upload of 16 MiB over a slow link fits in 30 s; an idle keep-alive
-// connection is dropped after 5 s, which also bounds how long a clean shutdown waits for one.
+// Connection limits (http_server.h). A request's head is small (curl's and browsers' are under
+// 2 KiB); it has 10 s from its first byte. A reload upload of 16 MiB over a slow link fits in
+// 30 s. An idle kept-alive connection costs a descriptor and a buffer, no thread: 30 s.
+constexpr std::size_t kMaxHeadBytes = 16 * 1024;
+constexpr std::size_t kMaxHeaders = 100;
+constexpr std::chrono::seconds kHeadTimeout{10};
 constexpr std::chrono::seconds kReadTimeout{30};
 constexpr std::chrono::seconds kWriteTimeout{30};
-constexpr time_t kKeepAliveTimeoutSeconds = 5;
-constexpr size_t kKeepAliveMaxCount = 100;
-// httplib refuses bodies above its own limit with an empty 413 before any handler runs. Its limit
+constexpr std::chrono::seconds kIdleTimeout{30};
+// The server refuses bodies above its own limit with a 413 before any handler runs. Its limit
 // is set this far above max_body_bytes so that a body just above the limit, and a multipart
 // upload whose config fits but whose framing does not, reach the handler, which answers with
-// the exact size; the error handler gives httplib's own 413 a JSON body too.
+// the exact size; the error handler gives the server's own 413 the JSON shape too.
 constexpr size_t kPayloadSlack = 64 * 1024;
 
 constexpr std::string_view kSuccessMessage = "Load Balancer up to date";
@@ -144,15 +147,11 @@ proto::Result<bool> ForceParam(const httplib::Request& req) {
 
 namespace {
 
-// Thread-local because httplib runs each connection's requests on one thread, one at a time:
-// set when routing starts (before the body is read), used and cleared by the logger once the
-// answer is out. A request that never reached routing (a malformed request line) logs "-".
+// Thread-local because HttpServer runs a request's pre-routing handler, route and logger on one
+// pool thread, and its head check and the answers it writes itself on its I/O thread: set when
+// the request is checked, used and cleared by the logger once the answer is built. A request
+// that was never checked (a malformed request line) logs "-".
 thread_local std::optional<std::chrono::steady_clock::time_point> request_start;
-// The access verdict of the request being routed (security.h), set by the pre-routing handler.
-// A refused request whose body httplib is about to read is answered only once the body has been
-// read (by the route or the error handler): answering before would leave the body in the
-// connection, to be parsed as the next request - a way to smuggle a request past the check.
-thread_local std::optional<AccessDecision> pending_refusal;
 // The request carried a valid bearer token.
 thread_local bool request_authenticated = false;
 
@@ -177,16 +176,6 @@ void LogRefusal(const httplib::Request& req, const AccessDecision& decision) {
                        << "): " << why;
 }
 
-// True when httplib reads a body for this request before routing it (its expect_content: POST,
-// PUT, PATCH, DELETE, PRI with a length or a chunked body).
-bool BodyWillBeRead(const httplib::Request& req) {
-  const bool reads = req.method == "POST" || req.method == "PUT" || req.method == "PATCH" ||
-                     req.method == "DELETE" || req.method == "PRI";
-  if (!reads) return false;
-  if (req.has_header("Transfer-Encoding")) return true;
-  return req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0";
-}
-
 void LogRequest(const httplib::Request& req, const httplib::Response& res) {
   std::string ms = "-";
   if (request_start) {
@@ -195,7 +184,6 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
                             .count());
     request_start.reset();
   }
-  pending_refusal.reset();
   request_authenticated = false;
   auto field = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
   // A read that went well is not worth a line at the default level (a poller would write one
@@ -210,9 +198,8 @@ void LogRequest(const httplib::Request& req, const httplib::Response& res) {
 class Handlers {
  public:
   Handlers(client::CommandClient& agent, const common::Settings& settings,
-           std::shared_ptr<const TokenStore> tokens, std::shared_ptr<const RestApi> rest_api)
+           std::shared_ptr<const TokenStore> tokens)
       : agent_(agent),
-        rest_api_(std::move(rest_api)),
         tokens_(std::move(tokens)),
         default_backend_(settings.haproxy.default_backend),
         instance_prefix_(settings.bridge.instance_prefix),
@@ -270,55 +257,24 @@ class Handlers {
     SendJson(res, 200, body);
   }
 
-  // A POST without Content-Length or Transfer-Encoding has no body (RFC 9112 section 6.3), but
-  // httplib 0.11 then reads until the connection closes, that is until the read timeout:
-  // `curl -X POST host:6666/getBackends` would wait 30 s for a 400. Such requests are answered
-  // here, before httplib reads anything, as requests with an empty body. Returns false for the
-  // requests httplib routes itself.
-  bool RouteBodyless(const httplib::Request& req, httplib::Response& res) const {
-    const bool may_have_body = req.method == "POST" || req.method == "PUT" ||
-                               req.method == "PATCH" || req.method == "DELETE";
-    if (!may_have_body || req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) {
-      return false;
-    }
-    if (req.method == "POST" && req.path == "/getBackends") {
-      GetBackends(req, res);
-    } else if (req.method == "POST" && (req.path == "/reload" || req.path == "/reloadHaproxy")) {
-      Reload(req, res);
-    } else if (rest_api_->RouteBodyless(req, res)) {
-      return true;
-    } else {
-      res.status = 404;
-      Error(req, res);
-    }
-    return true;
-  }
-
-  // Decides whether the request may reach its route (security.h). Answers a refusal at once when
-  // httplib will read no body; otherwise leaves it in pending_refusal for Guarded / Error.
-  // Returns true when the request has been answered.
+  // Decides whether the request may reach its route (security.h), from its head alone: a refusal
+  // is answered before any body is read (HttpServer closes the connection after it, so a body
+  // left unread cannot be parsed as a next request). Returns true when the request has been
+  // answered.
   bool CheckAccess(const httplib::Request& req, httplib::Response& res) const {
     AccessDecision decision = DecideAccess(req.method, req.path, req.headers, *tokens_->Get());
     request_authenticated = decision.authenticated;
     if (decision.allowed()) return false;
     LogRefusal(req, decision);
-    if (BodyWillBeRead(req)) {
-      pending_refusal = std::move(decision);
-      return false;
-    }
     SendRefusal(res, decision);
     return true;
   }
 
-  // Gives every error httplib answers by itself (no route, a body above its limit, a malformed
-  // request) the same JSON shape as the handlers' errors. Answers the handlers wrote are kept.
-  // A refused request (pending_refusal) gets its refusal instead, whatever went wrong.
+  // Gives every error the server answers by itself (no route, a body above its limit, a
+  // malformed or too slow request) the same JSON shape as the handlers' errors. Answers the
+  // handlers wrote are kept.
   httplib::Server::HandlerResponse Error(const httplib::Request& req,
                                          httplib::Response& res) const {
-    if (pending_refusal && res.status != 401 && res.status != 403) {
-      SendRefusal(res, *pending_refusal);
-      return httplib::Server::HandlerResponse::Handled;
-    }
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     json body;
     switch (res.status) {
@@ -334,6 +290,18 @@ class Handlers {
         body = ErrorBody(Status(ErrorCode::kTooLarge, "request body exceeds the limit of " +
                                                           std::to_string(max_body_bytes_) +
                                                           " bytes (max_body_bytes)"));
+        break;
+      case 431:
+        body =
+            ErrorBody(Status(ErrorCode::kTooLarge,
+                             "request head too large: at most " + std::to_string(kMaxHeadBytes) +
+                                 " bytes and " + std::to_string(kMaxHeaders) + " header fields"));
+        break;
+      case 408:
+        body = ErrorBody(Status(ErrorCode::kTimeout,
+                                "the request did not arrive in time (its head within " +
+                                    std::to_string(kHeadTimeout.count()) + " s, its body within " +
+                                    std::to_string(kReadTimeout.count()) + " s)"));
         break;
       default:
         body = ErrorBody(Status(res.status < 500 ? ErrorCode::kBadRequest : ErrorCode::kInternal,
@@ -400,7 +368,6 @@ class Handlers {
   static constexpr std::size_t kMaxSharedFlights = 64;
 
   client::CommandClient& agent_;
-  const std::shared_ptr<const RestApi> rest_api_;
   const std::shared_ptr<const TokenStore> tokens_;
   const std::string default_backend_;
   const std::string instance_prefix_;
@@ -429,12 +396,6 @@ proto::Result<proto::Reply> CallAgentFromBridge(client::CommandClient& agent,
                   reply.status().message() + " ([lb-agent] command_endpoint)");
   }
   return reply;
-}
-
-bool AnswerPendingRefusal(httplib::Response& res) {
-  if (!pending_refusal) return false;
-  SendRefusal(res, *pending_refusal);
-  return true;
 }
 
 int HttpStatusFor(ErrorCode code) {
@@ -527,19 +488,15 @@ client::CommandClientOptions AgentClientOptions(const common::Settings& settings
   return options;
 }
 
-void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
+void InstallHttpApi(HttpServer& server, client::CommandClient& agent,
                     const common::Settings& settings, std::shared_ptr<const TokenStore> tokens,
                     RequestMetrics* metrics) {
-  auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens),
-                                                   InstallRestApi(server, agent, settings));
-  // Every route with a body answers a refusal left by the pre-routing handler, once the body has
-  // been read (see pending_refusal).
+  InstallRestApi(server, agent, settings);
+  auto handlers = std::make_shared<const Handlers>(agent, settings, std::move(tokens));
   auto reload = [handlers](const httplib::Request& req, httplib::Response& res) {
-    if (pending_refusal) return SendRefusal(res, *pending_refusal);
     handlers->Reload(req, res);
   };
   auto get_backends = [handlers](const httplib::Request& req, httplib::Response& res) {
-    if (pending_refusal) return SendRefusal(res, *pending_refusal);
     handlers->GetBackends(req, res);
   };
   server.Post("/reloadHaproxy", reload);
@@ -558,28 +515,31 @@ void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
         SendError(res, Status(ErrorCode::kInternal, "bridge failed: " + ExceptionMessage(ep)));
       });
-  server.set_pre_routing_handler([handlers](const httplib::Request& req, httplib::Response& res) {
+  // The access check runs twice: on the head, on the I/O thread, so that a refusal reads no
+  // body; and before the route, on its pool thread, where it sets request_authenticated for the
+  // route and the logger (the tokens may also have been replaced in between).
+  auto check = [handlers](const httplib::Request& req, httplib::Response& res) {
     request_start = std::chrono::steady_clock::now();
-    pending_refusal.reset();
     request_authenticated = false;
-    return handlers->CheckAccess(req, res) || handlers->RouteBodyless(req, res)
-               ? httplib::Server::HandlerResponse::Handled
-               : httplib::Server::HandlerResponse::Unhandled;
-  });
+    return handlers->CheckAccess(req, res) ? httplib::Server::HandlerResponse::Handled
+                                           : httplib::Server::HandlerResponse::Unhandled;
+  };
+  server.set_head_check(check);
+  server.set_pre_routing_handler(check);
   server.set_logger([metrics](const httplib::Request& req, const httplib::Response& res) {
     if (metrics != nullptr) metrics->Count(req.path, res.status);
     LogRequest(req, res);
   });
 
-  // cpp-httplib writes a response's headers and body in two send()s: without TCP_NODELAY the
-  // second waits for the client's delayed ACK (~40 ms) on every request after a connection's
-  // first (../reference: 44 ms per kept-alive request).
-  server.set_tcp_nodelay(true);
-  server.set_payload_max_length(settings.bridge.max_body_bytes + kPayloadSlack);
-  server.set_read_timeout(kReadTimeout);
-  server.set_write_timeout(kWriteTimeout);
-  server.set_keep_alive_timeout(kKeepAliveTimeoutSeconds);
-  server.set_keep_alive_max_count(kKeepAliveMaxCount);
+  HttpServerOptions& options = server.options();
+  options.max_body_bytes = settings.bridge.max_body_bytes + kPayloadSlack;
+  options.max_head_bytes = kMaxHeadBytes;
+  options.max_headers = kMaxHeaders;
+  options.head_timeout = kHeadTimeout;
+  options.body_timeout = kReadTimeout;
+  options.write_timeout = kWriteTimeout;
+  options.idle_timeout = kIdleTimeout;
+  options.threads = kRequestThreads;
 }
 
 }  // namespace lb::bridge

@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 
+#include "http_server.h"
 #include "lb/client/command_client.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
@@ -34,6 +35,10 @@
 #include "security.h"
 
 namespace lb::bridge {
+
+// Threads of the HTTP server's pool (http_server.h), which run the routes; the bridge keeps as
+// many connections to the agent (AgentClientOptions).
+inline constexpr std::size_t kRequestThreads = 128;
 
 // The HTTP status the bridge answers with when the agent (or the bridge itself) reports `code`:
 //   bad_request 400, conflict 409, superseded 409, too_large 413, invalid_config 422,
@@ -72,11 +77,6 @@ proto::Result<bool> ForceParam(const httplib::Request& req);
 proto::Result<proto::Reply> CallAgentFromBridge(client::CommandClient& agent,
                                                 const std::string& cmd, const nlohmann::json& args);
 
-// For routes installed outside http_api.cc (rest_api.h): when the access check refused this
-// request but left it to the route (httplib had a body to read first), writes the refusal into
-// `res` and returns true; returns false for an allowed request. Call first in every handler.
-bool AnswerPendingRefusal(httplib::Response& res);
-
 // The options of the bridge's connection to the agent: [lb-agent] command_endpoint,
 // agent_timeout for a whole call, two seconds at most to connect (503 sooner when the agent is
 // down), the bridge's CURVE keys, and the bridge's names for its settings in messages.
@@ -85,16 +85,16 @@ client::CommandClientOptions AgentClientOptions(const common::Settings& settings
 
 // Installs the routes, the access check of security.h (bearer tokens from `tokens` when the set
 // is not empty, else the cross-site rule) in front of every route (GET /events included), the
-// JSON answers for unknown routes and httplib's own errors, the request log, the body size
+// JSON answers for unknown routes and the server's own errors, the request log, the body size
 // limit (settings.bridge.max_body_bytes) and the connection timeouts on `server`. Call before
 // binding. `agent` must outlive `server`; `settings` is copied; `tokens` may be replaced while
 // the server runs (SIGHUP). `metrics`, when given, counts every answered request and must
 // outlive `server`.
-void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
+void InstallHttpApi(HttpServer& server, client::CommandClient& agent,
                     const common::Settings& settings, std::shared_ptr<const TokenStore> tokens,
                     RequestMetrics* metrics = nullptr);
 // The same with a fixed set of tokens (none: the cross-site rule).
-inline void InstallHttpApi(httplib::Server& server, client::CommandClient& agent,
+inline void InstallHttpApi(HttpServer& server, client::CommandClient& agent,
                            const common::Settings& settings, TokenSet tokens = {}) {
   InstallHttpApi(server, agent, settings, std::make_shared<const TokenStore>(std::move(tokens)));
 }

@@ -2,12 +2,9 @@
 // only parses the command line, loads the settings and handles signals; http_api.h holds the
 // routes, lb/client/command_client.h the agent connection, and event_stream.h / event_hub.h
 // GET /events.
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -104,44 +101,22 @@ std::string Reread(const lb::common::Settings& running, lb::bridge::TokenStore& 
   return summary;
 }
 
-// The listen backlog of the socket listening on `port`. Debian's cpp-httplib is a compiled
-// library whose listen() asks for a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG cannot change it
-// from here): when dozens of kept-alive clients reconnect at once, the kernel drops SYNs and each
-// dropped one costs its client a 1 s retransmission (lb-bench --only http measured a p99 of
-// 1.1 s at 64 connections). listen() again on a listening socket sets a new backlog (capped by
-// net.core.somaxconn), so the socket httplib bound is found among this process's descriptors.
-constexpr int kListenBacklog = 1024;
-
-bool WidenListenBacklog(int port) {
-  DIR* fds = opendir("/proc/self/fd");
-  if (fds == nullptr) return false;
-  bool widened = false;
-  while (dirent* entry = readdir(fds)) {
-    char* end = nullptr;
-    const long fd = std::strtol(entry->d_name, &end, 10);
-    if (end == entry->d_name || *end != '\0' || fd == dirfd(fds)) continue;
-    int listening = 0;
-    socklen_t len = sizeof listening;
-    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
-        listening == 0) {
-      continue;
-    }
-    sockaddr_storage address{};
-    socklen_t address_len = sizeof address;
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&address), &address_len) !=
-        0) {
-      continue;
-    }
-    int bound = -1;
-    if (address.ss_family == AF_INET) {
-      bound = ntohs(reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
-    } else if (address.ss_family == AF_INET6) {
-      bound = ntohs(reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port);
-    }
-    if (bound == port && listen(static_cast<int>(fd), kListenBacklog) == 0) widened = true;
+// Raises the descriptor limit to the hard one and returns how many HTTP connections fit in it:
+// kept idle connections cost a descriptor each (and nothing else), so the default soft limit of
+// 1024 would be the first thing a thousand clients run into. 256 stay for the agent connections
+// (kRequestThreads), the event streams' ZeroMQ sockets and the files the bridge reads.
+std::size_t HttpConnectionCap(std::size_t wanted) {
+  constexpr rlim_t kReserve = 256;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
   }
-  closedir(fds);
-  return widened;
+  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
+  const rlim_t usable = limit.rlim_cur > 2 * kReserve ? limit.rlim_cur - kReserve : kReserve;
+  return std::min<std::size_t>(wanted, static_cast<std::size_t>(usable));
 }
 
 }  // namespace
@@ -189,7 +164,8 @@ int main(int argc, char** argv) {
     std::cout << args.config_path << ": ok\n";
     return 0;
   }
-  std::unique_ptr<httplib::Server> server = std::move(made_server).value();
+  std::unique_ptr<lb::bridge::HttpServer> server = std::move(made_server).value();
+  server->options().max_connections = HttpConnectionCap(server->options().max_connections);
   const bool tls = !security.bridge_tls_cert.empty();
   if (!lb::bridge::IsLoopbackHost(settings.bridge.host) && tokens.empty()) {
     LogWarning() << "WARNING: listening on " << settings.bridge.host
@@ -234,11 +210,6 @@ int main(int argc, char** argv) {
       return 1;
     }
 
-    if (!WidenListenBacklog(port)) {
-      LogWarning() << "could not raise the listen backlog of port " << port
-                   << " above cpp-httplib's 5: clients that connect many at once may wait 1 s";
-    }
-
     std::atomic<bool> stopping{false};
     std::mutex mutex;
     std::condition_variable listen_returned_cv;
@@ -246,10 +217,9 @@ int main(int argc, char** argv) {
     lb::common::SignalActions actions;
     actions.stop = [&] {
       stopping = true;
-      // httplib's stop() does nothing before listen_after_bind() has started, so a signal that
-      // arrives that early is answered by stopping again until listening has ended. The hub is
-      // stopped after the server, so that the event streams it ends are not followed by another
-      // request on their connection.
+      // A signal that arrives before listen_after_bind() has started is answered by stopping
+      // again until listening has ended. The hub is stopped after the server, so that the event
+      // streams it ends are not followed by another request on their connection.
       std::unique_lock lock(mutex);
       while (!listen_returned) {
         server->stop();

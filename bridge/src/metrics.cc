@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "http_server.h"
 #include "lb/common/log.h"
 
 namespace lb::bridge {
@@ -167,7 +168,7 @@ std::string MetricsPage(const proto::AgentMetrics* agent, const RequestMetrics& 
   return prometheus::Encode(families);
 }
 
-void InstallMetrics(httplib::Server& server, client::CommandClient& agent, const EventHub& hub,
+void InstallMetrics(HttpServer& server, client::CommandClient& agent, const EventHub& hub,
                     const RequestMetrics& requests) {
   server.Get("/metrics", [&agent, &hub, &requests](const httplib::Request&,
                                                    httplib::Response& res) {

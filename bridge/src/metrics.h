@@ -25,11 +25,9 @@
 #include "lb/proto/metrics.h"
 #include "prometheus_text.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace lb::bridge {
+
+class HttpServer;
 
 // The route template `path` is answered by: "/reload", "/v1/backends/{name}", ...; "other" for
 // every path no route serves (404s). A new route adds a row to the table in metrics.cc.
@@ -58,7 +56,7 @@ std::string MetricsPage(const proto::AgentMetrics* agent, const RequestMetrics& 
                         std::size_t sse_streams);
 
 // Installs GET /metrics on `server`. `agent`, `hub` and `requests` must outlive `server`.
-void InstallMetrics(httplib::Server& server, client::CommandClient& agent, const EventHub& hub,
+void InstallMetrics(HttpServer& server, client::CommandClient& agent, const EventHub& hub,
                     const RequestMetrics& requests);
 
 }  // namespace lb::bridge

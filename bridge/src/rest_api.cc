@@ -120,7 +120,7 @@ struct Route {
   }
 };
 
-class Api final : public RestApi {
+class Api final {
  public:
   Api(client::CommandClient& agent, const common::Settings& settings)
       : agent_(agent), max_body_bytes_(settings.bridge.max_body_bytes) {
@@ -144,7 +144,7 @@ class Api final : public RestApi {
     };
   }
 
-  void Install(httplib::Server& server, std::shared_ptr<const Api> self) const {
+  void Install(HttpServer& server, std::shared_ptr<const Api> self) const {
     auto dispatch = [self](const httplib::Request& req, httplib::Response& res) {
       self->Dispatch(req, res);
     };
@@ -163,20 +163,9 @@ class Api final : public RestApi {
     }
   }
 
-  bool RouteBodyless(const httplib::Request& req, httplib::Response& res) const override {
-    for (const Route& route : routes_) {
-      if (std::regex_match(req.path, route.pattern)) {
-        Dispatch(req, res);
-        return true;
-      }
-    }
-    return false;
-  }
-
  private:
   // Finds the request's row and method; a method the row does not list is 405.
   void Dispatch(const httplib::Request& req, httplib::Response& res) const {
-    if (AnswerPendingRefusal(res)) return;
     for (const Route& route : routes_) {
       std::smatch match;
       if (!std::regex_match(req.path, match, route.pattern)) continue;
@@ -377,11 +366,10 @@ class Api final : public RestApi {
 
 }  // namespace
 
-std::shared_ptr<const RestApi> InstallRestApi(httplib::Server& server, client::CommandClient& agent,
-                                              const common::Settings& settings) {
+void InstallRestApi(HttpServer& server, client::CommandClient& agent,
+                    const common::Settings& settings) {
   auto api = std::make_shared<const Api>(agent, settings);
   api->Install(server, api);
-  return api;
 }
 
 }  // namespace lb::bridge

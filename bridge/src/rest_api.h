@@ -34,6 +34,7 @@
 #include <memory>
 #include <string_view>
 
+#include "http_server.h"
 #include "lb/client/command_client.h"
 #include "lb/common/settings.h"
 
@@ -42,19 +43,10 @@ namespace lb::bridge {
 // The OpenAPI 3.1 document of the /v1 API (bridge/openapi.json, embedded at build time).
 std::string_view OpenApiDocument();
 
-class RestApi {
- public:
-  virtual ~RestApi() = default;
-  // Answers a request to one of the table's paths that has no body framing (a PUT or POST
-  // without Content-Length or Transfer-Encoding, which httplib would wait on until its read
-  // timeout) as a request with an empty body. Returns false for any other path.
-  virtual bool RouteBodyless(const httplib::Request& req, httplib::Response& res) const = 0;
-};
-
 // Installs the table's routes on `server`. Called by InstallHttpApi (http_api.h), which owns
 // the access check, the logging and the error handler around them. `agent` must outlive
 // `server`; `settings` is copied.
-std::shared_ptr<const RestApi> InstallRestApi(httplib::Server& server, client::CommandClient& agent,
-                                              const common::Settings& settings);
+void InstallRestApi(HttpServer& server, client::CommandClient& agent,
+                    const common::Settings& settings);
 
 }  // namespace lb::bridge

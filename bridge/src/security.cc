@@ -274,10 +274,10 @@ std::string WwwAuthenticate(const AccessDecision& decision) {
 
 // --- HTTPS ----------------------------------------------------------------------------------
 
-Result<std::unique_ptr<httplib::Server>> MakeHttpServer(const common::SecuritySettings& security) {
+Result<std::unique_ptr<HttpServer>> MakeHttpServer(const common::SecuritySettings& security) {
   const std::string& cert = security.bridge_tls_cert;
   const std::string& key = security.bridge_tls_key;
-  if (cert.empty() && key.empty()) return std::make_unique<httplib::Server>();
+  if (cert.empty() && key.empty()) return std::make_unique<HttpServer>();
   if (cert.empty() || key.empty()) {
     return BadRequest("[security] bridge_tls_cert and bridge_tls_key go together");
   }
@@ -309,12 +309,15 @@ Result<std::unique_ptr<httplib::Server>> MakeHttpServer(const common::SecuritySe
     }
     return true;
   };
-  auto server = std::make_unique<httplib::SSLServer>(setup);
-  if (!server->is_valid()) {
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (!ctx) return BadRequest("cannot create a TLS context: " + OpenSslErrors());
+  if (!setup(*ctx)) {
     if (error.empty()) error = "cannot create a TLS context: " + OpenSslErrors();
     return BadRequest(error);
   }
-  return std::unique_ptr<httplib::Server>(std::move(server));
+  HttpServerOptions options;
+  options.tls = std::move(ctx);
+  return std::make_unique<HttpServer>(std::move(options));
 }
 
 // --- CURVE towards the agent ----------------------------------------------------------------

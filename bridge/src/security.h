@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http_server.h"
 #include "lb/common/curve_socket.h"
 #include "lb/common/settings.h"
 #include "lb/proto/status.h"
@@ -158,12 +159,11 @@ std::string WwwAuthenticate(const AccessDecision& decision);
 
 // --- HTTPS ----------------------------------------------------------------------------------
 
-// The server lb-bridge listens with: an httplib::SSLServer when [security] bridge_tls_cert and
-// bridge_tls_key are set, a plain httplib::Server when neither is. Fails with one clear line
-// when a file cannot be read, is not PEM, or the key does not belong to the certificate. TLS 1.2
-// is the oldest version accepted.
-proto::Result<std::unique_ptr<httplib::Server>> MakeHttpServer(
-    const common::SecuritySettings& security);
+// The server lb-bridge listens with: HTTPS when [security] bridge_tls_cert and bridge_tls_key
+// are set (options().tls), plain HTTP when neither is. Fails with one clear line when a file
+// cannot be read, is not PEM, or the key does not belong to the certificate. TLS 1.2 is the
+// oldest version accepted.
+proto::Result<std::unique_ptr<HttpServer>> MakeHttpServer(const common::SecuritySettings& security);
 
 // --- CURVE towards the agent ----------------------------------------------------------------
 

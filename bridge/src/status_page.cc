@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "http_api.h"
+#include "http_server.h"
 #include "web_assets.h"
 
 namespace lb::bridge {
@@ -93,7 +94,7 @@ void ServeStatus(client::CommandClient& agent, httplib::Response& res) {
 
 }  // namespace
 
-void InstallStatusPage(httplib::Server& server, client::CommandClient& agent) {
+void InstallStatusPage(HttpServer& server, client::CommandClient& agent) {
   server.Get("/", ServeAsset(web::kIndexHtml, "text/html; charset=utf-8"));
   server.Get("/ui/app.js", ServeAsset(web::kAppJs, "text/javascript; charset=utf-8"));
   server.Get("/ui/app.css", ServeAsset(web::kAppCss, "text/css; charset=utf-8"));

@@ -29,11 +29,9 @@
 
 #include "lb/client/command_client.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace lb::bridge {
+
+class HttpServer;
 
 // The Content-Security-Policy of every page route.
 inline constexpr std::string_view kStatusPageCsp =
@@ -42,6 +40,6 @@ inline constexpr std::string_view kStatusPageCsp =
 
 // Installs the routes above. Call before listening; `agent` must outlive `server`. The
 // access check in front of them is InstallHttpApi's.
-void InstallStatusPage(httplib::Server& server, client::CommandClient& agent);
+void InstallStatusPage(HttpServer& server, client::CommandClient& agent);
 
 }  // namespace lb::bridge

@@ -290,7 +290,7 @@ class BridgeEventsTest : public ::testing::Test {
     StartHub();
     agent_client_ = std::make_unique<client::CommandClient>(
         bridge_context_, AgentClientOptions(settings_, std::nullopt));
-    server_ = std::make_unique<httplib::Server>();
+    server_ = std::make_unique<HttpServer>();
     InstallHttpApi(*server_, *agent_client_, settings_, tokens_);
     InstallEventStream(*server_, *hub_);
     port_ = server_->bind_to_any_port("127.0.0.1");
@@ -366,7 +366,7 @@ class BridgeEventsTest : public ::testing::Test {
   zmq::context_t bridge_context_;
   std::unique_ptr<EventHub> hub_;
   std::unique_ptr<client::CommandClient> agent_client_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<HttpServer> server_;
   std::thread server_thread_;
   int port_ = 0;
 };

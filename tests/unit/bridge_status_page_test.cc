@@ -95,7 +95,7 @@ class StatusPageTest : public ::testing::Test {
   zmq::context_t context_;
   std::unique_ptr<FakeAgent> fake_;
   std::unique_ptr<client::CommandClient> agent_;
-  httplib::Server server_;
+  HttpServer server_;
   std::thread thread_;
   int port_ = 0;
 };
