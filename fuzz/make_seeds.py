@@ -282,6 +282,18 @@ def settings_files():
     write("ini", "continuation", "[a]\nkey = one\n  two ; comment\nk2: v\n\n[B]\nKEY=x\r\n")
 
 
+def http_requests():
+    write("http_request", "get", "GET /getBackends?backend=web&force=1 HTTP/1.1\r\nHost: x\r\n"
+          "Accept: */*\r\n\r\n")
+    write("http_request", "post_lf", "POST /reload HTTP/1.0\nContent-Length: 3\n\nabc")
+    write("http_request", "encoded", "GET /v1/backends/a%2Fb%20c?topic=x+y&e HTTP/1.1\r\n\r\n")
+    write("http_request", "multipart",
+          "POST /reload HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=\"xyz\"\r\n\r\n"
+          "--xyz\r\nContent-Disposition: form-data; name=\"config\"; filename=\"h.cfg\"\r\n"
+          "Content-Type: text/plain\r\n\r\n" + HAPROXY_CFG + "\r\n--xyz--\r\n")
+    write("http_request", "folded", "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n")
+
+
 def bridge_bodies():
     write("bridge_body", "raw_no_type", "\n" + HAPROXY_CFG)
     write("bridge_body", "raw_text_plain", "text/plain; charset=utf-8\n" + HAPROXY_CFG)
@@ -393,6 +405,7 @@ def allow_lists():
 
 
 if __name__ == "__main__":
+    http_requests()
     command_frames()
     many_values()
     fleet_frames()
