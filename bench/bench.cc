@@ -328,6 +328,17 @@ void HttpBenchmarks(const std::string& agent_bin, const std::string& bridge_bin,
     if (!csv.ok() || !lb::agent::ParseShowStat(*csv).ok()) Die("raw show stat failed");
   });
   Stats zmq1 = Measure(n, [&] { agent.Call("status", json::object()); });
+  // The bridge's per-call cost towards the agent: a new REQ socket (connect + ZMTP handshake)
+  // per call, as the bridge did before its pool, next to the pooled socket above.
+  zmq::context_t fresh_ctx;
+  lb::client::CommandClientOptions fresh_options;
+  fresh_options.endpoint = "ipc://" + dir + "/cmd.sock";
+  fresh_options.timeout = milliseconds(10000);
+  lb::client::CommandClient fresh_client(fresh_ctx, fresh_options);  // keep_connections = 0
+  Stats fresh = Measure(n, [&] {
+    auto r = fresh_client.Call("status", json::object());
+    if (!r.ok() || !r->status.ok()) Die("status on a new socket failed");
+  });
   HttpConnection http(port);
   Stats http1 = Measure(n, [&] {
     if (http.Post("/getBackends") != 200) Die("POST /getBackends did not answer 200");
@@ -366,6 +377,8 @@ void HttpBenchmarks(const std::string& agent_bin, const std::string& bridge_bin,
               "p50 ms", "p99 ms", "req/s");
   std::printf("%-34s %8d %12.2f %10.2f %10.2f %12s\n", "agent status over ZeroMQ", 1, floor.p50,
               zmq1.p50, zmq1.p99, "-");
+  std::printf("%-34s %8d %12.2f %10.2f %10.2f %12s\n", "agent status, new socket per call", 1,
+              floor.p50, fresh.p50, fresh.p99, "-");
   std::printf("%-34s %8d %12.2f %10.2f %10.2f %12s\n", "bridge POST /getBackends keep-alive", 1,
               floor.p50, http1.p50, http1.p99, "-");
   std::printf("%-34s %8d %12.2f %10s %10.2f %12.0f\n", "agent status over ZeroMQ", 64, floor.p50,
