@@ -19,11 +19,14 @@ using proto::Status;
 using Clock = FleetState::Clock;
 using std::chrono::milliseconds;
 
-// ZeroMQ keeps both connections honest: a ping every second, a connection without any traffic
-// for 3 s is dropped and dialled again (100 ms at first, backing off to 5 s).
+// ZeroMQ keeps both connections honest on this side: a ping every second, and a connection
+// whose pong has not come within 3 s is dropped and dialled again (100 ms at first, backing off
+// to 5 s). No heartbeat TTL is sent: it would make the controller arm a libzmq timer per ping
+// and cancel it on the next message, a walk of every timer of its I/O thread (libzmq's
+// cancel_timer is linear), so that N agents cost the controller O(N^2) per second; the
+// controller finds dead peers with TCP keepalive instead (controller.cc).
 constexpr int kHeartbeatIvlMs = 1000;
 constexpr int kHeartbeatTimeoutMs = 3000;
-constexpr int kHeartbeatTtlMs = 3000;
 constexpr int kReconnectIvlMs = 100;
 constexpr int kReconnectIvlMaxMs = 5000;
 // Acks and hellos waiting for the controller; beyond this they are dropped (and logged).
@@ -157,7 +160,6 @@ Status FleetClient::OpenSockets() {
       s->set(zmq::sockopt::linger, 0);
       s->set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
       s->set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
-      s->set(zmq::sockopt::heartbeat_ttl, kHeartbeatTtlMs);
       s->set(zmq::sockopt::reconnect_ivl, kReconnectIvlMs);
       s->set(zmq::sockopt::reconnect_ivl_max, kReconnectIvlMaxMs);
       if (secure_) secure_(*s);

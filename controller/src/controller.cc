@@ -29,9 +29,15 @@ constexpr std::chrono::milliseconds kMaxWait{100};
 constexpr int kMaxMessagesPerWake = 200;
 // A message with more frames than this is not one of ours; the rest is read and dropped.
 constexpr size_t kMaxFrames = 4;
-// ZeroMQ heartbeats on the agents' connections, so that a dead agent's pipe goes away.
-constexpr int kHeartbeatIvlMs = 1000;
-constexpr int kHeartbeatTimeoutMs = 5000;
+// A dead agent's connection goes away through TCP keepalive (the kernel's timers): first probe
+// after 10 s of silence, then every 5 s, dropped after 3 unanswered (about 25 s). Not through
+// ZeroMQ heartbeats: each heartbeat arms a libzmq timer that the answer cancels, and libzmq's
+// cancel_timer walks every timer of the I/O thread, so N agents cost O(N^2) per second: at 5,000
+// agents the controller's I/O thread was saturated and they could not all connect. (Agents
+// ping the controller and time out on their side; a ping is answered without a timer here.)
+constexpr int kKeepaliveIdleS = 10;
+constexpr int kKeepaliveIntervalS = 5;
+constexpr int kKeepaliveProbes = 3;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -130,10 +136,12 @@ Status Controller::Bind(int socket_type, const std::string& what, const std::str
                                                  : ControllerCore::AgentLimits().max_frame_bytes));
     }
     if (zap_ && what != "control") common::MakeCurveServer(*s, own_, *zap_, "fleet");
-    if (what == "router") {
-      s->set(zmq::sockopt::router_handover, true);
-      s->set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
-      s->set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
+    if (what == "router") s->set(zmq::sockopt::router_handover, true);
+    if (what != "control") {
+      s->set(zmq::sockopt::tcp_keepalive, 1);
+      s->set(zmq::sockopt::tcp_keepalive_idle, kKeepaliveIdleS);
+      s->set(zmq::sockopt::tcp_keepalive_intvl, kKeepaliveIntervalS);
+      s->set(zmq::sockopt::tcp_keepalive_cnt, kKeepaliveProbes);
     }
     s->bind(endpoint);
     *bound = s->get(zmq::sockopt::last_endpoint);
