@@ -3,7 +3,7 @@
 // lb::agent::FleetClient (its sockets, state machine, state file and acks), with the reload path
 // replaced by an instant answer ("unchanged" when the config is the one it last applied,
 // "applied" otherwise). One table: push -> last ack for a config every agent has and for a new
-// one, and the controller's CPU seconds and peak RSS.
+// one, the controller's CPU seconds and peak RSS, and the client processes' CPU seconds.
 //
 // DESIGN: the controller is the lb-controller binary, on ipc:// endpoints in a temp dir. The
 // clients run in child processes (fork) of at most --per-process clients each: one client holds
@@ -201,13 +201,16 @@ struct SizeResult {
   std::vector<PushFigure> unchanged, fresh;
   double connect_s = 0;
   ProcStats push_phase_start, end;
+  double clients_cpu_s = 0;  // every client process's CPU over the pushes, summed
   std::string error;
 };
 
 class Run {
  public:
-  Run(std::string controller_binary, int n, int per_process, milliseconds beacon_timeout)
+  Run(std::string controller_binary, std::string root, int n, int per_process,
+      milliseconds beacon_timeout)
       : binary_(std::move(controller_binary)),
+        root_(std::move(root)),
         n_(n),
         per_process_(per_process),
         beacon_timeout_(beacon_timeout) {}
@@ -222,6 +225,7 @@ class Run {
   void Cleanup();
 
   std::string binary_;
+  std::string root_;  // --dir: where the temp dir (sockets, state files, logs) is made
   int n_;
   int per_process_;
   milliseconds beacon_timeout_;
@@ -246,8 +250,8 @@ json Run::Call(const std::string& cmd, const json& args, std::string* error) {
 }
 
 bool Run::StartController() {
-  char tmpl[] = "/tmp/lb-fanout-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) return false;
+  std::string tmpl = root_ + "/lb-fanout-XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr) return false;
   dir_ = tmpl;
   std::filesystem::create_directories(dir_ + "/agents");
   std::ofstream cfg(dir_ + "/lb-controller.cfg");
@@ -405,6 +409,8 @@ SizeResult Run::Go(int rounds) {
   }
   out.connect_s = std::chrono::duration<double>(Clock::now() - connect_start).count();
   out.push_phase_start = ReadStats(controller_);
+  double clients_start_s = 0;
+  for (const Child& c : children_) clients_start_s += ReadStats(c.pid).cpu_s;
   // Version 1 is new to every agent; then per round the same config again and a new one.
   std::string config = "global\n# bench config 0\n";
   PushFigure first = PushAndWait(config, "applied");
@@ -419,6 +425,8 @@ SizeResult Run::Go(int rounds) {
     out.fresh.push_back(PushAndWait(config, "applied"));
   }
   out.end = ReadStats(controller_);
+  for (const Child& c : children_) out.clients_cpu_s += ReadStats(c.pid).cpu_s;
+  out.clients_cpu_s -= clients_start_s;
   return out;
 }
 
@@ -488,6 +496,10 @@ int main(int argc, char** argv) {
   // connected), which measures the CPU starvation of the clients, not the controller.
   milliseconds beacon_timeout(30000);
   std::string controller = LB_CONTROLLER_BINARY;
+  // Every agent writes its fleet state file (fsync'd, file and directory) before it acks. On
+  // one VM each agent syncs its own disk in parallel with the others; here 5,000 of them share
+  // one, so `--dir /dev/shm` (tmpfs: fsync returns at once) measures the messaging alone.
+  std::string root = "/tmp";
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -512,10 +524,12 @@ int main(int argc, char** argv) {
       g_connect_timeout_s = std::max(1, std::stoi(value()));
     } else if (arg == "--controller") {
       controller = value();
+    } else if (arg == "--dir") {
+      root = value();
     } else {
       std::cerr << "usage: fleet-fanout-bench [--sizes 100,1000,5000] [--rounds 3] "
                    "[--per-process 1000] [--beacon-timeout-ms 30000] "
-                   "[--connect-timeout-s 180] [--controller PATH]\n";
+                   "[--connect-timeout-s 180] [--controller PATH] [--dir /tmp]\n";
       return arg == "--help" ? 0 : 2;
     }
   }
@@ -531,10 +545,10 @@ int main(int argc, char** argv) {
   lb::common::SetLogLevel(lb::common::LogLevel::kWarning);
 
   std::cout << "fleet-fanout-bench: real lb-controller (" << controller
-            << ") and real FleetClients with an instant reload, on ipc:// in /tmp; clients in "
-               "child processes of at most "
-            << per_process << " each (descriptor limit " << limit.rlim_cur
-            << "); agents' beacon_timeout " << beacon_timeout.count() << " ms; " << rounds
+            << ") and real FleetClients with an instant reload, on ipc:// and state files in "
+            << root << "; clients in child processes of at most " << per_process
+            << " each (descriptor limit " << limit.rlim_cur << "); agents' beacon_timeout "
+            << beacon_timeout.count() << " ms; " << rounds
             << " rounds per size, median (min-max) of push -> last ack by the controller's "
                "received_ms\n\n";
   std::vector<SizeResult> results;
@@ -543,7 +557,7 @@ int main(int argc, char** argv) {
     if (g_interrupted) break;
     SizeResult r;
     {
-      Run run(controller, n, per_process, beacon_timeout);
+      Run run(controller, root, n, per_process, beacon_timeout);
       try {
         r = run.Go(rounds);
       } catch (const std::exception& e) {  // an unexpected reply: `run` still cleans up
@@ -562,12 +576,14 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "\n| agents | unchanged push -> last ack | new config push -> last ack | controller CPU s "
-      "(pushes / whole run) | controller peak RSS MB |\n|---|---|---|---|---|\n");
+      "(pushes / whole run) | controller peak RSS MB | clients CPU s (pushes) "
+      "|\n|---|---|---|---|---|---|\n");
   for (const auto& r : results) {
-    std::printf("| %d | %s | %s | %.2f / %.2f | %.1f |\n", r.agents,
+    std::printf("| %d | %s | %s | %.2f / %.2f | %.1f | %.1f |\n", r.agents,
                 r.error.empty() ? Median(r.unchanged, r.agents).c_str() : r.error.c_str(),
                 r.error.empty() ? Median(r.fresh, r.agents).c_str() : "-",
-                r.end.cpu_s - r.push_phase_start.cpu_s, r.end.cpu_s, r.end.peak_rss_mb);
+                r.end.cpu_s - r.push_phase_start.cpu_s, r.end.cpu_s, r.end.peak_rss_mb,
+                r.clients_cpu_s);
   }
   for (const auto& r : results) {
     for (const auto* set : {&r.unchanged, &r.fresh}) {
