@@ -18,7 +18,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +43,7 @@
 
 #include "fleet_client.h"
 #include "lb/client/command_client.h"
+#include "lb/common/daemon.h"
 #include "lb/common/log.h"
 #include "lb/common/settings.h"
 #include "lb/proto/fleet.h"
@@ -533,21 +533,17 @@ int main(int argc, char** argv) {
       return arg == "--help" ? 0 : 2;
     }
   }
-  // The controller (a child) inherits the raised limit: it holds two connections per agent.
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   signal(SIGPIPE, SIG_IGN);
   lb::common::SetLogLevel(lb::common::LogLevel::kWarning);
+  // Each client process holds its agents' sockets (the controller raises its own limit).
+  const std::size_t limit = lb::common::RaiseDescriptorLimit();
 
   std::cout << "fleet-fanout-bench: real lb-controller (" << controller
             << ") and real FleetClients with an instant reload, on ipc:// and state files in "
             << root << "; clients in child processes of at most " << per_process
-            << " each (descriptor limit " << limit.rlim_cur << "); agents' beacon_timeout "
+            << " each (descriptor limit " << limit << "); agents' beacon_timeout "
             << beacon_timeout.count() << " ms; " << rounds
             << " rounds per size, median (min-max) of push -> last ack by the controller's "
                "received_ms\n\n";

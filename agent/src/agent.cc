@@ -1,6 +1,5 @@
 #include "agent.h"
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 
 #include "config_history.h"
 #include "haproxy_parsers.h"
+#include "lb/common/daemon.h"
 #include "lb/common/ini.h"
 #include "lb/common/log.h"
 #include "lb/common/service_manager.h"
@@ -143,31 +143,20 @@ int Agent::Run(const std::atomic<bool>& stop) {
 
 namespace {
 
-// Raises the descriptor limit to the hard one and returns how many connections each of the two
-// server sockets may hold: `wanted`, lowered when the limit would leave no reserve for what a
-// reload opens (the config, its candidate and history, haproxy's sockets and pipes) and for
-// ZeroMQ's own descriptors.
+// How many connections each of the two server sockets may hold, with the descriptor limit raised
+// to the hard one: `wanted`, lowered when the limit would leave no reserve for what a reload
+// opens (the config, its candidate and history, haproxy's sockets and pipes) and for ZeroMQ's
+// own descriptors.
 std::size_t ConnectionCap(std::size_t wanted) {
-  constexpr rlim_t kReserve = 256;
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
-  if (limit.rlim_cur < limit.rlim_max) {
-    const rlim_t before = limit.rlim_cur;
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
-      LogInfo() << "file descriptor limit raised from " << before << " to the hard limit "
-                << limit.rlim_cur;
-    } else {
-      limit.rlim_cur = before;
-    }
-  }
-  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
-  const rlim_t usable = limit.rlim_cur > kReserve ? limit.rlim_cur - kReserve : 0;
-  const std::size_t fits = std::max<std::size_t>(1, static_cast<std::size_t>(usable / 2));
+  constexpr std::size_t kReserve = 256;
+  const std::size_t limit = common::RaiseDescriptorLimit();
+  if (limit == 0 || limit == SIZE_MAX) return wanted;
+  const std::size_t usable = limit > kReserve ? limit - kReserve : 0;
+  const std::size_t fits = std::max<std::size_t>(1, usable / 2);
   if (wanted <= fits) return wanted;
   LogWarning() << "[lb-agent] max_connections = " << wanted << " does not fit the descriptor limit "
-               << limit.rlim_cur << " (two sockets, " << kReserve << " kept for reloads): using "
-               << fits << "; raise LimitNOFILE";
+               << limit << " (two sockets, " << kReserve << " kept for reloads): using " << fits
+               << "; raise LimitNOFILE";
   return fits;
 }
 

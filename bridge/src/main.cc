@@ -2,7 +2,6 @@
 // only parses the command line, loads the settings and handles signals; http_api.h holds the
 // routes, lb/client/command_client.h the agent connection, and event_stream.h / event_hub.h
 // GET /events.
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -101,22 +100,15 @@ std::string Reread(const lb::common::Settings& running, lb::bridge::TokenStore& 
   return summary;
 }
 
-// Raises the descriptor limit to the hard one and returns how many HTTP connections fit in it:
-// kept idle connections cost a descriptor each (and nothing else), so the default soft limit of
-// 1024 would be the first thing a thousand clients run into. 256 stay for the agent connections
+// How many HTTP connections fit in the descriptor limit, raised to the hard one: kept idle
+// connections cost a descriptor each (and nothing else). 256 stay for the agent connections
 // (kRequestThreads), the event streams' ZeroMQ sockets and the files the bridge reads.
 std::size_t HttpConnectionCap(std::size_t wanted) {
-  constexpr rlim_t kReserve = 256;
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
-  if (limit.rlim_cur < limit.rlim_max) {
-    const rlim_t before = limit.rlim_cur;
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
-  }
-  if (limit.rlim_cur == RLIM_INFINITY) return wanted;
-  const rlim_t usable = limit.rlim_cur > 2 * kReserve ? limit.rlim_cur - kReserve : kReserve;
-  return std::min<std::size_t>(wanted, static_cast<std::size_t>(usable));
+  constexpr std::size_t kReserve = 256;
+  const std::size_t limit = lb::common::RaiseDescriptorLimit();
+  if (limit == 0 || limit == SIZE_MAX) return wanted;
+  const std::size_t usable = limit > 2 * kReserve ? limit - kReserve : kReserve;
+  return std::min(wanted, usable);
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include "lb/common/daemon.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <iostream>
 
@@ -12,6 +14,23 @@
 #include "lb/common/version.h"
 
 namespace lb::common {
+
+std::size_t RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      LogInfo() << "file descriptor limit raised from " << before << " to the hard limit "
+                << limit.rlim_cur;
+    } else {
+      limit.rlim_cur = before;
+    }
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  return static_cast<std::size_t>(limit.rlim_cur);
+}
 
 std::variant<DaemonArgs, int> ParseDaemonArgs(int argc, char** argv, const DaemonInfo& info) {
   DaemonArgs args;

@@ -2,6 +2,7 @@
 // command line, loads the settings and handles signals; controller.h serves.
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -139,6 +140,12 @@ int main(int argc, char** argv) {
     for (const auto& warning : *checked) lb::common::LogWarning() << warning;
     std::cout << args.config_path << ": ok\n";
     return 0;
+  }
+  // Each agent holds two connections (PUB and ROUTER), each a descriptor: the default soft limit
+  // of 1024 would stop a fleet at about 400 agents.
+  if (const std::size_t limit = lb::common::RaiseDescriptorLimit(); limit > 0 && limit < SIZE_MAX) {
+    lb::common::LogInfo() << "descriptor limit " << limit << ": room for about "
+                          << (limit > 256 ? (limit - 256) / 2 : 0) << " agents";
   }
   std::atomic<bool> stop{false};
   try {

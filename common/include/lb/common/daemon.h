@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,12 @@ struct DaemonArgs {
 // Parses argv. An int is the exit code to return at once: 0 after --help or --version (printed
 // on stdout), 2 after a usage error (the error, then the usage, on stderr).
 std::variant<DaemonArgs, int> ParseDaemonArgs(int argc, char** argv, const DaemonInfo& info);
+
+// Raises the soft descriptor limit to the hard one, and logs it when it did: every connection a
+// daemon holds costs a descriptor, and the default soft limit of 1024 is the first thing a
+// thousand clients (or agents) run into. Returns the soft limit in force afterwards; SIZE_MAX
+// when there is none, 0 when it cannot be read. Callers size their connection caps from it.
+std::size_t RaiseDescriptorLimit();
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (call first in main(), before any
 // thread starts: a SIGHUP during start-up is then kept for the SignalThread instead of killing
