@@ -12,9 +12,9 @@
 #include "lb/common/ini.h"
 #include "lb/common/log.h"
 #include "lb/common/service_manager.h"
+#include "lb/common/sha256.h"
 #include "lb/common/version.h"
 #include "process.h"
-#include "sha256.h"
 
 namespace lb::agent {
 namespace {
@@ -473,7 +473,7 @@ Result<json> Agent::GetConfig() {
   return json{{"path", store_.live_path()},
               {"exists", live->exists},
               {"config", live->text},
-              {"sha256", live->exists ? Sha256Hex(live->text) : ""}};
+              {"sha256", live->exists ? common::Sha256Hex(live->text) : ""}};
 }
 
 }  // namespace lb::agent

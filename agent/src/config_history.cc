@@ -4,8 +4,8 @@
 
 #include <cstdio>
 
+#include "lb/common/sha256.h"
 #include "lb/common/text.h"
-#include "sha256.h"
 
 namespace lb::agent {
 namespace {
@@ -27,7 +27,7 @@ std::vector<KeptConfig> ListKeptConfigs(const ConfigStore& store, const std::str
   for (auto& entry : store.History()) {
     KeptConfig config;
     auto text = store.ReadEntry(entry);
-    if (text.ok()) config.sha256 = Sha256Hex(*text);
+    if (text.ok()) config.sha256 = common::Sha256Hex(*text);
     config.entry = std::move(entry);
     if (!live_found && !live_sha256.empty() && config.sha256 == live_sha256 &&
         (WasLive(config.entry.outcome) || config.entry.outcome == "pending")) {

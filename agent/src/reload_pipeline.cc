@@ -5,9 +5,9 @@
 
 #include "config_lint.h"
 #include "haproxy_parsers.h"
+#include "lb/common/sha256.h"
 #include "lb/proto/codec.h"
 #include "runtime_apply.h"
-#include "sha256.h"
 
 namespace lb::agent {
 namespace {
@@ -65,7 +65,7 @@ ReloadPipeline::ReloadPipeline(const common::Settings& settings, ConfigStore& st
 std::string ReloadPipeline::LiveSha256() const {
   auto live = store_.ReadLive();
   if (!live.ok() || !live->exists) return "";
-  return Sha256Hex(live->text);
+  return common::Sha256Hex(live->text);
 }
 
 json ReloadPipeline::LastReload() const {
@@ -203,7 +203,7 @@ Result<ReloadPipeline::Checked> ReloadPipeline::Check(const ReloadRequest& reque
   }
   Checked out;
   out.candidate = *candidate;
-  out.sha256 = Sha256Hex(request.config);
+  out.sha256 = common::Sha256Hex(request.config);
   out.warnings = std::move(lint.warnings);
   out.validate_ms = v.ms;
   out.paths = std::move(paths);
@@ -305,7 +305,7 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
   const auto start = Clock::now();
   auto live = store_.ReadLive();
   if (!live.ok()) return live.status();
-  const std::string previous_sha = live->exists ? Sha256Hex(live->text) : "";
+  const std::string previous_sha = live->exists ? common::Sha256Hex(live->text) : "";
   auto fail = [&](const Status& s, const std::string& outcome = "") {
     Record(outcome.empty() ? std::string(proto::ErrorCodeName(s.code())) : outcome, previous_sha,
            MsSince(start), s);
@@ -324,7 +324,7 @@ Result<json> ReloadPipeline::Apply(const ReloadRequest& request) {
   }
   // Identical to the live config: nothing to validate or reload. The live file passed these
   // checks when it was applied, and a fleet push that changes nothing must stay cheap.
-  if (live->exists && Sha256Hex(request.config) == previous_sha) {
+  if (live->exists && common::Sha256Hex(request.config) == previous_sha) {
     json result = {{"outcome", "unchanged"},
                    {"applied_via", "unchanged"},
                    {"sha256", previous_sha},
@@ -383,7 +383,7 @@ std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
     const ConfigStore::Live& live, const DeclaredServers& live_model,
     const DeclaredServers& next_model, Clock::time_point start, std::string* reload_reason,
     bool* touched) {
-  const std::string previous_sha = Sha256Hex(live.text);
+  const std::string previous_sha = common::Sha256Hex(live.text);
   auto fail = [&](const Status& s) {
     Record(std::string(proto::ErrorCodeName(s.code())), previous_sha, MsSince(start), s);
     return std::optional<Result<json>>(Result<json>(s));
@@ -447,7 +447,7 @@ std::optional<Result<json>> ReloadPipeline::ApplyRuntime(
   }
   store_.ReloadFinished();
   store_.SetOutcome("applied");
-  const std::string sha = Sha256Hex(request.config);
+  const std::string sha = common::Sha256Hex(request.config);
   json result = {{"outcome", "applied"},
                  {"applied_via", "runtime"},
                  {"verified", true},
@@ -481,7 +481,7 @@ Result<json> ReloadPipeline::ApplyChecked(const ReloadRequest& request, Checked 
                                           const ConfigStore::Live& live,
                                           const std::string& reload_reason,
                                           Clock::time_point start) {
-  const std::string previous_sha = live.exists ? Sha256Hex(live.text) : "";
+  const std::string previous_sha = live.exists ? common::Sha256Hex(live.text) : "";
   const DeclaredServers live_model = ReadDeclaredServers(live.exists ? live.text : "");
   const DeclaredServers next_model = ReadDeclaredServers(request.config);
   const auto expect = SaveServerState(StateFileOf(request.config), live_model, next_model,

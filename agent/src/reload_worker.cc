@@ -1,6 +1,6 @@
 #include "reload_worker.h"
 
-#include "sha256.h"
+#include "lb/common/sha256.h"
 
 namespace lb::agent {
 
@@ -64,7 +64,7 @@ void ReloadWorker::Run() {
       counters_.applied_calls++;
     }
     if (!replaced.empty()) {
-      const std::string sha256 = Sha256Hex(job.request.config);
+      const std::string sha256 = common::Sha256Hex(job.request.config);
       for (auto& reply : replaced) {
         reply(Status(ErrorCode::kSuperseded,
                      "a newer reload arrived while this one waited behind a running one and "

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "sha256.h"
+#include "lb/common/sha256.h"
 #include "test_util.h"
 
 namespace lb::agent {
@@ -85,7 +85,7 @@ TEST(ConfigHistoryTest, HistoryResultListsEveryEntryWithItsShaAndMarksTheLiveOne
     store.ReloadFinished();
     store.SetOutcome("applied");
   }
-  const std::string live_sha = Sha256Hex("v0\n");
+  const std::string live_sha = common::Sha256Hex("v0\n");
   std::vector<KeptConfig> kept = ListKeptConfigs(store, live_sha);
   json result = HistoryResult(store, kept, live_sha);
   EXPECT_EQ(result["history_dir"], tmp.File("history"));
@@ -98,7 +98,7 @@ TEST(ConfigHistoryTest, HistoryResultListsEveryEntryWithItsShaAndMarksTheLiveOne
   EXPECT_EQ(entries[0]["sha256"], live_sha);
   EXPECT_EQ(entries[0]["live"], true);
   EXPECT_EQ(entries[0]["bytes"], 3);
-  EXPECT_EQ(entries[1]["sha256"], Sha256Hex("v1\n"));
+  EXPECT_EQ(entries[1]["sha256"], common::Sha256Hex("v1\n"));
   EXPECT_EQ(entries[2]["outcome"], "was_live");
   EXPECT_EQ(entries[2]["live"], false) << "only the newest entry of the live text is live";
   const std::string time = entries[0]["time"];

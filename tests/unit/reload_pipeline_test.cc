@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "sha256.h"
+#include "lb/common/sha256.h"
 #include "test_util.h"
 
 namespace lb::agent {
@@ -299,8 +299,8 @@ TEST_F(ReloadPipelineTest, AppliesAValidConfig) {
   auto result = pipeline_->Apply(Request(next));
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ((*result)["outcome"], "applied");
-  EXPECT_EQ((*result)["sha256"], Sha256Hex(next));
-  EXPECT_EQ((*result)["previous_sha256"], Sha256Hex(previous_));
+  EXPECT_EQ((*result)["sha256"], common::Sha256Hex(next));
+  EXPECT_EQ((*result)["previous_sha256"], common::Sha256Hex(previous_));
   EXPECT_EQ((*result)["rolled_back"], false);
   EXPECT_TRUE((*result)["warnings"].is_array());
   EXPECT_EQ(ReadFile(live_), next);
@@ -310,7 +310,7 @@ TEST_F(ReloadPipelineTest, AppliesAValidConfig) {
   EXPECT_EQ(validator_.calls, 1);
   EXPECT_EQ(validator_.text_seen, next);
   EXPECT_EQ(validator_.last_display_name, "haproxy.cfg");
-  EXPECT_EQ(pipeline_->LiveSha256(), Sha256Hex(next));
+  EXPECT_EQ(pipeline_->LiveSha256(), common::Sha256Hex(next));
   EXPECT_EQ(TempFiles(), 0);
   EXPECT_EQ(pipeline_->LastReload()["outcome"], "applied");
 }
@@ -364,7 +364,7 @@ TEST_F(ReloadPipelineTest, SameConfigTwiceIsUnchanged) {
   auto second = pipeline_->Apply(Request(next));
   ASSERT_TRUE(second.ok()) << second.status().ToString();
   EXPECT_EQ((*second)["outcome"], "unchanged");
-  EXPECT_EQ((*second)["sha256"], Sha256Hex(next));
+  EXPECT_EQ((*second)["sha256"], common::Sha256Hex(next));
   EXPECT_EQ(control_->reload_calls, 1);
   EXPECT_EQ(ReadFile(live_), next);
   EXPECT_EQ(TempFiles(), 0);
@@ -374,10 +374,10 @@ TEST_F(ReloadPipelineTest, SameConfigTwiceIsUnchanged) {
 
 TEST_F(ReloadPipelineTest, ExpectSha256MismatchIsConflictAndChangesNothing) {
   ReloadRequest request = Request(Config("s1 127.0.0.1:8081"));
-  request.expect_sha256 = Sha256Hex("some other config");
+  request.expect_sha256 = common::Sha256Hex("some other config");
   auto result = pipeline_->Apply(request);
   ASSERT_EQ(result.status().code(), ErrorCode::kConflict) << result.status().ToString();
-  EXPECT_EQ(result.status().details()["sha256"], Sha256Hex(previous_));
+  EXPECT_EQ(result.status().details()["sha256"], common::Sha256Hex(previous_));
   EXPECT_EQ(validator_.calls, 0);
   EXPECT_EQ(control_->reload_calls, 0);
   EXPECT_EQ(ReadFile(live_), previous_);
@@ -388,7 +388,7 @@ TEST_F(ReloadPipelineTest, ExpectSha256MismatchIsConflictAndChangesNothing) {
 TEST_F(ReloadPipelineTest, ExpectSha256MatchIsApplied) {
   const std::string next = Config("s1 127.0.0.1:8081");
   ReloadRequest request = Request(next);
-  request.expect_sha256 = Sha256Hex(previous_);
+  request.expect_sha256 = common::Sha256Hex(previous_);
   auto result = pipeline_->Apply(request);
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ((*result)["outcome"], "applied");
@@ -401,7 +401,7 @@ TEST_F(ReloadPipelineTest, ReloadFailingOnceRollsBack) {
   auto result = pipeline_->Apply(Request(Config("s1 127.0.0.1:8081")));
   ASSERT_EQ(result.status().code(), ErrorCode::kReloadFailed) << result.status().ToString();
   EXPECT_EQ(result.status().details()["rolled_back"], true);
-  EXPECT_EQ(result.status().details()["sha256"], Sha256Hex(previous_));
+  EXPECT_EQ(result.status().details()["sha256"], common::Sha256Hex(previous_));
   EXPECT_NE(result.status().message().find("new worker exited with code 1"), std::string::npos)
       << result.status().message();
   EXPECT_EQ(ReadFile(live_), previous_);
@@ -520,7 +520,7 @@ TEST_F(ReloadPipelineTest, ValidateChangesNothing) {
   auto result = pipeline_->Validate(Request(next));
   ASSERT_TRUE(result.ok()) << result.status().ToString();
   EXPECT_EQ((*result)["valid"], true);
-  EXPECT_EQ((*result)["sha256"], Sha256Hex(next));
+  EXPECT_EQ((*result)["sha256"], common::Sha256Hex(next));
   EXPECT_EQ(validator_.calls, 1);
   EXPECT_EQ(validator_.text_seen, next);
   EXPECT_EQ(control_->reload_calls, 0);

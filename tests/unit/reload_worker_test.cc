@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "sha256.h"
+#include "lb/common/sha256.h"
 #include "work_pool.h"
 
 namespace lb::agent {
@@ -139,7 +139,7 @@ TEST(ReloadWorkerTest, CoalescesReloadsQueuedBehindARunningOne) {
       SCOPED_TRACE("job " + std::to_string(i));
       EXPECT_EQ(board->answers[i]->status.code(), ErrorCode::kSuperseded);
       // Named by the config that replaced it for good.
-      EXPECT_EQ(board->answers[i]->status.details()["sha256"], Sha256Hex("cfg5"));
+      EXPECT_EQ(board->answers[i]->status.details()["sha256"], common::Sha256Hex("cfg5"));
     }
   }
   ReloadWorker::Counters counters = worker->counters();

@@ -3,9 +3,9 @@
 #include <string>
 #include <string_view>
 
-namespace lb::agent {
+namespace lb::common {
 
 // Lower-case hex SHA-256 of `data` (64 characters).
 std::string Sha256Hex(std::string_view data);
 
-}  // namespace lb::agent
+}  // namespace lb::common

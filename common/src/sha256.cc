@@ -1,8 +1,8 @@
-#include "sha256.h"
+#include "lb/common/sha256.h"
 
 #include <openssl/evp.h>
 
-namespace lb::agent {
+namespace lb::common {
 
 std::string Sha256Hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -18,4 +18,4 @@ std::string Sha256Hex(std::string_view data) {
   return out;
 }
 
-}  // namespace lb::agent
+}  // namespace lb::common
