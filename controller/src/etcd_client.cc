@@ -101,7 +101,24 @@ std::optional<std::string> EtcdError(const json& reply) {
 
 }  // namespace
 
-json EtcdRangeRequest(std::string_view key) { return {{"key", common::Base64Encode(key)}}; }
+json EtcdRangeRequest(std::string_view key, std::string_view range_end, bool keys_only) {
+  json out = {{"key", common::Base64Encode(key)}};
+  if (!range_end.empty()) out["range_end"] = common::Base64Encode(range_end);
+  if (keys_only) out["keys_only"] = true;
+  return out;
+}
+
+std::string EtcdPrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
 
 json EtcdPutRequest(std::string_view key, std::string_view value, int64_t lease) {
   json out = {{"key", common::Base64Encode(key)}, {"value", common::Base64Encode(value)}};
@@ -341,6 +358,15 @@ Result<std::optional<EtcdKeyValue>> EtcdClient::Get(std::string_view key) {
   if (!kvs.ok()) return Bad("etcd " + path + ": " + kvs.status().message());
   if (kvs->empty()) return std::optional<EtcdKeyValue>();
   return std::optional<EtcdKeyValue>(std::move(kvs->front()));
+}
+
+Result<std::vector<EtcdKeyValue>> EtcdClient::List(std::string_view prefix, bool keys_only) {
+  const std::string path = "/v3/kv/range";
+  auto reply = Call(path, EtcdRangeRequest(prefix, EtcdPrefixEnd(prefix), keys_only));
+  if (!reply.ok()) return reply.status();
+  auto kvs = ParseEtcdRangeReply(*reply);
+  if (!kvs.ok()) return Bad("etcd " + path + ": " + kvs.status().message());
+  return kvs;
 }
 
 Result<int64_t> EtcdClient::Put(std::string_view key, std::string_view value, int64_t lease) {

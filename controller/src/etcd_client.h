@@ -100,7 +100,12 @@ struct EtcdLease {
 
 // ---- pure: request bodies and replies ----
 
-nlohmann::json EtcdRangeRequest(std::string_view key);
+// One key; with `range_end`, every key in [key, range_end) (EtcdPrefixEnd: a prefix's keys).
+nlohmann::json EtcdRangeRequest(std::string_view key, std::string_view range_end = {},
+                                bool keys_only = false);
+// The range_end that makes a range of `prefix` cover every key starting with it (its last byte
+// below 0xff plus one, as clientv3.GetPrefixRangeEnd).
+std::string EtcdPrefixEnd(std::string_view prefix);
 nlohmann::json EtcdPutRequest(std::string_view key, std::string_view value, int64_t lease);
 nlohmann::json EtcdTxnRequest(const EtcdTxn& txn);
 nlohmann::json EtcdLeaseGrantRequest(int64_t ttl_s);
@@ -131,6 +136,8 @@ class EtcdClient {
 
   // The key, or nullopt when it does not exist.
   proto::Result<std::optional<EtcdKeyValue>> Get(std::string_view key);
+  // Every key starting with `prefix`, in key order (without values with `keys_only`).
+  proto::Result<std::vector<EtcdKeyValue>> List(std::string_view prefix, bool keys_only = false);
   // Puts the key; the revision of the put.
   proto::Result<int64_t> Put(std::string_view key, std::string_view value, int64_t lease = 0);
   proto::Result<EtcdTxnResult> Txn(const EtcdTxn& txn);

@@ -1,11 +1,13 @@
 #include "etcd_store.h"
 
 #include "controller_core.h"
+#include "lb/common/sha256.h"
 #include "state_dir.h"
 
 namespace lb::controller {
 namespace {
 
+using nlohmann::json;
 using proto::ErrorCode;
 using proto::Result;
 using proto::Status;
@@ -15,6 +17,31 @@ using proto::Status;
 // default); a try costs at most the client's deadline per hanging member. 2 s keeps the whole
 // save under the 5 s lbctl waits for an answer, even with two members hanging.
 constexpr std::chrono::milliseconds kWriteRetryBudget{2000};
+// A piece of a blob, and the most a txn of puts carries: etcd refuses requests above 1.5 MiB
+// (--max-request-bytes' default), key and framing included.
+constexpr size_t kPieceBytes = 1024 * 1024;
+// Below etcd's --max-txn-ops (128 by default).
+constexpr size_t kMaxOpsPerTxn = 64;
+constexpr std::string_view kLayout = "blobs";
+
+std::string PieceKey(const std::string& blobs_prefix, std::string_view sha, size_t index) {
+  return blobs_prefix + std::string(sha) + "/" + std::to_string(index);
+}
+
+// A blob's ref in a document: {"sha256", "bytes", "pieces"}; its pieces go into `pieces`.
+json AddBlob(const std::string& text, const std::string& blobs_prefix,
+             std::map<std::string, std::string>& pieces) {
+  const std::string sha = common::Sha256Hex(text);
+  const size_t count = text.empty() ? 1 : (text.size() + kPieceBytes - 1) / kPieceBytes;
+  for (size_t i = 0; i < count; ++i) {
+    pieces[PieceKey(blobs_prefix, sha, i)] = text.substr(i * kPieceBytes, kPieceBytes);
+  }
+  return {{"sha256", sha}, {"bytes", text.size()}, {"pieces", count}};
+}
+
+std::string Dump(const json& document) {
+  return document.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 }  // namespace
 
@@ -24,7 +51,8 @@ EtcdStore::EtcdStore(std::unique_ptr<EtcdClient> client, EtcdStoreOptions option
       options_(std::move(options)),
       controller_id_(std::move(controller_id)),
       state_key_(options_.prefix + "state"),
-      leader_key_(options_.prefix + "leader") {}
+      leader_key_(options_.prefix + "leader"),
+      blobs_prefix_(options_.prefix + "blobs/") {}
 
 EtcdStore::~EtcdStore() {
   {
@@ -151,37 +179,153 @@ Result<PersistentState> EtcdStore::Load() {
   if (!kv.ok()) {
     return Status(ErrorCode::kInternal, "cannot read " + Describe() + ": " + kv.status().message());
   }
+  // Every piece: the state's blobs, and leftovers (of a save cut short) for the next save to
+  // delete.
+  auto listed = client_->List(blobs_prefix_);
+  if (!listed.ok()) {
+    return Status(ErrorCode::kInternal,
+                  "cannot read " + Describe() + "'s blobs: " + listed.status().message());
+  }
+  std::map<std::string, std::string> pieces;
+  for (auto& piece : *listed) pieces.emplace(std::move(piece.key), std::move(piece.value));
+  stored_pieces_.clear();
+  for (const auto& [key, value] : pieces) stored_pieces_.insert(key);
   if (!kv->has_value()) {
     state_mod_revision_ = 0;
     return PersistentState{};
   }
-  auto state = DecodeState((*kv)->value, Describe());
+  const std::string origin = Describe();
+  json pointer = json::parse((*kv)->value, nullptr, false);
+  if (!pointer.is_object() || pointer.value("layout", "") != kLayout) {
+    // One document, as saved by an earlier version.
+    auto state = DecodeState((*kv)->value, origin);
+    if (!state.ok()) return Status(ErrorCode::kInternal, state.status().message());
+    state_mod_revision_ = (*kv)->mod_revision;
+    return state;
+  }
+  // A blob, whole: every piece there, the size and the SHA-256 as its ref says.
+  auto read_blob = [&](const json& ref, const std::string& what) -> Result<json> {
+    if (!ref.is_object() || !ref.contains("sha256") || !ref["sha256"].is_string() ||
+        !ref.contains("bytes") || !ref["bytes"].is_number_unsigned() || !ref.contains("pieces") ||
+        !ref["pieces"].is_number_unsigned()) {
+      return BadState(origin, what + ": not a blob ref {\"sha256\", \"bytes\", \"pieces\"}");
+    }
+    const std::string sha = ref["sha256"].get<std::string>();
+    const uint64_t bytes = ref["bytes"].get<uint64_t>();
+    const uint64_t count = ref["pieces"].get<uint64_t>();
+    if (count == 0 || count > bytes / kPieceBytes + 1) {
+      return BadState(origin, what + ": " + std::to_string(count) + " pieces for " +
+                                  std::to_string(bytes) + " bytes");
+    }
+    std::string text;
+    for (uint64_t i = 0; i < count; ++i) {
+      auto it = pieces.find(PieceKey(blobs_prefix_, sha, i));
+      if (it == pieces.end()) {
+        return BadState(origin,
+                        what + ": piece " + PieceKey(blobs_prefix_, sha, i) + " is missing");
+      }
+      text += it->second;
+    }
+    if (text.size() != bytes || common::Sha256Hex(text) != sha) {
+      return BadState(origin, what + ": blob " + sha.substr(0, 12) + "... holds " +
+                                  std::to_string(text.size()) +
+                                  " bytes that do not match its SHA-256 and size");
+    }
+    json parsed = json::parse(text, nullptr, false);
+    if (parsed.is_discarded()) return BadState(origin, what + ": blob is not JSON");
+    return parsed;
+  };
+  auto document = read_blob(pointer.value("index", json()), "the state document");
+  if (!document.ok()) return document.status();
+  if (!document->is_object() || !document->contains("args") || !(*document)["args"].is_array()) {
+    return BadState(origin, "the state document has no \"args\" list");
+  }
+  for (size_t i = 0; i < (*document)["args"].size(); ++i) {
+    json& entry = (*document)["args"][i];
+    auto args = read_blob(entry, "args entry " + std::to_string(i));
+    if (!args.ok()) return args.status();
+    entry = std::move(*args);
+  }
+  auto state = DecodeStateDocument(*document, origin);
   if (!state.ok()) return Status(ErrorCode::kInternal, state.status().message());
   state_mod_revision_ = (*kv)->mod_revision;
   return state;
+}
+
+Result<EtcdTxnResult> EtcdStore::TxnWithRetries(const EtcdTxn& txn, bool* ambiguous) {
+  // No answer from any member is retried while the lease holds: etcd electing a new raft
+  // leader (one member lost) stalls writes for a second or two, and that must not fail a push.
+  const Clock::time_point give_up = Clock::now() + kWriteRetryBudget;
+  Result<EtcdTxnResult> result = client_->Txn(txn);
+  while (!result.ok() && result.status().code() == ErrorCode::kUnavailable && Deposed().empty() &&
+         Clock::now() < give_up) {
+    *ambiguous = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    result = client_->Txn(txn);
+  }
+  return result;
+}
+
+Status EtcdStore::PutBlobs(const std::map<std::string, std::string>& pieces) {
+  EtcdTxn txn;
+  size_t bytes = 0;
+  auto flush = [&]() -> Status {
+    if (txn.success.empty()) return Status::Ok();
+    txn.compare = {{leader_key_, EtcdCompare::Target::kCreate, static_cast<int64_t>(epoch_)}};
+    bool ambiguous = false;
+    auto result = TxnWithRetries(txn, &ambiguous);
+    if (!result.ok()) {
+      return Status(ErrorCode::kInternal,
+                    "the fleet store (etcd) did not accept the write of a config's blob: " +
+                        result.status().message());
+    }
+    if (!result->succeeded) {
+      std::lock_guard<std::mutex> lock(mu_);
+      lost_ =
+          "the leader key is no longer this controller's (epoch " + std::to_string(epoch_) + ")";
+      return Status(ErrorCode::kInternal, "this controller no longer leads: " + lost_);
+    }
+    for (const EtcdOp& op : txn.success) stored_pieces_.insert(op.key);
+    txn.success.clear();
+    bytes = 0;
+    return Status::Ok();
+  };
+  for (const auto& [key, value] : pieces) {
+    if (stored_pieces_.count(key) != 0) continue;
+    if (!txn.success.empty() &&
+        (bytes + value.size() > kPieceBytes || txn.success.size() >= kMaxOpsPerTxn)) {
+      if (Status s = flush(); !s.ok()) return s;
+    }
+    txn.success.push_back(EtcdOp::Put(key, value));
+    bytes += value.size();
+  }
+  return flush();
 }
 
 Status EtcdStore::Save(const PersistentState& state) {
   if (std::string deposed = Deposed(); !deposed.empty()) {
     return Status(ErrorCode::kInternal, "this controller no longer leads: " + deposed);
   }
-  const std::string text = EncodeState(state);
+  std::map<std::string, std::string> pieces;
+  json document = EncodeStateDocument(state);
+  for (json& entry : document["args"]) entry = AddBlob(Dump(entry), blobs_prefix_, pieces);
+  const json pointer = {{"layout", kLayout},
+                        {"index", AddBlob(Dump(document), blobs_prefix_, pieces)}};
+  const std::string text = pointer.dump();
+  if (Status put = PutBlobs(pieces); !put.ok()) return put;
+
   EtcdTxn txn;
   txn.compare = {{leader_key_, EtcdCompare::Target::kCreate, static_cast<int64_t>(epoch_)},
                  {state_key_, EtcdCompare::Target::kMod, state_mod_revision_}};
   txn.success = {EtcdOp::Put(state_key_, text)};
-  txn.failure = {EtcdOp::Range(leader_key_), EtcdOp::Range(state_key_)};
-  // No answer from any member is retried while the lease holds: etcd electing a new raft
-  // leader (one member lost) stalls writes for a second or two, and that must not fail a push.
-  const Clock::time_point give_up = Clock::now() + kWriteRetryBudget;
-  Result<EtcdTxnResult> result = client_->Txn(txn);
-  bool ambiguous = false;  // a try without an answer may have been applied all the same
-  while (!result.ok() && result.status().code() == ErrorCode::kUnavailable && Deposed().empty() &&
-         Clock::now() < give_up) {
-    ambiguous = true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    result = client_->Txn(txn);
+  // Pieces no state names any more: the ones the previous state needed and leftovers.
+  for (const std::string& key : stored_pieces_) {
+    if (txn.success.size() >= kMaxOpsPerTxn) break;
+    if (pieces.count(key) == 0) txn.success.push_back(EtcdOp::Delete(key));
   }
+  txn.failure = {EtcdOp::Range(leader_key_), EtcdOp::Range(state_key_)};
+  bool ambiguous = false;  // a try without an answer may have been applied all the same
+  Result<EtcdTxnResult> result = TxnWithRetries(txn, &ambiguous);
   if (!result.ok()) {
     std::string message =
         "the fleet store (etcd) did not accept the write: " + result.status().message();
@@ -190,8 +334,12 @@ Status EtcdStore::Save(const PersistentState& state) {
     }
     return Status(ErrorCode::kInternal, message);
   }
+  auto forget_deleted = [&] {
+    for (size_t i = 1; i < txn.success.size(); ++i) stored_pieces_.erase(txn.success[i].key);
+  };
   if (result->succeeded) {
     state_mod_revision_ = result->revision;
+    forget_deleted();
     return Status::Ok();
   }
   const EtcdKeyValue* leader = nullptr;
@@ -203,6 +351,7 @@ Status EtcdStore::Save(const PersistentState& state) {
   if (ambiguous && stored != nullptr && stored->value == text && leader != nullptr &&
       leader->create_revision == static_cast<int64_t>(epoch_)) {
     state_mod_revision_ = stored->mod_revision;  // the unanswered try was applied
+    forget_deleted();
     return Status::Ok();
   }
   if (leader == nullptr || leader->create_revision != static_cast<int64_t>(epoch_)) {

@@ -2,15 +2,25 @@
 // of several write it (ARCHITECTURE.md, "A highly available controller").
 //
 // DESIGN: keys under `prefix`:
-//   <prefix>state   the whole PersistentState, in the state file's JSON (state_dir.h);
-//   <prefix>leader  the leader's id, put with its lease.
+//   <prefix>leader          the leader's id, put with its lease;
+//   <prefix>state           which blob is the state: {"layout": "blobs", "index": ref};
+//   <prefix>blobs/<sha>/<i> piece i of the blob whose SHA-256 is <sha>, at most 1 MiB each.
+// The state is the state file's JSON (state_dir.h) with each "args" entry (a push's config)
+// replaced by a ref {"sha256", "bytes", "pieces"} to a blob of its own, and that document is a
+// blob too. etcd refuses a request above 1.5 MiB (--max-request-bytes), so one key could hold
+// neither a large config nor a fleet's worth of them; blobs are written once (content-addressed:
+// an unchanged config costs nothing on the next save), each piece its own request, and read
+// back only whole (size and SHA-256 checked). A state saved by an earlier version as one
+// document under <prefix>state is still read; the next save moves it to blobs.
 // Campaign() grants a lease of `lease_ttl_s` and tries `create_revision(leader) == 0 → put
 // leader with the lease` every 200 ms until it wins: the leader key's create_revision is then
 // this controller's epoch, above every earlier leader's (etcd revisions only grow). A thread
 // keeps the lease alive every third of the TTL. Save() is one txn whose compares say that the
 // leader key is still ours (its create_revision is our epoch) and that the state is still the
 // one we last read or wrote (its mod_revision): a deposed leader, or a second writer, cannot
-// change it, and the version counter inside it only ever moves forward.
+// change it, and the version counter inside it only ever moves forward. The blobs a save needs
+// are put before it, by txns fenced by the leader key alone (a blob nobody names is harmless);
+// the save's txn deletes blobs the new state no longer names (64 at most, the rest next time).
 // Deposed() is not empty once the lease may have expired: no keepalive acknowledged for the TTL
 // since the last acknowledged one was *sent* (so this controller knows before etcd can let a
 // successor in), or a keepalive said the lease is gone. The controller then stops serving.
@@ -23,8 +33,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -64,7 +76,8 @@ class EtcdStore : public StateStore {
   void Resign();
 
   // After Campaign: the state in etcd (empty when there is none yet). kInternal when etcd
-  // cannot be read or the document is not a valid state.
+  // cannot be read, a blob is missing or does not match its SHA-256, or the document is not a
+  // valid state.
   proto::Result<PersistentState> Load() override;
   // The CAS txn (see the DESIGN). A txn no member answered is tried again (every 100 ms, each
   // try bounded by the client's deadlines) while the lease holds, for 2 s: a raft election
@@ -79,6 +92,11 @@ class EtcdStore : public StateStore {
 
  private:
   void KeepAliveLoop();
+  // Runs `txn`, again while no member answers, the lease holds and kWriteRetryBudget lasts.
+  // `ambiguous`: a try went unanswered (it may have been applied all the same).
+  proto::Result<EtcdTxnResult> TxnWithRetries(const EtcdTxn& txn, bool* ambiguous);
+  // Puts the pieces in `pieces` that etcd does not hold yet, fenced by the leader key.
+  proto::Status PutBlobs(const std::map<std::string, std::string>& pieces);
 
   std::unique_ptr<EtcdClient> client_;
   const EtcdStoreOptions options_;
@@ -89,6 +107,8 @@ class EtcdStore : public StateStore {
   int64_t lease_ = 0;
   uint64_t epoch_ = 0;
   int64_t state_mod_revision_ = 0;  // of the state as last read or written; 0: none exists
+  const std::string blobs_prefix_;
+  std::set<std::string> stored_pieces_;  // the piece keys etcd holds, as last read or written
 
   using Clock = std::chrono::steady_clock;
   mutable std::mutex mu_;

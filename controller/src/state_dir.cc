@@ -75,7 +75,7 @@ std::string_view DesiredBecauseName(DesiredBecause because) {
   return because == DesiredBecause::kOperator ? "operator" : "applied";
 }
 
-std::string EncodeState(const PersistentState& state) {
+nlohmann::json EncodeStateDocument(const PersistentState& state) {
   PushWriter writer;
   json targets = json::array();
   for (const auto& [key, target] : state.targets) {
@@ -95,22 +95,32 @@ std::string EncodeState(const PersistentState& state) {
                {"targets", std::move(targets)},
                {"agent_keys", state.agent_keys}};
   file["args"] = writer.TakeArgs();
-  return file.dump(1, ' ', false, json::error_handler_t::replace) + "\n";
+  return file;
+}
+
+std::string EncodeState(const PersistentState& state) {
+  return EncodeStateDocument(state).dump(1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+Status BadState(const std::string& origin, const std::string& what) {
+  return Status(ErrorCode::kInternal,
+                origin + ": " + what +
+                    " (restore it from a backup; starting from an empty state would restart "
+                    "versions at 1, below what agents already processed)");
 }
 
 Result<PersistentState> DecodeState(std::string_view text, const std::string& origin) {
-  auto bad = [&](const std::string& what) {
-    return Status(ErrorCode::kInternal,
-                  origin + ": " + what +
-                      " (restore it from a backup; starting from an empty state would restart "
-                      "versions at 1, below what agents already processed)");
-  };
   json file;
   try {
     file = json::parse(text);
   } catch (const json::exception& e) {
-    return bad(std::string("not JSON: ") + e.what());
+    return BadState(origin, std::string("not JSON: ") + e.what());
   }
+  return DecodeStateDocument(file, origin);
+}
+
+Result<PersistentState> DecodeStateDocument(const nlohmann::json& file, const std::string& origin) {
+  auto bad = [&](const std::string& what) { return BadState(origin, what); };
   if (!file.is_object()) return bad("not a JSON object");
   const json format = file.value("format", json());
   if (format != json(1) && format != json(kFormat))

@@ -27,6 +27,13 @@ namespace lb::controller {
 // stored under the wrong key, a dangling args index) and names the problem after `origin`.
 std::string EncodeState(const PersistentState& state);
 proto::Result<PersistentState> DecodeState(std::string_view text, const std::string& origin);
+// The same as a JSON document (EncodeState is its text): the etcd store keeps its "args" entries
+// under keys of their own (etcd_store.h).
+nlohmann::json EncodeStateDocument(const PersistentState& state);
+proto::Result<PersistentState> DecodeStateDocument(const nlohmann::json& document,
+                                                   const std::string& origin);
+// kInternal "<origin>: <what> (restore it from a backup; ...)": a saved state that cannot be read.
+proto::Status BadState(const std::string& origin, const std::string& what);
 
 // One controller's hold on its state directory. Not thread-safe; owned by the serving thread.
 class StateDir : public StateStore {

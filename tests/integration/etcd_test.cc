@@ -1,15 +1,24 @@
 // EtcdClient (controller/src/etcd_client.h) against a real 3-member etcd cluster started on
 // loopback by the test: kv, compare-and-swap txns, leases, one member down, quorum lost; and
-// against a misbehaving HTTP server, the reply limits.
+// against a misbehaving HTTP server, the reply limits. EtcdStore (etcd_store.h) against the
+// cluster: a fleet state far above etcd's 1.5 MiB request limit, saved in blobs and read back.
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include "etcd_client.h"
+#include "etcd_store.h"
 #include "harness.h"
+#include "state_dir.h"
 
 namespace lb::testing {
 namespace {
@@ -188,6 +197,159 @@ TEST_F(EtcdTest, QuorumLostFailsEveryCallWithinItsDeadlines) {
   EXPECT_LT(took, std::chrono::seconds(4));
   auto lease = client->GrantLease(2);
   EXPECT_FALSE(lease.ok());
+}
+
+// `bytes` of text that does not compress (etcd's limit is on what it receives).
+std::string RandomConfig(size_t bytes, unsigned seed) {
+  std::mt19937 random(seed);
+  std::string out = "# config " + std::to_string(seed) + "\n";
+  while (out.size() < bytes) out.push_back(static_cast<char>('a' + random() % 26));
+  return out;
+}
+
+controller::StoredPush Push(uint64_t version, const std::string& group,
+                            std::shared_ptr<const nlohmann::json> args) {
+  controller::StoredPush push;
+  push.version = version;
+  push.target = proto::FleetTarget::Group(group);
+  push.cmd = "reload";
+  push.args = std::move(args);
+  push.ts_ms = 1700000000000 + static_cast<int64_t>(version);
+  return push;
+}
+
+std::unique_ptr<controller::EtcdStore> LeadingStore(const std::vector<std::string>& endpoints,
+                                                    const std::string& prefix) {
+  controller::EtcdStoreOptions options;
+  options.prefix = prefix;
+  options.lease_ttl_s = 10;
+  auto store = std::make_unique<controller::EtcdStore>(Client(endpoints), options, "ctl-test");
+  std::atomic<bool> stop{false};
+  auto epoch = store->Campaign(stop, [](const std::string& line) { std::cout << line << "\n"; });
+  EXPECT_TRUE(epoch.ok()) << epoch.status().message();
+  return epoch.ok() ? std::move(store) : nullptr;
+}
+
+// key -> {mod_revision, size} of every key under `prefix`.
+std::map<std::string, std::pair<int64_t, size_t>> Pieces(EtcdClient& client,
+                                                         const std::string& prefix) {
+  std::map<std::string, std::pair<int64_t, size_t>> out;
+  auto listed = client.List(prefix);
+  EXPECT_TRUE(listed.ok()) << listed.status().message();
+  if (listed.ok()) {
+    for (const auto& kv : *listed) out[kv.key] = {kv.mod_revision, kv.value.size()};
+  }
+  return out;
+}
+
+size_t TotalBytes(const std::map<std::string, std::pair<int64_t, size_t>>& pieces) {
+  size_t total = 0;
+  for (const auto& [key, piece] : pieces) total += piece.second;
+  return total;
+}
+
+TEST_F(EtcdTest, StoreSavesAFleetStateFarAboveEtcdsRequestLimitAndReadsItBackWhole) {
+  auto client = Client(cluster_.client_urls());
+  ASSERT_NE(client, nullptr);
+  // The limit is real: one 2 MiB value does not go in (etcd refuses requests above 1.5 MiB).
+  const std::string big = RandomConfig(2 * 1024 * 1024, 1);
+  auto refused = client->Put("/t/one-key", big);
+  ASSERT_FALSE(refused.ok());
+  std::cout << "etcd refuses one 2 MiB value: " << refused.status().message() << "\n";
+
+  // Three targets, 1.3 + 2.5 MiB of configs (one shared by two targets), a pending push.
+  auto a = std::make_shared<const nlohmann::json>(
+      nlohmann::json{{"config", RandomConfig(1300 * 1024, 2)}});
+  auto b = std::make_shared<const nlohmann::json>(
+      nlohmann::json{{"config", RandomConfig(2500 * 1024, 3)}});
+  controller::PersistentState state;
+  state.controller_id = "ctl-test";
+  state.latest = 4;
+  state.targets["group/a"].desired = Push(1, "a", a);
+  state.targets["group/b"].desired = Push(2, "b", b);
+  state.targets["group/c"].desired = Push(3, "c", a);
+  state.targets["group/c"].pending = Push(4, "c", b);
+  state.targets["group/c"].awaiting = {"lb1", "lb2"};
+  state.agent_keys["lb1"] = std::string(40, 'k');
+  const std::string expected = controller::EncodeState(state);
+
+  auto leader = LeadingStore(cluster_.client_urls(), "/t/");
+  ASSERT_NE(leader, nullptr);
+  auto empty = leader->Load();
+  ASSERT_TRUE(empty.ok()) << empty.status().message();
+  EXPECT_EQ(empty->latest, 0u);
+  const Clock::time_point start = Clock::now();
+  const proto::Status saved = leader->Save(state);
+  ASSERT_TRUE(saved.ok()) << saved.message();
+  const auto before = Pieces(*client, "/t/blobs/");
+  std::cout << "etcd store: " << expected.size() / 1024 << " KiB of state saved in "
+            << MsSince(start) << " ms, as " << before.size() << " pieces\n";
+  EXPECT_GE(TotalBytes(before), (1300 + 2500) * 1024u) << "a config is stored once";
+  EXPECT_LT(TotalBytes(before), (1300 + 2500 + 64) * 1024u) << "a shared config is stored once";
+
+  // Another controller (a standby that took over) reads the same state, byte for byte.
+  controller::EtcdStore reader(Client(cluster_.client_urls()), {"/t/", 10, milliseconds(200)},
+                               "ctl-other");
+  auto loaded = reader.Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(controller::EncodeState(*loaded), expected);
+  // A shared config stays shared.
+  EXPECT_EQ(loaded->targets["group/a"].desired->args, loaded->targets["group/c"].desired->args);
+
+  // b's config replaced by a small one: b's pieces are deleted by the save that no longer names
+  // it, and a's, unchanged, are not written again (same mod_revision).
+  state.targets["group/b"].desired =
+      Push(5, "b", std::make_shared<const nlohmann::json>(nlohmann::json{{"config", "small"}}));
+  state.targets["group/c"].pending.reset();
+  state.targets["group/c"].awaiting.clear();
+  state.latest = 5;
+  ASSERT_TRUE(leader->Save(state).ok());
+  const auto after = Pieces(*client, "/t/blobs/");
+  EXPECT_LT(TotalBytes(after), (1300 + 64) * 1024u) << "b's 2.5 MiB outlived the state naming it";
+  std::vector<std::string> kept;  // a's pieces
+  for (const auto& [key, piece] : after) {
+    auto it = before.find(key);
+    if (it != before.end() && it->second == piece) kept.push_back(key);
+  }
+  size_t kept_bytes = 0;
+  for (const auto& key : kept) kept_bytes += after.at(key).second;
+  EXPECT_GE(kept_bytes, 1300 * 1024u) << "a's config was written again";
+  auto reloaded = reader.Load();
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status().message();
+  EXPECT_EQ(controller::EncodeState(*reloaded), controller::EncodeState(state));
+
+  // A piece changed behind the store's back is found, never loaded as a config.
+  ASSERT_FALSE(kept.empty());
+  ASSERT_TRUE(client->Put(kept.front(), "# not what was saved").ok());
+  auto corrupt = reader.Load();
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.status().message().find("SHA-256"), std::string::npos)
+      << corrupt.status().message();
+}
+
+TEST_F(EtcdTest, StoreReadsAStateSavedAsOneKeyByAnEarlierVersionAndMovesItToBlobs) {
+  auto client = Client(cluster_.client_urls());
+  ASSERT_NE(client, nullptr);
+  controller::PersistentState state;
+  state.latest = 7;
+  state.targets["group/web"].desired =
+      Push(7, "web", std::make_shared<const nlohmann::json>(nlohmann::json{{"config", "old"}}));
+  ASSERT_TRUE(client->Put("/old/state", controller::EncodeState(state)).ok());
+
+  auto leader = LeadingStore(cluster_.client_urls(), "/old/");
+  ASSERT_NE(leader, nullptr);
+  auto loaded = leader->Load();
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(controller::EncodeState(*loaded), controller::EncodeState(state));
+  state.latest = 8;
+  ASSERT_TRUE(leader->Save(state).ok());
+  auto pointer = client->Get("/old/state");
+  ASSERT_TRUE(pointer.ok() && pointer->has_value());
+  EXPECT_EQ(nlohmann::json::parse((*pointer)->value).value("layout", ""), "blobs");
+  EXPECT_FALSE(Pieces(*client, "/old/blobs/").empty());
+  auto moved = leader->Load();
+  ASSERT_TRUE(moved.ok()) << moved.status().message();
+  EXPECT_EQ(controller::EncodeState(*moved), controller::EncodeState(state));
 }
 
 // A server that speaks HTTP but not etcd: oversized, slow and malformed replies.
