@@ -68,6 +68,16 @@ Status BindError(const std::string& what, const std::string& endpoint, const zmq
 
 }  // namespace
 
+EtcdOptions EtcdClientOptions(const ControllerSettings& settings) {
+  EtcdOptions options;
+  options.endpoints = settings.etcd_endpoints;
+  options.timeout = settings.etcd_timeout;
+  options.ca_file = settings.etcd_ca_file;
+  options.cert_file = settings.etcd_cert_file;
+  options.key_file = settings.etcd_key_file;
+  return options;
+}
+
 Result<std::vector<std::string>> CheckSettings(const ControllerSettings& settings) {
   std::vector<std::string> warnings;
   if (!common::IsLocalEndpoint(settings.control_endpoint)) {
@@ -76,6 +86,22 @@ Result<std::vector<std::string>> CheckSettings(const ControllerSettings& setting
                       "\": it has no authentication, and whoever reaches it can push a config to "
                       "every agent. Bind it to ipc://PATH or tcp://127.0.0.1:PORT and run lbctl "
                       "fleet push/agents on this host (through ssh from elsewhere)");
+  }
+  if (settings.ha()) {
+    auto client = EtcdClient::Create(EtcdClientOptions(settings));  // checks; connects nowhere
+    if (!client.ok()) {
+      return Status(ErrorCode::kBadRequest, "[store] " + client.status().message());
+    }
+    for (const auto& url : settings.etcd_endpoints) {
+      auto endpoint = ParseEtcdEndpoint(url);
+      const std::string& host = endpoint->host;
+      if (!endpoint->tls && host != "localhost" && host != "::1" && host.rfind("127.", 0) != 0) {
+        warnings.push_back("[store] etcd_endpoints: " + url +
+                           " is plaintext beyond loopback: whoever is on the path reads every "
+                           "config and can change what the fleet runs. Use https:// with "
+                           "etcd_ca_file, etcd_cert_file and etcd_key_file");
+      }
+    }
   }
   if (settings.curve()) {
     auto own = common::ReadCertificate(settings.curve_secret_key, /*need_secret=*/true);

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "etcd_client.h"
 #include "lb/common/curve_socket.h"
 #include "lb/common/zap_handler.h"
 #include "lb/proto/codec.h"
@@ -48,11 +49,14 @@ namespace lb::controller {
 
 class ControllerCore;
 
-// What Open() checks before touching a socket or the state: the endpoint rules, the
-// certificate, the allow-list and the agent keys (read, not kept). kBadRequest with the reason;
-// on success, the warnings to log (a non-local endpoint with allow_insecure). lb-controller
+// What Open() checks before touching a socket or the state: the endpoint rules, the etcd
+// client's settings (its files read, no connection), the certificate, the allow-list and the
+// agent keys (read, not kept). kBadRequest with the reason; on success, the warnings to log (a
+// non-local endpoint with allow_insecure, plaintext etcd beyond loopback). lb-controller
 // --check runs exactly this.
 proto::Result<std::vector<std::string>> CheckSettings(const ControllerSettings& settings);
+// [store]'s etcd client options.
+EtcdOptions EtcdClientOptions(const ControllerSettings& settings);
 
 class Controller {
  public:

@@ -1,8 +1,12 @@
 #include "etcd_client.h"
 
 #include <httplib.h>
+#include <openssl/x509.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 
 #include "lb/common/base64.h"
 
@@ -226,11 +230,12 @@ Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
   auto bad = [&](const std::string& why) {
     return Status(ErrorCode::kBadRequest, "etcd endpoint \"" + std::string(url) + "\": " + why);
   };
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) {
-    return bad("must start with http:// (https is not supported yet)");
-  }
-  std::string_view rest = url.substr(kScheme.size());
+  constexpr std::string_view kHttp = "http://";
+  constexpr std::string_view kHttps = "https://";
+  const bool tls = url.substr(0, kHttps.size()) == kHttps;
+  if (!tls && url.substr(0, kHttp.size()) != kHttp)
+    return bad("must start with http:// or https://");
+  std::string_view rest = url.substr(tls ? kHttps.size() : kHttp.size());
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) return bad("must not have a path");
   const size_t colon = rest.rfind(':');
@@ -247,7 +252,7 @@ Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
       port > 65535) {
     return bad("the port must be 1 to 65535");
   }
-  return EtcdEndpoint{std::string(host), port};
+  return EtcdEndpoint{std::string(host), port, tls};
 }
 
 Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdOptions options) {
@@ -258,7 +263,26 @@ Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdOptions options) {
   for (const auto& url : options.endpoints) {
     auto endpoint = ParseEtcdEndpoint(url);
     if (!endpoint.ok()) return endpoint.status();
+    if (!endpoints.empty() && endpoint->tls != endpoints.front().tls) {
+      return Status(ErrorCode::kBadRequest,
+                    "etcd endpoints mix http:// and https://: one cluster speaks one of them");
+    }
     endpoints.push_back(std::move(*endpoint));
+  }
+  const bool tls = endpoints.front().tls;
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return Status(ErrorCode::kBadRequest,
+                  "an etcd client certificate needs both its certificate and its key file");
+  }
+  if (!tls && (!options.ca_file.empty() || !options.cert_file.empty())) {
+    return Status(ErrorCode::kBadRequest,
+                  "etcd CA and client certificate files are for https:// endpoints");
+  }
+  // Unreadable files are refused now, with their names, not at the first call.
+  for (const std::string* file : {&options.ca_file, &options.cert_file, &options.key_file}) {
+    if (!file->empty() && access(file->c_str(), R_OK) != 0) {
+      return Status(ErrorCode::kBadRequest, "cannot read " + *file + ": " + std::strerror(errno));
+    }
   }
   return std::unique_ptr<EtcdClient>(new EtcdClient(std::move(options), std::move(endpoints)));
 }
@@ -282,7 +306,18 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body) {
       failures += (failures.empty() ? "" : "; ") + name + ": " + why;
     };
     const Clock::time_point deadline = Clock::now() + options_.timeout;
-    httplib::Client client(endpoint.host, endpoint.port);
+    // https: the server's certificate is verified (against ca_file, else the system's CAs) and
+    // must name the endpoint's host; the client certificate is sent when one is set.
+    httplib::Client client(
+        (endpoint.tls ? "https://" : "http://") +
+            (endpoint.host.find(':') != std::string::npos ? "[" + endpoint.host + "]"
+                                                          : endpoint.host) +
+            ":" + std::to_string(endpoint.port),
+        options_.cert_file, options_.key_file);
+    if (endpoint.tls) {
+      client.enable_server_certificate_verification(true);
+      if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file);
+    }
     client.set_connection_timeout(options_.timeout);
     client.set_read_timeout(options_.timeout);
     client.set_write_timeout(options_.timeout);
@@ -319,10 +354,19 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body) {
       continue;
     }
     if (!sent) {
-      failed(error == httplib::Error::Read || error == httplib::Error::ConnectionTimeout
-                 ? "no reply within " + std::to_string(options_.timeout.count()) + " ms (" +
-                       httplib::to_string(error) + ")"
-                 : httplib::to_string(error));
+      if (error == httplib::Error::Read || error == httplib::Error::ConnectionTimeout) {
+        failed("no reply within " + std::to_string(options_.timeout.count()) + " ms (" +
+               httplib::to_string(error) + ")");
+      } else if (error == httplib::Error::SSLServerVerification) {
+        failed("its TLS certificate is not trusted: " +
+               std::string(X509_verify_cert_error_string(client.get_openssl_verify_result())) +
+               (options_.ca_file.empty() ? " (no etcd_ca_file: the system's CAs)"
+                                         : " (CA " + options_.ca_file + ")"));
+      } else if (error == httplib::Error::SSLConnection) {
+        failed("TLS handshake failed (a client certificate it does not accept, or none)");
+      } else {
+        failed(httplib::to_string(error));
+      }
       continue;
     }
     json parsed = json::parse(reply, nullptr, /*allow_exceptions=*/false);

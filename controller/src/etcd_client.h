@@ -36,9 +36,14 @@
 namespace lb::controller {
 
 struct EtcdOptions {
-  // Client URLs of the members, "http://127.0.0.1:2379". Only http:// (the members should be
-  // reached over loopback or a private network; TLS is not supported yet).
+  // Client URLs of the members, "http://127.0.0.1:2379" or "https://etcd1:2379" (all the same
+  // scheme). https:// verifies the member's certificate (against ca_file, else the system's
+  // CAs) and its host name, and sends the client certificate when cert_file is set (etcd's
+  // --client-cert-auth).
   std::vector<std::string> endpoints;
+  std::string ca_file;    // PEM CA bundle that signed the members' certificates
+  std::string cert_file;  // PEM client certificate, with key_file (both or neither)
+  std::string key_file;
   // The deadline of one attempt on one endpoint (connect, send, the whole reply). Loopback etcd
   // answers in about a millisecond; a member that is down or partitioned costs this much once.
   std::chrono::milliseconds timeout{1000};
@@ -121,17 +126,19 @@ proto::Result<EtcdLease> ParseEtcdLeaseGrantReply(const nlohmann::json& reply);
 // (expired or revoked: etcd then leaves TTL out).
 proto::Result<int64_t> ParseEtcdKeepAliveReply(const nlohmann::json& reply);
 
-// "http://host:port" → {host, port}; kBadRequest naming what is wrong (another scheme, no port,
-// a path).
+// "http://host:port" or "https://host:port" → {host, port, tls}; kBadRequest naming what is
+// wrong (another scheme, no port, a path).
 struct EtcdEndpoint {
   std::string host;
   int port = 0;
+  bool tls = false;  // https://
 };
 proto::Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url);
 
 class EtcdClient {
  public:
-  // kBadRequest when there is no endpoint or one is not http://host:port.
+  // kBadRequest when there is no endpoint, one is not http(s)://host:port, the schemes are
+  // mixed, or a CA or certificate file is unreadable, half given or given for http://.
   static proto::Result<std::unique_ptr<EtcdClient>> Create(EtcdOptions options);
 
   // The key, or nullopt when it does not exist.

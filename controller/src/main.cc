@@ -84,10 +84,7 @@ constexpr int kExitDeposed = 75;
 lb::proto::Result<std::unique_ptr<lb::controller::EtcdStore>> Lead(
     const lb::controller::ControllerSettings& settings, lb::controller::Controller& controller,
     const std::atomic<bool>& stop) {
-  lb::controller::EtcdOptions options;
-  options.endpoints = settings.etcd_endpoints;
-  options.timeout = settings.etcd_timeout;
-  auto client = lb::controller::EtcdClient::Create(std::move(options));
+  auto client = lb::controller::EtcdClient::Create(lb::controller::EtcdClientOptions(settings));
   if (!client.ok()) return client.status();
   lb::controller::EtcdStoreOptions store_options;
   store_options.prefix = settings.etcd_prefix;

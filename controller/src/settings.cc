@@ -65,6 +65,12 @@ IniSchema<S> KnownKeys(const std::string& base_dir) {
     }
     return std::string();
   };
+  store["etcd_ca_file"] =
+      common::OptionalPathKey<S>([](S* s) { return &s->etcd_ca_file; }, base_dir);
+  store["etcd_cert_file"] =
+      common::OptionalPathKey<S>([](S* s) { return &s->etcd_cert_file; }, base_dir);
+  store["etcd_key_file"] =
+      common::OptionalPathKey<S>([](S* s) { return &s->etcd_key_file; }, base_dir);
   store["etcd_prefix"] = [](const std::string& v, S* s) {
     if (v.empty() || v.front() != '/' || v.back() != '/') {
       return "expected a key prefix that starts and ends with '/', such as /lb-controller/, got "

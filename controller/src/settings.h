@@ -39,7 +39,12 @@ struct ControllerSettings {
   // state is in state_dir and this is the only controller. Set: the state is in etcd under
   // etcd_prefix, and this controller leads only after winning the election on a lease of
   // lease_ttl_s seconds (it stands by until then).
-  std::vector<std::string> etcd_endpoints;  // "http://host:2379"
+  std::vector<std::string> etcd_endpoints;  // "http://host:2379" or "https://host:2379"
+  // https:// endpoints: the CA that signed the members' certificates (empty: the system's) and
+  // this controller's client certificate and key (etcd's --client-cert-auth; both or neither).
+  std::string etcd_ca_file;
+  std::string etcd_cert_file;
+  std::string etcd_key_file;
   std::string etcd_prefix = "/lb-controller/";
   int64_t lease_ttl_s = 3;
   std::chrono::milliseconds etcd_timeout{1000};  // the deadline of one call on one member

@@ -774,10 +774,36 @@ TEST(ControllerSettingsTest, EtcdStoreSectionTurnsOnHighAvailability) {
   EXPECT_EQ(set->lease_ttl_s, 2);
   EXPECT_EQ(set->etcd_timeout, milliseconds(500));
 
+  // TLS: the files are relative to the settings file's directory.
+  auto tls = ParseControllerSettings(
+      "[store]\netcd_endpoints = https://e1:2379,https://e2:2379\netcd_ca_file = ca.pem\n"
+      "etcd_cert_file = /etc/lb/client.pem\netcd_key_file = client.key\n",
+      "c.cfg", "/x");
+  ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+  EXPECT_EQ(tls->etcd_ca_file, "/x/ca.pem");
+  EXPECT_EQ(tls->etcd_cert_file, "/etc/lb/client.pem");
+  EXPECT_EQ(tls->etcd_key_file, "/x/client.key");
+  // --check: unreadable files are refused, plaintext beyond loopback is a warning.
+  auto checked = CheckSettings(*tls);
+  ASSERT_FALSE(checked.ok());
+  EXPECT_NE(checked.status().message().find("[store] cannot read /x/ca.pem"), std::string::npos)
+      << checked.status().message();
+  set->allow_insecure = true;  // the fleet sockets' own rule is not what this checks
+  auto plaintext = CheckSettings(*set);
+  ASSERT_TRUE(plaintext.ok()) << plaintext.status().message();
+  int etcd_warnings = 0;
+  for (const auto& warning : *plaintext) {
+    if (warning.find("[store] etcd_endpoints: http://10.0.0.") == 0 &&
+        warning.find("plaintext beyond loopback") != std::string::npos) {
+      ++etcd_warnings;
+    }
+  }
+  EXPECT_EQ(etcd_warnings, 2) << "10.0.0.1 and 10.0.0.2, not [::1]";
+
   for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
            {"[store]\netcd_endpoints = 10.0.0.1:2379\n",
             "c.cfg:2: [store] etcd_endpoints: etcd endpoint \"10.0.0.1:2379\": must start with"},
-           {"[store]\netcd_endpoints = https://e:2379\n", "https is not supported"},
+           {"[store]\netcd_endpoints = ftp://e:2379\n", "must start with http:// or https://"},
            {"[store]\netcd_prefix = fleet\n", "[store] etcd_prefix: expected a key prefix"},
            {"[store]\nlease_ttl = 1\n", "[store] lease_ttl"},
            {"[store]\nlease_ttl = 30\n", "[store] lease_ttl"},

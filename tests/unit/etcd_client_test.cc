@@ -138,13 +138,18 @@ TEST(EtcdClientTest, LeaseRepliesGiveIdAndTtlAndAGoneLeaseIsZero) {
   EXPECT_EQ(*gone, 0);
 }
 
-TEST(EtcdClientTest, EndpointsMustBeHttpHostPort) {
+TEST(EtcdClientTest, EndpointsMustBeHttpOrHttpsHostPort) {
   auto ok = ParseEtcdEndpoint("http://127.0.0.1:2379");
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->host, "127.0.0.1");
   EXPECT_EQ(ok->port, 2379);
+  EXPECT_FALSE(ok->tls);
   EXPECT_EQ(ParseEtcdEndpoint("http://[::1]:2379/")->host, "::1");
-  for (const char* bad : {"127.0.0.1:2379", "https://h:2379", "http://h", "http://h:0",
+  auto tls = ParseEtcdEndpoint("https://etcd1.example:2379");
+  ASSERT_TRUE(tls.ok());
+  EXPECT_EQ(tls->host, "etcd1.example");
+  EXPECT_TRUE(tls->tls);
+  for (const char* bad : {"127.0.0.1:2379", "ftp://h:2379", "http://h", "http://h:0",
                           "http://h:99999", "http://:2379", "http://h:2379/v3", "http://h:23x"}) {
     auto parsed = ParseEtcdEndpoint(bad);
     EXPECT_FALSE(parsed.ok()) << bad;
@@ -153,6 +158,37 @@ TEST(EtcdClientTest, EndpointsMustBeHttpHostPort) {
     }
   }
   EXPECT_FALSE(EtcdClient::Create({}).ok());
+}
+
+TEST(EtcdClientTest, TlsSettingsAreCheckedBeforeAnyConnection) {
+  auto create = [](std::vector<std::string> endpoints, std::string ca, std::string cert,
+                   std::string key) {
+    EtcdOptions options;
+    options.endpoints = std::move(endpoints);
+    options.ca_file = std::move(ca);
+    options.cert_file = std::move(cert);
+    options.key_file = std::move(key);
+    return EtcdClient::Create(std::move(options));
+  };
+  // Files that exist and are readable: /dev/null stands for them (nothing is connected to).
+  EXPECT_TRUE(
+      create({"https://h1:2379", "https://h2:2379"}, "/dev/null", "/dev/null", "/dev/null").ok());
+  EXPECT_TRUE(create({"https://h1:2379"}, "", "", "").ok()) << "the system's CAs, no client cert";
+  struct Case {
+    std::vector<std::string> endpoints;
+    std::string ca, cert, key, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"http://h1:2379", "https://h2:2379"}, "", "", "", "mix http:// and https://"},
+           {{"https://h1:2379"}, "", "/dev/null", "", "both its certificate and its key"},
+           {{"http://h1:2379"}, "/dev/null", "", "", "are for https:// endpoints"},
+           {{"https://h1:2379"}, "/nonexistent/ca.pem", "", "", "cannot read /nonexistent/ca.pem"},
+       }) {
+    auto created = create(c.endpoints, c.ca, c.cert, c.key);
+    ASSERT_FALSE(created.ok()) << c.message;
+    EXPECT_NE(created.status().message().find(c.message), std::string::npos)
+        << created.status().message();
+  }
 }
 
 }  // namespace
