@@ -79,6 +79,9 @@ HttpBackend::HttpBackend(std::string name, std::string host)
   port_ = server_->bind_to_any_port(host_);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // The socket is bound and listening already: connections queue until the thread accepts.
+  // Until the thread runs, stop() would be a no-op and the destructor's join would hang (a
+  // fixture whose SetUp fails at once destroys its backend that early).
+  WaitFor([this] { return server_->is_running(); }, milliseconds(5000));
 }
 
 void HttpBackend::Route() {
