@@ -3,19 +3,20 @@
 // and real lb-agents, each with its own haproxy, that list both controllers. What is asserted
 // is what an operator relies on: the leader is SIGKILLed and the standby leads within 5 s, a
 // push through the new leader reaches every agent (ten), no agent's version goes back; a paused
-// leader that wakes up after its successor took over publishes nothing and exits; with etcd's
-// quorum lost a push is refused with the store's reason and agents keep their configs.
-#include <arpa/inet.h>
+// leader that wakes up after its successor took over publishes nothing and exits; a leader cut
+// off from etcd by a real network partition (its own network namespace, a silent drop: netns.h)
+// while it still reaches its agents stops within its lease and publishes nothing once its
+// successor leads; with etcd's quorum lost a push is refused with the store's reason and agents
+// keep their configs.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -23,6 +24,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "netns.h"
 
 namespace lb::testing {
 namespace {
@@ -36,110 +38,10 @@ long long MsSince(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
 }
 
-// A TCP forwarder on 127.0.0.1 to one port, which the test can cut: the one path between a
-// controller and etcd, so that the controller loses etcd while it still reaches its agents.
-class TcpProxy {
- public:
-  explicit TcpProxy(int target_port) : target_port_(target_port) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        listen(listen_fd_, 64) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      ADD_FAILURE() << "proxy: " << std::strerror(errno);
-      return;
-    }
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~TcpProxy() {
-    Cut();
-    if (thread_.joinable()) thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  // Closes the listener and every connection: from now on, connections are refused.
-  void Cut() { cut_ = true; }
-
- private:
-  void Run() {
-    std::vector<std::pair<int, int>> pairs;  // client, upstream
-    while (!cut_) {
-      std::vector<pollfd> fds = {{listen_fd_, POLLIN, 0}};
-      for (auto [c, u] : pairs) {
-        fds.push_back({c, POLLIN, 0});
-        fds.push_back({u, POLLIN, 0});
-      }
-      if (poll(fds.data(), fds.size(), 50) <= 0) continue;
-      // The pairs fds[] was built for; one accepted below has no entries in it until the next
-      // round.
-      const size_t polled = pairs.size();
-      if (fds[0].revents & POLLIN) {
-        const int client = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        const int upstream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in to{};
-        to.sin_family = AF_INET;
-        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        to.sin_port = htons(static_cast<uint16_t>(target_port_));
-        if (client >= 0 && connect(upstream, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
-          pairs.emplace_back(client, upstream);
-        } else {
-          if (client >= 0) close(client);
-          close(upstream);
-        }
-      }
-      std::vector<std::pair<int, int>> alive(pairs.begin() + static_cast<std::ptrdiff_t>(polled),
-                                             pairs.end());
-      for (size_t i = 0; i < polled; ++i) {
-        bool open = true;
-        for (int side = 0; side < 2 && open; ++side) {
-          const pollfd& p = fds[1 + 2 * i + side];
-          if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
-          const int from = side == 0 ? pairs[i].first : pairs[i].second;
-          const int to = side == 0 ? pairs[i].second : pairs[i].first;
-          char buf[65536];
-          const ssize_t n = read(from, buf, sizeof buf);
-          open = n > 0 && WriteAll(to, buf, static_cast<size_t>(n));
-        }
-        if (open) {
-          alive.push_back(pairs[i]);
-        } else {
-          close(pairs[i].first);
-          close(pairs[i].second);
-        }
-      }
-      pairs = std::move(alive);
-    }
-    close(listen_fd_);
-    for (auto [c, u] : pairs) {
-      close(c);
-      close(u);
-    }
-  }
-  static bool WriteAll(int fd, const char* data, size_t size) {
-    while (size > 0) {
-      const ssize_t n = write(fd, data, size);
-      if (n <= 0) return false;
-      data += n;
-      size -= static_cast<size_t>(n);
-    }
-    return true;
-  }
-
-  const int target_port_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> cut_{false};
-  std::thread thread_;
-};
-
 class ControllerHaTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(etcd_.Start());
-    OnEtcdStarted();
     for (const char* id : {"ctl-a", "ctl-b"}) {
       FleetController::Options options;
       options.lbctl = LBCTL_BINARY;
@@ -147,9 +49,11 @@ class ControllerHaTest : public ::testing::Test {
       std::filesystem::create_directories(options.dir);
       options.id = id;
       options.beacon_interval_s = 0.2;
-      options.etcd_endpoints = std::string(id) == "ctl-a" && !a_etcd_endpoints_.empty()
-                                   ? a_etcd_endpoints_
-                                   : etcd_.endpoints();
+      options.etcd_endpoints = etcd_.endpoints();
+      if (std::string(id) == "ctl-a" && a_netns_ != nullptr) {
+        options.etcd_endpoints = etcd_.endpoints(a_netns_->host_address());
+        options.command_prefix = a_netns_->ExecPrefix();
+      }
       options.lease_ttl_s = lease_ttl_s_;
       controllers_.push_back(std::make_unique<FleetController>(options));
     }
@@ -199,9 +103,6 @@ class ControllerHaTest : public ::testing::Test {
     ASSERT_FALSE(HasFailure()) << "an agent did not start";
     ASSERT_TRUE(WaitKnown(a()));
   }
-
-  // Before the controllers start: what a test puts between them and etcd.
-  virtual void OnEtcdStarted() {}
 
   FleetController& a() { return *controllers_[0]; }
   FleetController& b() { return *controllers_[1]; }
@@ -280,9 +181,11 @@ class ControllerHaTest : public ::testing::Test {
     return out;
   }
 
-  int lease_ttl_s_ = 2;           // the controllers' [store] lease_ttl
-  int agents_count_ = 4;          // real agents, each with its haproxy
-  std::string a_etcd_endpoints_;  // ctl-a's way to etcd when not the cluster's own endpoints
+  int lease_ttl_s_ = 2;   // the controllers' [store] lease_ttl
+  int agents_count_ = 4;  // real agents, each with its haproxy
+  // When set (before SetUp), ctl-a runs in this namespace and reaches etcd on its host-side
+  // address only (etcd_.AlsoListenOn it). Declared first: removed after every process.
+  std::unique_ptr<NetNs> a_netns_;
   TempDir dir_;
   EtcdCluster etcd_{dir_.path()};
   HttpBackend backend_{"web"};
@@ -433,55 +336,136 @@ TEST_F(ControllerHaTest, SplitBrainPausedLeaderWakesDeposedPublishesNothingAndEx
   }
 }
 
-// Split brain: ctl-a reaches etcd only through proxies, which the test cuts, while its PUB and
-// ROUTER still reach every agent.
+// Split brain over a real partition: ctl-a runs in its own network namespace and reaches etcd
+// only over its veth pair (etcd also listens on the pair's host-side address), while its PUB,
+// ROUTER and control socket are ipc:// and so still reach every agent and lbctl. The cut is a
+// silent drop (netns.h): ctl-a's etcd calls get no answer, no reset, and hang until their
+// deadlines, as behind a dead switch. Needs root: without it the test fails, never skips.
 class ControllerSplitBrainTest : public ControllerHaTest {
  protected:
-  void OnEtcdStarted() override {
-    for (int i = 0; i < etcd_.size(); ++i) {
-      const std::string url = etcd_.client_url(i);
-      proxies_.push_back(std::make_unique<TcpProxy>(std::stoi(url.substr(url.rfind(':') + 1))));
-      a_etcd_endpoints_ += (i == 0 ? "" : ",") + proxies_.back()->url();
-    }
+  void SetUp() override {
+    const NetTools tools = FindNetTools("ControllerSplitBrainTest");
+    ASSERT_FALSE(HasFailure());
+    RemoveLeftovers(tools);
+    a_netns_ = std::make_unique<NetNs>(tools, 's', 0);
+    ASSERT_TRUE(a_netns_->ok()) << "could not set up namespace " << a_netns_->name();
+    etcd_.AlsoListenOn(a_netns_->host_address());
+    ControllerHaTest::SetUp();
   }
-  std::vector<std::unique_ptr<TcpProxy>> proxies_;
 };
 
-TEST_F(ControllerSplitBrainTest, EtcdCutOffLeaderStopsWithinItsLeaseAndAgentsFollowTheNewEpoch) {
+// The first line of a controller's log that contains `text`, and its time (ms since the Unix
+// epoch: the clock of the beacons' ts_ms); {0, ""} when no line does.
+struct LogLine {
+  int64_t at_ms = 0;
+  std::string text;
+};
+LogLine FirstLogLine(const std::string& log, const std::string& text) {
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(text) == std::string::npos) continue;
+    std::tm tm{};
+    int ms = 0;
+    if (std::sscanf(line.c_str(), "ts=%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7) {
+      continue;
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return {static_cast<int64_t>(timegm(&tm)) * 1000 + ms, line};
+  }
+  return {};
+}
+
+int64_t UnixMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST_F(ControllerSplitBrainTest,
+       EtcdPartitionedLeaderStopsWithinItsLeaseAndAgentsFollowTheNewEpoch) {
+  // ctl-a is the controller itself (`ip netns exec` exec'd it), in a network namespace of its own.
+  const std::string proc = "/proc/" + std::to_string(a().pid());
+  EXPECT_EQ(std::filesystem::read_symlink(proc + "/exe"),
+            std::filesystem::canonical(ControllerBinary()));
+  EXPECT_NE(std::filesystem::read_symlink(proc + "/ns/net"),
+            std::filesystem::read_symlink("/proc/self/ns/net"));
   const std::string first = Config("first");
   const CommandResult pushed_first = Push(a(), first);
   ASSERT_EQ(pushed_first.exit_code, 0) << pushed_first.Describe();
   ASSERT_TRUE(EveryAgentRuns(ShaOf(first)));
   const uint64_t epoch_a = EpochsAndVersions()[0].first;
+  // What ctl-a publishes from now on, heard as an agent hears it (a beacon every 0.2 s).
+  EventSubscriber heard_from_a(a().pub());
+  ASSERT_TRUE(heard_from_a.WaitReadable(milliseconds(5000))) << "ctl-a publishes nothing";
 
   const auto cut = Clock::now();
-  for (auto& proxy : proxies_) proxy->Cut();
-  // ctl-a cannot renew its lease: it stops (exit 75) no later than the lease could expire, so
-  // by the time ctl-b can lead, ctl-a publishes nothing any more.
+  const int64_t cut_ms = UnixMs();
+  ASSERT_TRUE(a_netns_->Cut());
+  // ctl-a cannot renew its lease: it stops (and exits 75) no later than the lease could expire,
+  // so by the time ctl-b can lead, ctl-a publishes nothing any more.
   ASSERT_TRUE(WaitFor([this] { return a().ExitStatus() != -1; }, milliseconds(15000))) << a().Log();
-  const long long stopped_ms = MsSince(cut);
+  const long long exited_ms = MsSince(cut);
   const int status = a().ExitStatus();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 75) << "status " << status;
-  EXPECT_NE(a().Log().find("no longer leads"), std::string::npos) << a().Log();
+  // Written when its serving loop returns, which it does before it publishes anything more.
+  const LogLine stopped = FirstLogLine(a().Log(), "no longer leads");
+  ASSERT_NE(stopped.at_ms, 0) << a().Log();
+  const long long dropped = a_netns_->Dropped();
+  EXPECT_GT(dropped, 0) << "the qdiscs dropped nothing: the cut did not cut ctl-a's etcd traffic";
   ASSERT_TRUE(WaitFor([this] { return b().Serving(); }, milliseconds(20000))) << b().Log();
-  const long long led_ms = MsSince(cut);
-  std::cout << "split brain: leader cut off from etcd stopped after " << stopped_ms
-            << " ms; the standby served after " << led_ms << " ms (lease TTL 2 s)\n";
-  EXPECT_LE(stopped_ms, 3000) << "the cut-off leader must stop within its lease's TTL (2 s)";
+  const LogLine b_won = FirstLogLine(b().Log(), "controller ctl-b leads with epoch ");
+  const uint64_t epoch_b =
+      std::strtoull(b_won.text.c_str() + b_won.text.rfind(' ') + 1, nullptr, 10);
+  ASSERT_GT(epoch_b, epoch_a) << b().Log();
+  std::cout << "split brain: leader partitioned from etcd (silent drop, " << dropped
+            << " packets dropped) stopped after " << stopped.at_ms - cut_ms << " ms, exited after "
+            << exited_ms << " ms; the standby won after " << b_won.at_ms - cut_ms
+            << " ms (lease TTL 2 s)\n";
+  EXPECT_LE(stopped.at_ms - cut_ms, 3000)
+      << "the cut-off leader must stop within its lease's TTL (2 s)";
+  // The process outlives its decision: on the way out it joins its keepalive thread, whose call
+  // in flight at the cut gets no answer and gives up only after etcd_timeout (1 s) on each of
+  // the 3 endpoints. So: a keepalive period (TTL / 3) + 3 s + a margin.
+  EXPECT_LE(exited_ms, 5000) << "the cut-off leader must exit once its etcd calls time out";
+
+  // Nothing from ctl-a once ctl-b led: everything it published, with its epoch, was sent before
+  // ctl-b won the election.
+  int64_t a_last_ms = 0;
+  int heard = 0;
+  while (auto event = heard_from_a.Next(milliseconds(0))) {
+    ++heard;
+    EXPECT_EQ(event->body.value("epoch", uint64_t{0}), epoch_a) << event->body.dump();
+    a_last_ms = std::max(a_last_ms, event->body.value("ts_ms", int64_t{0}));
+  }
+  ASSERT_GT(heard, 0);
+  std::cout << "split brain: ctl-a's last publication " << a_last_ms - cut_ms
+            << " ms after the cut, " << b_won.at_ms - a_last_ms << " ms before ctl-b led\n";
+  EXPECT_LT(a_last_ms, b_won.at_ms) << "ctl-a published after ctl-b led: split brain";
+
+  // Every agent follows the new leader's epoch, and its push reaches every agent.
   ASSERT_TRUE(WaitFor(
       [&] {
         for (const auto& [epoch, version] : EpochsAndVersions()) {
-          if (epoch <= epoch_a) return false;
+          if (epoch != epoch_b) return false;
         }
         return true;
       },
       kConverge))
-      << "not every agent follows the new leader's epoch";
+      << "not every agent follows the new leader's epoch " << epoch_b;
   ASSERT_TRUE(WaitKnown(b()));
+  const auto before = EpochsAndVersions();
   const std::string second = Config("second");
   const CommandResult pushed_second = Push(b(), second);
   ASSERT_EQ(pushed_second.exit_code, 0) << pushed_second.Describe();
   ASSERT_TRUE(EveryAgentRuns(ShaOf(second)));
+  const auto after = EpochsAndVersions();
+  for (int i = 0; i < agents_count_; ++i) {
+    EXPECT_EQ(after[i].first, epoch_b) << "agent " << i;
+    EXPECT_EQ(after[i].second, after[0].second) << "agent " << i << ": not ctl-b's push";
+    EXPECT_GT(after[i].second, before[i].second) << "agent " << i;
+  }
 }
 
 // Quorum lost with a lease long enough (5 s) that the leader is still within it when the push

@@ -1,34 +1,24 @@
 // A network partition between the fleet controller and some agents, made with the kernel's own
-// tools: each agent runs in its own network namespace, joined to the host by a veth pair with
-// addresses from 10.200.<n>.0/30 (the test's own hosts; nothing else is touched). The
-// controller binds tcp:// on the first pair's host-side address, with CURVE as in production
-// (its allow-list holds every agent's key; each agent pins the controller's key); the agents'
-// own command sockets stay ipc:// (the filesystem is shared), CURVE too.
+// tools (netns.h): each agent runs in its own network namespace, joined to the host by a veth
+// pair. The controller binds tcp:// on the first pair's host-side address, with CURVE as in
+// production (its allow-list holds every agent's key; each agent pins the controller's key); the
+// agents' own command sockets stay ipc:// (the filesystem is shared), CURVE too.
 //
-// DESIGN. The partition is a silent drop, not a reject: a `pfifo limit 0` qdisc on both ends of
-// a veth pair drops every packet before it leaves, so neither side ever sees a RST, a FIN or an
-// ICMP error; TCP just stops hearing from the other side, as with a dead switch. (The faithful
-// `tc qdisc ... netem loss 100%` needs the sch_netem module, which this kernel may lack; a
-// zero-length FIFO needs nothing but sch_fifo.) While it lasts (30 s) the controller pushes;
-// after it heals, the cut-off agents must converge within 10 s by themselves (beacon timeout,
-// reconnect, hello), without a restart: same agent pid, same haproxy master.
+// DESIGN. The partition is a silent drop, not a reject (netns.h): neither side ever sees a RST,
+// a FIN or an ICMP error. While it lasts (30 s) the controller pushes; after it heals, the
+// cut-off agents must converge within 10 s by themselves (beacon timeout, reconnect, hello),
+// without a restart: same agent pid, same haproxy master.
 //
-// Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): without it the test fails with a message; it is
-// never skipped. Namespaces and veths are named after the test's pid and removed even when the
-// test fails; ones left by a test that was SIGKILLed (its pid gone) are removed on the next run.
-#include <dirent.h>
+// Needs root: without it the test fails with a message; it is never skipped.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <filesystem>
 #include <iostream>
-#include <regex>
-#include <set>
-#include <sstream>
+#include <map>
+#include <thread>
 
 #include "harness.h"
+#include "netns.h"
 
 namespace lb::testing {
 namespace {
@@ -43,130 +33,6 @@ std::string LbctlBinary() { return LBCTL_BINARY; }
 
 long long MsSince(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start).count();
-}
-
-std::string FindBinary(const std::string& name) {
-  for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
-    std::string path = std::string(dir) + name;
-    if (access(path.c_str(), X_OK) == 0) return path;
-  }
-  return "";
-}
-
-// Runs a command that must succeed; fails the test with its output when it does not.
-bool Must(const std::vector<std::string>& argv) {
-  CommandResult r = RunCommand(argv, milliseconds(20000));
-  std::string line;
-  for (const auto& a : argv) line += a + " ";
-  EXPECT_EQ(r.exit_code, 0) << line << "\n" << r.Describe();
-  return r.exit_code == 0;
-}
-
-// Runs a command whose failure does not matter (clean-up of what may not exist).
-void Try(const std::vector<std::string>& argv) { RunCommand(argv, milliseconds(20000)); }
-
-// SIGKILLs every process left in namespace `ns` (an agent or haproxy of a test that could not
-// stop them).
-void KillProcessesIn(const std::string& ip, const std::string& ns) {
-  CommandResult r = RunCommand({ip, "netns", "pids", ns});
-  std::istringstream pids(r.out);
-  for (pid_t pid; pids >> pid;) {
-    if (pid > 1 && pid != getpid()) kill(pid, SIGKILL);
-  }
-}
-
-// Removes namespaces and veths of earlier runs of this test whose process is gone (a test
-// killed by ctest's timeout cannot clean up after itself).
-void RemoveLeftovers(const std::string& ip) {
-  CommandResult r = RunCommand({ip, "netns", "list"});
-  std::istringstream lines(r.out);
-  const std::regex name("^lbtf([0-9]+)-([0-9]+)");
-  for (std::string line; std::getline(lines, line);) {
-    std::smatch m;
-    if (!std::regex_search(line, m, name)) continue;
-    const pid_t pid = std::stoi(m[1]);
-    if (pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH) continue;
-    KillProcessesIn(ip, m[0].str());
-    Try({ip, "link", "del", "lfh" + m[1].str() + "x" + m[2].str()});
-    Try({ip, "netns", "del", m[0].str()});
-  }
-}
-
-// One network namespace with a veth pair to the host: host side 10.200.<n>.1/30, namespace
-// side 10.200.<n>.2/30, default route through the host side. Removed by the destructor.
-class NetNs {
- public:
-  NetNs(std::string ip, std::string tc, int k, int subnet)
-      : ip_(std::move(ip)), tc_(std::move(tc)) {
-    const std::string pid = std::to_string(getpid());
-    name_ = "lbtf" + pid + "-" + std::to_string(k);
-    host_if_ = "lfh" + pid + "x" + std::to_string(k);
-    ns_if_ = "lfn" + pid + "x" + std::to_string(k);
-    prefix_ = "10.200." + std::to_string(subnet) + ".";
-    ok_ = Must({ip_, "netns", "add", name_}) &&
-          Must({ip_, "link", "add", host_if_, "type", "veth", "peer", "name", ns_if_}) &&
-          Must({ip_, "link", "set", ns_if_, "netns", name_}) &&
-          Must({ip_, "addr", "add", host_address() + "/30", "dev", host_if_}) &&
-          Must({ip_, "link", "set", host_if_, "up"}) &&
-          Must({ip_, "-n", name_, "addr", "add", ns_address() + "/30", "dev", ns_if_}) &&
-          Must({ip_, "-n", name_, "link", "set", ns_if_, "up"}) &&
-          Must({ip_, "-n", name_, "link", "set", "lo", "up"}) &&
-          Must({ip_, "-n", name_, "route", "add", "default", "via", host_address()});
-  }
-  ~NetNs() {
-    KillProcessesIn(ip_, name_);          // none, unless an agent could not be stopped
-    Try({ip_, "link", "del", host_if_});  // deletes the peer too
-    Try({ip_, "netns", "del", name_});
-  }
-  NetNs(const NetNs&) = delete;
-  NetNs& operator=(const NetNs&) = delete;
-
-  bool ok() const { return ok_; }
-  const std::string& name() const { return name_; }
-  std::string host_address() const { return prefix_ + "1"; }
-  std::string ns_address() const { return prefix_ + "2"; }
-  std::vector<std::string> ExecPrefix() const { return {ip_, "netns", "exec", name_}; }
-
-  // Drops every packet in both directions, silently (see DESIGN).
-  bool Cut() {
-    return Must({tc_, "qdisc", "add", "dev", host_if_, "root", "pfifo", "limit", "0"}) &&
-           Must({ip_, "netns", "exec", name_, tc_, "qdisc", "add", "dev", ns_if_, "root", "pfifo",
-                 "limit", "0"});
-  }
-  bool Heal() {
-    return Must({tc_, "qdisc", "del", "dev", host_if_, "root"}) &&
-           Must({ip_, "netns", "exec", name_, tc_, "qdisc", "del", "dev", ns_if_, "root"});
-  }
-  // Packets the two qdiscs dropped (tc -s), summed; -1 when unreadable.
-  long long Dropped() {
-    long long total = 0;
-    for (auto argv : {std::vector<std::string>{tc_, "-s", "qdisc", "show", "dev", host_if_},
-                      std::vector<std::string>{ip_, "netns", "exec", name_, tc_, "-s", "qdisc",
-                                               "show", "dev", ns_if_}}) {
-      CommandResult r = RunCommand(argv);
-      std::smatch m;
-      if (!std::regex_search(r.out, m, std::regex("dropped ([0-9]+)"))) return -1;
-      total += std::stoll(m[1]);
-    }
-    return total;
-  }
-
- private:
-  std::string ip_, tc_, name_, host_if_, ns_if_, prefix_;
-  bool ok_ = false;
-};
-
-// A /24 under 10.200 that no interface of this host uses, starting from one derived from the
-// pid so that parallel runs do not try the same ones.
-std::vector<int> FreeSubnets(const std::string& ip, int count) {
-  CommandResult r = RunCommand({ip, "-4", "-o", "addr", "show"});
-  std::vector<int> out;
-  const int start = 10 + (getpid() % 70) * 3;
-  for (int step = 0; step < 240 && static_cast<int>(out.size()) < count; ++step) {
-    const int n = 10 + (start - 10 + step) % 240;
-    if (r.out.find("10.200." + std::to_string(n) + ".") == std::string::npos) out.push_back(n);
-  }
-  return out;
 }
 
 std::string Sha(AgentFixture& agent) {
@@ -184,22 +50,15 @@ int AgentPid(AgentFixture& agent) {
 }
 
 TEST(FleetPartitionTest, CutOffAgentsConvergeWithinSecondsOfHealingWithoutRestart) {
-  ASSERT_EQ(geteuid(), 0u) << "FleetPartitionTest needs root (it creates network namespaces, "
-                              "veth pairs and tc qdiscs); run it as root, as CI does";
-  const std::string ip = FindBinary("ip");
-  const std::string tc = FindBinary("tc");
-  ASSERT_FALSE(ip.empty()) << "`ip` not found in /usr/sbin, /sbin, /usr/bin, /bin: install "
-                              "iproute2";
-  ASSERT_FALSE(tc.empty()) << "`tc` not found: install iproute2";
-  RemoveLeftovers(ip);
+  const NetTools tools = FindNetTools("FleetPartitionTest");
+  ASSERT_FALSE(HasFailure());
+  RemoveLeftovers(tools);
 
   // ns 0 stays connected; ns 1 and 2 are cut off. Declared first: removed last.
   constexpr int kAgents = 3;
-  const auto subnets = FreeSubnets(ip, kAgents);
-  ASSERT_EQ(subnets.size(), static_cast<std::size_t>(kAgents)) << "no free 10.200.x.0/30";
   std::vector<std::unique_ptr<NetNs>> ns;
   for (int k = 0; k < kAgents; ++k) {
-    ns.push_back(std::make_unique<NetNs>(ip, tc, k, subnets[k]));
+    ns.push_back(std::make_unique<NetNs>(tools, 'f', k));
     ASSERT_TRUE(ns.back()->ok()) << "could not set up namespace " << ns.back()->name();
   }
 

@@ -79,6 +79,9 @@ HttpBackend::HttpBackend(std::string name, std::string host)
   port_ = server_->bind_to_any_port(host_);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // The socket is bound and listening already: connections queue until the thread accepts.
+  // Until the thread runs, stop() would be a no-op and the destructor's join would hang (a
+  // fixture whose SetUp fails at once destroys its backend that early).
+  WaitFor([this] { return server_->is_running(); }, milliseconds(5000));
 }
 
 void HttpBackend::Route() {
@@ -693,10 +696,7 @@ void FleetController::WriteSettings() const {
 }
 
 void FleetController::Start() {
-  WriteSettings();
-  process_ = std::make_unique<Process>(
-      std::vector<std::string>{ControllerBinary(), "--config", settings_path()},
-      options_.dir + "/controller.log");
+  Launch();
   bool up = WaitFor(
       [this] {
         if (!process_->Running()) return true;
@@ -708,9 +708,11 @@ void FleetController::Start() {
 
 void FleetController::Launch() {
   WriteSettings();
-  process_ = std::make_unique<Process>(
-      std::vector<std::string>{ControllerBinary(), "--config", settings_path()},
-      options_.dir + "/controller.log");
+  std::vector<std::string> argv = options_.command_prefix;
+  for (const auto& word : {ControllerBinary(), std::string("--config"), settings_path()}) {
+    argv.push_back(word);
+  }
+  process_ = std::make_unique<Process>(std::move(argv), options_.dir + "/controller.log");
 }
 
 bool FleetController::Serving() const {
@@ -787,19 +789,19 @@ std::string EtcdCluster::Logs() const {
   return out;
 }
 
-std::string EtcdCluster::client_url(int i) const {
-  return "http://127.0.0.1:" + std::to_string(members_.at(i).client_port);
+std::string EtcdCluster::client_url(int i, const std::string& host) const {
+  return "http://" + host + ":" + std::to_string(members_.at(i).client_port);
 }
 
-std::vector<std::string> EtcdCluster::client_urls() const {
+std::vector<std::string> EtcdCluster::client_urls(const std::string& host) const {
   std::vector<std::string> out;
-  for (int i = 0; i < size(); ++i) out.push_back(client_url(i));
+  for (int i = 0; i < size(); ++i) out.push_back(client_url(i, host));
   return out;
 }
 
-std::string EtcdCluster::endpoints() const {
+std::string EtcdCluster::endpoints(const std::string& host) const {
   std::string out;
-  for (const auto& url : client_urls()) out += (out.empty() ? "" : ",") + url;
+  for (const auto& url : client_urls(host)) out += (out.empty() ? "" : ",") + url;
   return out;
 }
 
@@ -807,6 +809,8 @@ void EtcdCluster::StartMember(int i) {
   Member& m = members_.at(i);
   const std::string peer = "http://127.0.0.1:" + std::to_string(m.peer_port);
   const std::string client = client_url(i);
+  const std::string listen =
+      extra_client_host_.empty() ? client : client + "," + client_url(i, extra_client_host_);
   const std::string data = data_dir_ + "/etcd-" + m.name;
   const bool fresh = !std::filesystem::exists(data);
   m.process = std::make_unique<Process>(
@@ -820,7 +824,7 @@ void EtcdCluster::StartMember(int i) {
                                "--initial-advertise-peer-urls",
                                peer,
                                "--listen-client-urls",
-                               client,
+                               listen,
                                "--advertise-client-urls",
                                client,
                                "--initial-cluster",

@@ -311,6 +311,9 @@ class FleetController {
     // [store]: etcd client URLs (comma-separated; "" for the state dir) and the lease's TTL.
     std::string etcd_endpoints;
     int lease_ttl_s = 2;
+    // Words put before the controller's argv, e.g. NetNs::ExecPrefix() (`ip netns exec` execs
+    // in place, so pid(), Kill() and ExitStatus() are still the controller's).
+    std::vector<std::string> command_prefix;
   };
   explicit FleetController(Options options);
   ~FleetController();  // SIGTERM, then SIGKILL
@@ -365,10 +368,15 @@ class EtcdCluster {
   // Chooses the ports, starts every member and waits (30 s) until each answers GET /health
   // with quorum. Fails the test (with the logs) otherwise.
   void Start();
-  // The client URL of member `i` ("http://127.0.0.1:PORT") and all of them. After Start().
-  std::string client_url(int i) const;
-  std::vector<std::string> client_urls() const;
-  std::string endpoints() const;  // comma-separated, as [store] etcd_endpoints takes them
+  // Before Start(): every member also serves clients on `host`, an address of this machine
+  // (a veth's, for a test that reaches etcd over a path it can cut), on the same port.
+  void AlsoListenOn(std::string host) { extra_client_host_ = std::move(host); }
+  // The client URL of member `i` ("http://127.0.0.1:PORT", or on the AlsoListenOn host) and all
+  // of them. After Start().
+  std::string client_url(int i, const std::string& host = "127.0.0.1") const;
+  std::vector<std::string> client_urls(const std::string& host = "127.0.0.1") const;
+  // Comma-separated, as [store] etcd_endpoints takes them.
+  std::string endpoints(const std::string& host = "127.0.0.1") const;
   int size() const { return static_cast<int>(members_.size()); }
   // SIGKILL member `i` (its data dir stays: StartMember brings it back into the cluster).
   void KillMember(int i);
@@ -391,6 +399,7 @@ class EtcdCluster {
   std::string data_dir_;  // the members' data dirs; removed with them when on tmpfs
   bool own_data_dir_ = false;
   std::string initial_cluster_;
+  std::string extra_client_host_;  // AlsoListenOn's; "" for loopback only
   std::vector<Member> members_;
 };
 
