@@ -290,7 +290,8 @@ Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdOptions options) {
 EtcdClient::EtcdClient(EtcdOptions options, std::vector<EtcdEndpoint> endpoints)
     : options_(std::move(options)), endpoints_(std::move(endpoints)) {}
 
-Result<json> EtcdClient::Call(const std::string& path, const json& body) {
+Result<json> EtcdClient::Call(const std::string& path, const json& body,
+                              std::optional<Clock::time_point> call_deadline) {
   const std::string text = body.dump();
   size_t first = 0;
   {
@@ -305,7 +306,16 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body) {
     auto failed = [&](const std::string& why) {
       failures += (failures.empty() ? "" : "; ") + name + ": " + why;
     };
-    const Clock::time_point deadline = Clock::now() + options_.timeout;
+    const Clock::time_point now = Clock::now();
+    if (call_deadline && now >= *call_deadline) {
+      failed("not tried: the call's deadline passed");
+      break;
+    }
+    const Clock::time_point deadline =
+        call_deadline ? std::min(now + options_.timeout, *call_deadline) : now + options_.timeout;
+    const auto attempt =
+        std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+                 std::chrono::milliseconds(1));
     // https: the server's certificate is verified (against ca_file, else the system's CAs) and
     // must name the endpoint's host; the client certificate is sent when one is set.
     httplib::Client client(
@@ -318,9 +328,9 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body) {
       client.enable_server_certificate_verification(true);
       if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file);
     }
-    client.set_connection_timeout(options_.timeout);
-    client.set_read_timeout(options_.timeout);
-    client.set_write_timeout(options_.timeout);
+    client.set_connection_timeout(attempt);
+    client.set_read_timeout(attempt);
+    client.set_write_timeout(attempt);
     client.set_keep_alive(false);
     httplib::Request request;
     request.method = "POST";
@@ -440,18 +450,18 @@ Result<EtcdLease> EtcdClient::GrantLease(int64_t ttl_s) {
   return lease;
 }
 
-Result<int64_t> EtcdClient::KeepAlive(int64_t lease) {
+Result<int64_t> EtcdClient::KeepAlive(int64_t lease, std::optional<Clock::time_point> deadline) {
   const std::string path = "/v3/lease/keepalive";
-  auto reply = Call(path, EtcdLeaseIdRequest(lease));
+  auto reply = Call(path, EtcdLeaseIdRequest(lease), deadline);
   if (!reply.ok()) return reply.status();
   auto ttl = ParseEtcdKeepAliveReply(*reply);
   if (!ttl.ok()) return Bad("etcd " + path + ": " + ttl.status().message());
   return ttl;
 }
 
-Status EtcdClient::Revoke(int64_t lease) {
+Status EtcdClient::Revoke(int64_t lease, std::optional<Clock::time_point> deadline) {
   const std::string path = "/v3/lease/revoke";
-  auto reply = Call(path, EtcdLeaseIdRequest(lease));
+  auto reply = Call(path, EtcdLeaseIdRequest(lease), deadline);
   if (!reply.ok()) return reply.status();
   if (auto error = EtcdError(*reply)) return Bad("etcd " + path + ": " + *error);
   return Status::Ok();

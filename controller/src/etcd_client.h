@@ -150,15 +150,21 @@ class EtcdClient {
   proto::Result<EtcdTxnResult> Txn(const EtcdTxn& txn);
   proto::Result<EtcdLease> GrantLease(int64_t ttl_s);
   // The remaining TTL; 0: the lease is gone (expired or revoked), keeping it alive is over.
-  proto::Result<int64_t> KeepAlive(int64_t lease);
-  proto::Status Revoke(int64_t lease);
+  // `deadline` bounds the whole call, every member tried included (a keepalive that ends after
+  // the lease is of no use, and must not hold up a controller that stops).
+  using Clock = std::chrono::steady_clock;
+  proto::Result<int64_t> KeepAlive(int64_t lease,
+                                   std::optional<Clock::time_point> deadline = std::nullopt);
+  proto::Status Revoke(int64_t lease, std::optional<Clock::time_point> deadline = std::nullopt);
 
   const EtcdOptions& options() const { return options_; }
 
  private:
   EtcdClient(EtcdOptions options, std::vector<EtcdEndpoint> endpoints);
-  // POSTs `body` to `path` with failover (see the DESIGN); the reply's JSON object.
-  proto::Result<nlohmann::json> Call(const std::string& path, const nlohmann::json& body);
+  // POSTs `body` to `path` with failover (see the DESIGN); the reply's JSON object. With
+  // `deadline`, no attempt runs past it and no member is tried after it.
+  proto::Result<nlohmann::json> Call(const std::string& path, const nlohmann::json& body,
+                                     std::optional<Clock::time_point> deadline = std::nullopt);
 
   const EtcdOptions options_;
   const std::vector<EtcdEndpoint> endpoints_;

@@ -135,9 +135,16 @@ void EtcdStore::KeepAliveLoop() {
                    [this] { return stopping_; });
     if (stopping_) return;
     const int64_t lease = lease_;
+    // A keepalive that ends after the lease is of no use, and a call left hanging by a silent
+    // partition (up to etcd_timeout per member) must not hold up a deposed controller's exit.
+    const Clock::time_point valid_until = lease_valid_until_;
+    if (Clock::now() >= valid_until) {
+      failed = true;  // the lease may be gone: Campaign grants a new one, a leader stops
+      continue;
+    }
     lock.unlock();
     const Clock::time_point sent = Clock::now();
-    auto ttl = client_->KeepAlive(lease);
+    auto ttl = client_->KeepAlive(lease, valid_until);
     lock.lock();
     failed = !ttl.ok();
     if (lease != lease_) continue;  // replaced meanwhile
@@ -171,7 +178,8 @@ void EtcdStore::Resign() {
   }
   wake_.notify_all();
   if (keepalive_.joinable()) keepalive_.join();
-  if (lease != 0) (void)client_->Revoke(lease);
+  // Bounded: etcd out of reach must not hold up a stop (the lease then expires by itself).
+  if (lease != 0) (void)client_->Revoke(lease, Clock::now() + client_->options().timeout);
 }
 
 Result<PersistentState> EtcdStore::Load() {

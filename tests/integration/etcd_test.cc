@@ -363,6 +363,12 @@ class BadMember {
       std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the member hangs
       res.set_content("{}", "application/json");
     });
+    for (const char* hangs : {"/v3/lease/keepalive", "/v3/lease/revoke"}) {
+      server_.Post(hangs, [](const httplib::Request&, httplib::Response& res) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+        res.set_content("{}", "application/json");
+      });
+    }
     server_.Post("/v3/lease/grant", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"header":{"revision":"1"},"ID":"x","TTL":"2"})", "application/json");
     });
@@ -404,6 +410,28 @@ TEST(EtcdClientLimitsTest, RefusesOversizedAndMalformedRepliesAndMovesOnFromAHan
   ASSERT_FALSE(lease.ok());
   EXPECT_NE(lease.status().message().find("\"ID\" is not an integer"), std::string::npos)
       << lease.status().message();
+}
+
+TEST(EtcdClientLimitsTest, ACallsOwnDeadlineBoundsItOverEveryMember) {
+  // Three members that hang (a silent partition): without a deadline a keepalive would cost
+  // etcd_timeout on each, 3 s, longer than the lease it keeps.
+  BadMember a, b, c;
+  EtcdOptions options;
+  options.endpoints = {a.url(), b.url(), c.url()};
+  options.timeout = milliseconds(1000);
+  auto client = EtcdClient::Create(options);
+  ASSERT_TRUE(client.ok());
+  const auto start = Clock::now();
+  auto ttl = (*client)->KeepAlive(7, start + milliseconds(300));
+  const long long took = MsSince(start);
+  ASSERT_FALSE(ttl.ok());
+  EXPECT_EQ(ttl.status().code(), proto::ErrorCode::kUnavailable) << ttl.status().message();
+  EXPECT_NE(ttl.status().message().find("deadline passed"), std::string::npos)
+      << ttl.status().message();
+  EXPECT_LT(took, 800) << "the keepalive outlived its deadline: " << ttl.status().message();
+  const auto revoke_start = Clock::now();
+  EXPECT_FALSE((*client)->Revoke(7, revoke_start + milliseconds(300)).ok());
+  EXPECT_LT(MsSince(revoke_start), 800);
 }
 
 }  // namespace
