@@ -265,7 +265,15 @@ Status Controller::Open(std::unique_ptr<StateStore> store) {
   return Status::Ok();
 }
 
+bool Controller::StillLeads() {
+  if (!deposed_ && store_->Deposed().empty()) return true;
+  deposed_ = true;  // Run() returns at its next turn
+  return false;
+}
+
 void Controller::Publish(const std::string& topic, const std::string& body) {
+  // Checked at each send, not only at each turn of Run(): the lease can run out between two.
+  if (!StillLeads()) return;
   // PUB never blocks: above the high-water mark libzmq drops, and agents recover by hello.
   pub_->send(zmq::buffer(topic), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
   pub_->send(zmq::buffer(body), zmq::send_flags::dontwait);
@@ -292,6 +300,7 @@ void Controller::ServeAgents(int64_t now_ms) {
         core_->OnAgentFrame(routing_id, frames[1].to_string_view(), now_ms, curve_key);
     if (!answer.log.empty()) common::LogInfo() << answer.log;
     if (!answer.reply) continue;
+    if (!StillLeads()) return;  // a deposed leader answers no hello either
     const std::string body = proto::EncodeMsgpack(*answer.reply);
     try {
       if (!router_->send(zmq::buffer(routing_id),
@@ -387,10 +396,10 @@ Status Controller::Run(const std::atomic<bool>& stop) {
     common::ServiceWatchdog();  // this loop turns at least every 100 ms while it serves
     // Before anything is published: a controller whose lease may have expired is not the
     // leader any more, and its successor's epoch fences whatever it would still send.
-    if (std::string why = store_->Deposed(); !why.empty()) {
-      deposed_ = true;
+    if (!StillLeads()) {
       return Status(ErrorCode::kUnavailable, "controller " + PrintableId(settings_.id) +
-                                                 " stops: it no longer leads (" + why + ")");
+                                                 " stops: it no longer leads (" +
+                                                 store_->Deposed() + ")");
     }
     const SteadyClock::time_point now = SteadyClock::now();
     if (now >= next_beacon) {

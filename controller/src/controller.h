@@ -103,6 +103,9 @@ class Controller {
   const common::ZapHandler* zap() const { return zap_.get(); }
 
  private:
+  // False once the store says this controller may no longer lead (deposed_ is then set): checked
+  // before every send to agents, so nothing goes out after the lease may have ended.
+  bool StillLeads();
   void Publish(const std::string& topic, const std::string& body);
   void ServeAgents(int64_t now_ms);
   void ServeControl(int64_t now_ms);
