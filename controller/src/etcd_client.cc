@@ -364,8 +364,14 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body,
       continue;
     }
     if (!sent) {
-      if (error == httplib::Error::Read || error == httplib::Error::ConnectionTimeout) {
-        failed("no reply within " + std::to_string(options_.timeout.count()) + " ms (" +
+      if (error == httplib::Error::Read && Clock::now() < deadline) {
+        // Closed before a reply: with TLS, how a member that requires a client certificate
+        // (--client-cert-auth) turns away one it does not accept, after the handshake.
+        failed(endpoint.tls ? "closed the connection without a reply (a member that requires a "
+                              "client certificate refuses this one, or none: etcd_cert_file)"
+                            : "closed the connection without a reply");
+      } else if (error == httplib::Error::Read || error == httplib::Error::ConnectionTimeout) {
+        failed("no reply within " + std::to_string(attempt.count()) + " ms (" +
                httplib::to_string(error) + ")");
       } else if (error == httplib::Error::SSLServerVerification) {
         failed("its TLS certificate is not trusted: " +

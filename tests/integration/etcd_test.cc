@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "etcd_store.h"
 #include "harness.h"
 #include "state_dir.h"
+#include "test_pki.h"
 
 namespace lb::testing {
 namespace {
@@ -350,6 +352,92 @@ TEST_F(EtcdTest, StoreReadsAStateSavedAsOneKeyByAnEarlierVersionAndMovesItToBlob
   auto moved = leader->Load();
   ASSERT_TRUE(moved.ok()) << moved.status().message();
   EXPECT_EQ(controller::EncodeState(*moved), controller::EncodeState(state));
+}
+
+// etcd with TLS for clients and --client-cert-auth: certificates from a test PKI.
+class EtcdTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir_.File("pki"));
+    pki_ = MakeTestPki(dir_.File("pki"));
+    ASSERT_FALSE(HasFailure()) << "no test PKI";
+    cluster_.UseTls(pki_);
+    ASSERT_NO_FATAL_FAILURE(cluster_.Start());
+  }
+  std::unique_ptr<EtcdClient> TlsClient(std::vector<std::string> endpoints, std::string ca,
+                                        std::string cert, std::string key) {
+    EtcdOptions options;
+    options.endpoints = std::move(endpoints);
+    options.timeout = milliseconds(2000);
+    options.ca_file = std::move(ca);
+    options.cert_file = std::move(cert);
+    options.key_file = std::move(key);
+    auto client = EtcdClient::Create(std::move(options));
+    EXPECT_TRUE(client.ok()) << client.status().message();
+    return client.ok() ? std::move(*client) : nullptr;
+  }
+
+  TempDir dir_;
+  TestPki pki_;
+  EtcdCluster cluster_{dir_.path()};
+};
+
+TEST_F(EtcdTlsTest, VerifiedMembersAndAClientCertificateGoThroughAndAnythingLessIsRefused) {
+  ASSERT_EQ(cluster_.client_url(0).rfind("https://127.0.0.1:", 0), 0u);
+  auto good = TlsClient(cluster_.client_urls(), pki_.ca, pki_.client_cert, pki_.client_key);
+  ASSERT_NE(good, nullptr);
+  auto put = good->Put("/tls/k", "over TLS");
+  ASSERT_TRUE(put.ok()) << put.status().message();
+  auto got = good->Get("/tls/k");
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status().message();
+  EXPECT_EQ((*got)->value, "over TLS");
+
+  // One member only, so that each refusal is that member's.
+  const std::vector<std::string> one = {cluster_.client_url(0)};
+  // A member whose certificate another CA signed (a man in the middle): not trusted.
+  auto stranger = TlsClient(one, pki_.other_ca, pki_.client_cert, pki_.client_key);
+  auto refused = stranger->Get("/tls/k");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("its TLS certificate is not trusted"),
+            std::string::npos)
+      << refused.status().message();
+  // No client certificate: etcd lets nobody in without one.
+  auto anonymous = TlsClient(one, pki_.ca, "", "");
+  auto no_cert = anonymous->Get("/tls/k");
+  ASSERT_FALSE(no_cert.ok());
+  EXPECT_NE(no_cert.status().message().find("refuses this one, or none: etcd_cert_file"),
+            std::string::npos)
+      << no_cert.status().message();
+  // Plaintext to a TLS member: no answer is taken for one.
+  auto plaintext = Client({"http://127.0.0.1:" + one[0].substr(one[0].rfind(':') + 1)});
+  EXPECT_FALSE(plaintext->Get("/tls/k").ok());
+}
+
+TEST_F(EtcdTlsTest, ControllerLeadsOverTlsAndKeepsItsStateThere) {
+  FleetController::Options options;
+  options.lbctl = LBCTL_BINARY;
+  options.dir = dir_.File("ctl");
+  std::filesystem::create_directories(options.dir);
+  options.id = "ctl-tls";
+  options.etcd_endpoints = cluster_.endpoints();
+  options.etcd_ca_file = pki_.ca;
+  options.etcd_cert_file = pki_.client_cert;
+  options.etcd_key_file = pki_.client_key;
+  FleetController controller(options);
+  ASSERT_NO_FATAL_FAILURE(controller.Start());  // it serves: it won the election over TLS
+  const std::string config = dir_.File("push.cfg");
+  WriteFile(config, "global\n  log stdout format raw local0\n");
+  CommandResult pushed = controller.Lbctl(
+      {"push", config, "--group", "web", "--allow-no-match", "--json", "--timeout", "10"},
+      milliseconds(30000));
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.Describe();
+  auto reader = TlsClient(cluster_.client_urls(), pki_.ca, pki_.client_cert, pki_.client_key);
+  auto state = reader->Get("/lb-controller/state");
+  ASSERT_TRUE(state.ok() && state->has_value()) << state.status().message();
+  EXPECT_EQ(nlohmann::json::parse((*state)->value).value("layout", ""), "blobs");
+  auto leader = reader->Get("/lb-controller/leader");
+  ASSERT_TRUE(leader.ok() && leader->has_value());
+  EXPECT_NE((*leader)->value.find("ctl-tls"), std::string::npos) << (*leader)->value;
 }
 
 // A server that speaks HTTP but not etcd: oversized, slow and malformed replies.

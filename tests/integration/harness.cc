@@ -690,6 +690,9 @@ void FleetController::WriteSettings() const {
   if (!options_.etcd_endpoints.empty()) {
     cfg << "[store]\n"
         << "etcd_endpoints = " << options_.etcd_endpoints << "\n"
+        << "etcd_ca_file = " << options_.etcd_ca_file << "\n"
+        << "etcd_cert_file = " << options_.etcd_cert_file << "\n"
+        << "etcd_key_file = " << options_.etcd_key_file << "\n"
         << "lease_ttl = " << options_.lease_ttl_s << "\n";
   }
   WriteFile(settings_path(), cfg.str());
@@ -790,7 +793,16 @@ std::string EtcdCluster::Logs() const {
 }
 
 std::string EtcdCluster::client_url(int i, const std::string& host) const {
-  return "http://" + host + ":" + std::to_string(members_.at(i).client_port);
+  return (tls_ ? "https://" : "http://") + host + ":" + std::to_string(members_.at(i).client_port);
+}
+
+std::unique_ptr<httplib::Client> EtcdCluster::AdminClient(int i) const {
+  auto client = std::make_unique<httplib::Client>(client_url(i), tls_ ? tls_->client_cert : "",
+                                                  tls_ ? tls_->client_key : "");
+  if (tls_) client->set_ca_cert_path(tls_->ca);
+  client->set_connection_timeout(std::chrono::seconds(2));
+  client->set_read_timeout(std::chrono::seconds(2));
+  return client;
 }
 
 std::vector<std::string> EtcdCluster::client_urls(const std::string& host) const {
@@ -813,35 +825,40 @@ void EtcdCluster::StartMember(int i) {
       extra_client_host_.empty() ? client : client + "," + client_url(i, extra_client_host_);
   const std::string data = data_dir_ + "/etcd-" + m.name;
   const bool fresh = !std::filesystem::exists(data);
-  m.process = std::make_unique<Process>(
-      std::vector<std::string>{kEtcdBinary,
-                               "--name",
-                               m.name,
-                               "--data-dir",
-                               data,
-                               "--listen-peer-urls",
-                               peer,
-                               "--initial-advertise-peer-urls",
-                               peer,
-                               "--listen-client-urls",
-                               listen,
-                               "--advertise-client-urls",
-                               client,
-                               "--initial-cluster",
-                               initial_cluster_,
-                               "--initial-cluster-state",
-                               fresh ? "new" : "existing",
-                               "--initial-cluster-token",
-                               "lb-test-" + std::to_string(members_[0].peer_port),
-                               "--heartbeat-interval",
-                               "100",
-                               "--election-timeout",
-                               "1000",
-                               "--logger",
-                               "zap",
-                               "--log-level",
-                               "warn"},
-      dir_ + "/etcd-" + m.name + ".log");
+  std::vector<std::string> argv{kEtcdBinary,
+                                "--name",
+                                m.name,
+                                "--data-dir",
+                                data,
+                                "--listen-peer-urls",
+                                peer,
+                                "--initial-advertise-peer-urls",
+                                peer,
+                                "--listen-client-urls",
+                                listen,
+                                "--advertise-client-urls",
+                                client,
+                                "--initial-cluster",
+                                initial_cluster_,
+                                "--initial-cluster-state",
+                                fresh ? "new" : "existing",
+                                "--initial-cluster-token",
+                                "lb-test-" + std::to_string(members_[0].peer_port),
+                                "--heartbeat-interval",
+                                "100",
+                                "--election-timeout",
+                                "1000",
+                                "--logger",
+                                "zap",
+                                "--log-level",
+                                "warn"};
+  if (tls_) {
+    for (const auto& arg : {"--cert-file=" + tls_->server_cert, "--key-file=" + tls_->server_key,
+                            "--trusted-ca-file=" + tls_->ca, std::string("--client-cert-auth")}) {
+      argv.push_back(arg);
+    }
+  }
+  m.process = std::make_unique<Process>(std::move(argv), dir_ + "/etcd-" + m.name + ".log");
 }
 
 void EtcdCluster::Start() {
@@ -887,10 +904,7 @@ bool EtcdCluster::MemberRunning(int i) {
 
 int EtcdCluster::RaftLeader() const {
   for (int i = 0; i < size(); ++i) {
-    httplib::Client client("127.0.0.1", members_[i].client_port);
-    client.set_connection_timeout(std::chrono::seconds(2));
-    client.set_read_timeout(std::chrono::seconds(2));
-    auto res = client.Post("/v3/maintenance/status", "{}", "application/json");
+    auto res = AdminClient(i)->Post("/v3/maintenance/status", "{}", "application/json");
     if (!res || res->status != 200) continue;
     json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
     if (!body.is_object() || !body.contains("header") || !body["header"].is_object()) continue;
@@ -901,10 +915,7 @@ int EtcdCluster::RaftLeader() const {
 }
 
 bool EtcdCluster::Healthy(int i) const {
-  httplib::Client client("127.0.0.1", members_.at(i).client_port);
-  client.set_connection_timeout(std::chrono::seconds(2));
-  client.set_read_timeout(std::chrono::seconds(2));
-  auto res = client.Get("/health");
+  auto res = AdminClient(i)->Get("/health");
   if (!res || res->status != 200) return false;
   json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
   return body.is_object() && body.value("health", "") == "true";

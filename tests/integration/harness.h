@@ -20,10 +20,12 @@
 #include "lb/common/curve_socket.h"
 #include "lb/proto/codec.h"
 #include "temp_dir.h"
+#include "test_pki.h"
 
 namespace httplib {
+class Client;
 class Server;
-}
+}  // namespace httplib
 
 namespace lb::testing {
 
@@ -310,6 +312,7 @@ class FleetController {
     bool allow_insecure = false;
     // [store]: etcd client URLs (comma-separated; "" for the state dir) and the lease's TTL.
     std::string etcd_endpoints;
+    std::string etcd_ca_file, etcd_cert_file, etcd_key_file;  // https:// endpoints
     int lease_ttl_s = 2;
     // Words put before the controller's argv, e.g. NetNs::ExecPrefix() (`ip netns exec` execs
     // in place, so pid(), Kill() and ExitStatus() are still the controller's).
@@ -371,8 +374,11 @@ class EtcdCluster {
   // Before Start(): every member also serves clients on `host`, an address of this machine
   // (a veth's, for a test that reaches etcd over a path it can cut), on the same port.
   void AlsoListenOn(std::string host) { extra_client_host_ = std::move(host); }
-  // The client URL of member `i` ("http://127.0.0.1:PORT", or on the AlsoListenOn host) and all
-  // of them. After Start().
+  // Before Start(): clients speak TLS (https:// URLs, the members' certificate from `pki`) and
+  // must present a certificate signed by its CA (--client-cert-auth). Peers stay http.
+  void UseTls(TestPki pki) { tls_ = std::move(pki); }
+  // The client URL of member `i` ("http://127.0.0.1:PORT", https:// with UseTls, or on the
+  // AlsoListenOn host) and all of them. After Start().
   std::string client_url(int i, const std::string& host = "127.0.0.1") const;
   std::vector<std::string> client_urls(const std::string& host = "127.0.0.1") const;
   // Comma-separated, as [store] etcd_endpoints takes them.
@@ -400,7 +406,10 @@ class EtcdCluster {
   bool own_data_dir_ = false;
   std::string initial_cluster_;
   std::string extra_client_host_;  // AlsoListenOn's; "" for loopback only
+  std::optional<TestPki> tls_;     // UseTls's
   std::vector<Member> members_;
+  // An HTTP client of member `i` for the harness's own checks (with the client certificate).
+  std::unique_ptr<httplib::Client> AdminClient(int i) const;
 };
 
 // ---- CURVE (issue 5) ----
