@@ -29,8 +29,12 @@ constexpr std::chrono::milliseconds kMaxWait{100};
 constexpr int kMaxMessagesPerWake = 200;
 // A message with more frames than this is not one of ours; the rest is read and dropped.
 constexpr size_t kMaxFrames = 4;
-// A dead agent's connection goes away through TCP keepalive (the kernel's timers): first probe
-// after 10 s of silence, then every 5 s, dropped after 3 unanswered (about 25 s). Not through
+// A dead agent's connection goes away through the kernel's timers, about 25 s after it stopped
+// answering: an idle one (ROUTER) through TCP keepalive, first probe after 10 s of silence,
+// then every 5 s, dropped after 3 unanswered; one with data in flight (PUB sends a beacon every
+// beacon_interval, so it is never idle and keepalive never starts) through TCP_USER_TIMEOUT
+// (ZMQ_TCP_MAXRT): data unacknowledged for 25 s. Without it that connection would retransmit
+// for the kernel's tcp_retries2, about 15 minutes, holding its queue. Not through
 // ZeroMQ heartbeats: each heartbeat arms a libzmq timer that the answer cancels, and libzmq's
 // cancel_timer walks every timer of the I/O thread, so N agents cost O(N^2) per second: at 5,000
 // agents the controller's I/O thread was saturated and they could not all connect. (Agents
@@ -38,6 +42,7 @@ constexpr size_t kMaxFrames = 4;
 constexpr int kKeepaliveIdleS = 10;
 constexpr int kKeepaliveIntervalS = 5;
 constexpr int kKeepaliveProbes = 3;
+constexpr int kUnacknowledgedMs = 25000;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -168,6 +173,7 @@ Status Controller::Bind(int socket_type, const std::string& what, const std::str
       s->set(zmq::sockopt::tcp_keepalive_idle, kKeepaliveIdleS);
       s->set(zmq::sockopt::tcp_keepalive_intvl, kKeepaliveIntervalS);
       s->set(zmq::sockopt::tcp_keepalive_cnt, kKeepaliveProbes);
+      s->set(zmq::sockopt::tcp_maxrt, kUnacknowledgedMs);
     }
     s->bind(endpoint);
     *bound = s->get(zmq::sockopt::last_endpoint);

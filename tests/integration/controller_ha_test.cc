@@ -413,7 +413,7 @@ TEST_F(ControllerSplitBrainTest,
   const LogLine stopped = FirstLogLine(a().Log(), "no longer leads");
   ASSERT_NE(stopped.at_ms, 0) << a().Log();
   const long long dropped = a_netns_->Dropped();
-  EXPECT_GT(dropped, 0) << "the qdiscs dropped nothing: the cut did not cut ctl-a's etcd traffic";
+  EXPECT_GT(dropped, 0) << "the cut dropped nothing: it did not cut ctl-a's etcd traffic";
   ASSERT_TRUE(WaitFor([this] { return b().Serving(); }, milliseconds(20000))) << b().Log();
   const LogLine b_won = FirstLogLine(b().Log(), "controller ctl-b leads with epoch ");
   const uint64_t epoch_b =

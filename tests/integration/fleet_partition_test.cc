@@ -5,16 +5,22 @@
 // agents' own command sockets stay ipc:// (the filesystem is shared), CURVE too.
 //
 // DESIGN. The partition is a silent drop, not a reject (netns.h): neither side ever sees a RST,
-// a FIN or an ICMP error. While it lasts (30 s) the controller pushes; after it heals, the
-// cut-off agents must converge within 10 s by themselves (beacon timeout, reconnect, hello),
-// without a restart: same agent pid, same haproxy master.
+// a FIN or an ICMP error. While it lasts (30 s, longer if need be) the controller pushes, and
+// lets go of its connections to the cut-off agents by itself (TCP_USER_TIMEOUT and keepalive:
+// 25 s after its last unanswered send; seen in /proc/net/tcp); after it heals, the cut-off agents
+// must converge within 10 s by themselves (beacon timeout, reconnect, hello), without a restart:
+// same agent pid, same haproxy master.
 //
 // Needs root: without it the test fails with a message; it is never skipped.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "harness.h"
@@ -27,6 +33,9 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr milliseconds kPartition(30000);
+// The controller lets go of a dead peer's connection 25 s after the last data it sent there
+// went unacknowledged (controller.cc); with a margin.
+constexpr milliseconds kPeersClosed(32000);
 constexpr milliseconds kHealDeadline(10000);
 
 std::string LbctlBinary() { return LBCTL_BINARY; }
@@ -40,6 +49,25 @@ std::string Sha(AgentFixture& agent) {
                      agent.client_keys());
   if (!r.ok() || !r->status.ok()) return "";
   return r->result.value("sha256", "");
+}
+
+// The ESTABLISHED TCP connections of this network namespace to `ipv4` (/proc/net/tcp prints
+// addresses as the hex of the in-memory u32, as printf("%08X", s_addr) gives it).
+int EstablishedTo(const std::string& ipv4) {
+  in_addr address{};
+  if (inet_pton(AF_INET, ipv4.c_str(), &address) != 1) return -1;
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08X", address.s_addr);
+  std::istringstream lines(ReadFile("/proc/net/tcp"));
+  int count = 0;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    if (fields >> slot >> local >> remote >> state && remote.rfind(hex, 0) == 0 && state == "01") {
+      ++count;
+    }
+  }
+  return count;
 }
 
 int AgentPid(AgentFixture& agent) {
@@ -143,6 +171,12 @@ TEST(FleetPartitionTest, CutOffAgentsConvergeWithinSecondsOfHealingWithoutRestar
     ASSERT_GT(agent_pids.back(), 0);
   }
 
+  // Each cut-off agent holds two connections to the controller (its SUB to PUB, its DEALER to
+  // ROUTER), which the controller's side must let go of by itself once they are cut.
+  for (int k : {1, 2}) {
+    EXPECT_EQ(EstablishedTo(ns[k]->ns_address()), 2) << "agent p" << k << "'s connections";
+  }
+
   // Cut ns 1 and 2 off; push twice while they are away.
   const auto cut_at = Clock::now();
   ASSERT_TRUE(ns[1]->Cut());
@@ -175,6 +209,7 @@ TEST(FleetPartitionTest, CutOffAgentsConvergeWithinSecondsOfHealingWithoutRestar
 
   std::this_thread::sleep_for(milliseconds(10000));
   const std::string sha3 = sha_of(config("v3"));
+  const auto last_push_at = Clock::now();
   CommandResult p3 = push(config("v3"), "5");
   EXPECT_TRUE(p3.exit_code == 4 || p3.exit_code == 5) << p3.Describe();
   EXPECT_TRUE(wait_sha({0}, sha3, milliseconds(10000))) << "the connected agent missed v3";
@@ -183,14 +218,32 @@ TEST(FleetPartitionTest, CutOffAgentsConvergeWithinSecondsOfHealingWithoutRestar
                                      << "partition is not a partition";
   }
 
-  std::this_thread::sleep_for(kPartition - (Clock::now() - cut_at));
+  // The controller finds the dead peers by itself, though nothing reached it (no FIN, no RST):
+  // it closes each connection to p1 and p2 once what it sent there went unacknowledged for 25 s
+  // (TCP_USER_TIMEOUT: PUB sends beacons all along, ROUTER sent the last push), or after 25 s of
+  // silence when it sent nothing (keepalive). Then the partition runs its course.
+  const bool closed = WaitFor(
+      [&] {
+        return EstablishedTo(ns[1]->ns_address()) == 0 && EstablishedTo(ns[2]->ns_address()) == 0;
+      },
+      std::chrono::duration_cast<milliseconds>(kPeersClosed - (Clock::now() - last_push_at)));
+  const long long closed_ms = MsSince(cut_at);
+  std::cout << "[partition] the controller closed its connections to the cut-off agents "
+            << closed_ms << " ms after the cut, " << MsSince(last_push_at)
+            << " ms after it last sent them a push" << std::endl;
+  EXPECT_TRUE(closed) << "the controller still holds connections to p1/p2 " << closed_ms
+                      << " ms after the cut: " << EstablishedTo(ns[1]->ns_address()) << ", "
+                      << EstablishedTo(ns[2]->ns_address());
+  if (Clock::now() - cut_at < kPartition) {
+    std::this_thread::sleep_for(kPartition - (Clock::now() - cut_at));
+  }
   const long long dropped = ns[1]->Dropped() + ns[2]->Dropped();
   ASSERT_TRUE(ns[1]->Heal());
   ASSERT_TRUE(ns[2]->Heal());
   const auto healed_at = Clock::now();
   std::cout << "[partition] cut for " << MsSince(cut_at) << " ms; " << dropped
-            << " packets dropped by the qdiscs" << std::endl;
-  EXPECT_GT(dropped, 0) << "the qdiscs dropped nothing: the agents were not talking?";
+            << " packets dropped by the cut" << std::endl;
+  EXPECT_GT(dropped, 0) << "the cut dropped nothing: the agents were not talking?";
 
   const bool converged = wait_sha({1, 2}, sha3, kHealDeadline);
   const long long took = MsSince(healed_at);

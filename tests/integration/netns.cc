@@ -82,13 +82,15 @@ int FreeSubnet(const std::string& ip) {
 }  // namespace
 
 NetTools FindNetTools(const std::string& test) {
-  EXPECT_EQ(geteuid(), 0u) << test
-                           << " needs root (it creates network namespaces, veth pairs and tc "
-                              "qdiscs); run it as root, as CI does";
-  NetTools tools{FindBinary("ip"), FindBinary("tc")};
+  EXPECT_EQ(geteuid(), 0u)
+      << test
+      << " needs root (it creates network namespaces, veth pairs and tc "
+         "qdiscs, iptables rules in its namespaces); run it as root, as CI does";
+  NetTools tools{FindBinary("ip"), FindBinary("tc"), FindBinary("iptables-legacy")};
   EXPECT_FALSE(tools.ip.empty()) << "`ip` not found in /usr/sbin, /sbin, /usr/bin, /bin: install "
                                     "iproute2";
   EXPECT_FALSE(tools.tc.empty()) << "`tc` not found: install iproute2";
+  EXPECT_FALSE(tools.iptables.empty()) << "`iptables-legacy` not found: install iptables";
   return tools;
 }
 
@@ -136,29 +138,31 @@ NetNs::~NetNs() {
 }
 
 bool NetNs::Cut() {
-  return Must({tools_.tc, "qdisc", "add", "dev", host_if_, "root", "pfifo", "limit", "0"}) &&
-         Must({tools_.ip, "netns", "exec", name_, tools_.tc, "qdisc", "add", "dev", ns_if_, "root",
-               "pfifo", "limit", "0"});
+  return Must({tools_.ip, "netns", "exec", name_, tools_.tc, "qdisc", "add", "dev", ns_if_, "root",
+               "pfifo", "limit", "0"}) &&
+         Must({tools_.ip, "netns", "exec", name_, tools_.iptables, "-A", "INPUT", "-i", ns_if_,
+               "-j", "DROP"});
 }
 
 bool NetNs::Heal() {
-  return Must({tools_.tc, "qdisc", "del", "dev", host_if_, "root"}) &&
-         Must(
-             {tools_.ip, "netns", "exec", name_, tools_.tc, "qdisc", "del", "dev", ns_if_, "root"});
+  return Must({tools_.ip, "netns", "exec", name_, tools_.tc, "qdisc", "del", "dev", ns_if_,
+               "root"}) &&
+         Must({tools_.ip, "netns", "exec", name_, tools_.iptables, "-D", "INPUT", "-i", ns_if_,
+               "-j", "DROP"});
 }
 
 long long NetNs::Dropped() const {
-  long long total = 0;
-  for (const auto& argv :
-       {std::vector<std::string>{tools_.tc, "-s", "qdisc", "show", "dev", host_if_},
-        std::vector<std::string>{tools_.ip, "netns", "exec", name_, tools_.tc, "-s", "qdisc",
-                                 "show", "dev", ns_if_}}) {
-    CommandResult r = RunCommand(argv);
-    std::smatch m;
-    if (!std::regex_search(r.out, m, std::regex("dropped ([0-9]+)"))) return -1;
-    total += std::stoll(m[1]);
+  CommandResult qdisc = RunCommand(
+      {tools_.ip, "netns", "exec", name_, tools_.tc, "-s", "qdisc", "show", "dev", ns_if_});
+  CommandResult rule = RunCommand(
+      {tools_.ip, "netns", "exec", name_, tools_.iptables, "-L", "INPUT", "-v", "-x", "-n"});
+  std::smatch sent, received;
+  // `iptables -L -v -x`: "<pkts> <bytes> DROP all -- <in> ..." for the rule Cut() added.
+  if (!std::regex_search(qdisc.out, sent, std::regex("dropped ([0-9]+)")) ||
+      !std::regex_search(rule.out, received, std::regex("\\n\\s*([0-9]+)\\s+[0-9]+\\s+DROP"))) {
+    return -1;
   }
-  return total;
+  return std::stoll(sent[1]) + std::stoll(received[1]);
 }
 
 }  // namespace lb::testing

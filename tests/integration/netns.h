@@ -4,11 +4,15 @@
 // tests' own; nothing else is touched). A process started under ExecPrefix() has no route out
 // but the veth; its path-based unix sockets (ipc://) still work, as the file system is shared.
 //
-// DESIGN. The partition is a silent drop, not a reject: a `pfifo limit 0` qdisc on both ends of
-// the veth pair drops every packet before it leaves, so neither side ever sees a RST, a FIN or an
-// ICMP error; TCP just stops hearing from the other side, as with a dead switch. (The faithful
-// `tc qdisc ... netem loss 100%` needs the sch_netem module, which this kernel may lack; a
-// zero-length FIFO needs nothing but sch_fifo.)
+// DESIGN. The partition is a silent drop, not a reject, and it happens beyond the host, as with a
+// dead switch: what the namespace sends is dropped by a `pfifo limit 0` qdisc on its end of the
+// veth pair, and what the host sends into it leaves the host and is dropped on arrival (an
+// iptables INPUT DROP rule in the namespace, iptables-legacy). Neither side ever sees a RST, a
+// FIN or an ICMP error; TCP just stops hearing from the other side. Dropping the host's packets
+// on arrival rather than at the host's own qdisc matters: Linux takes a packet its own qdisc
+// drops for local congestion, so a keepalive probe dropped there is retried every 0.5 s and never
+// counted, and a dead peer's idle connection would never be closed. (`tc qdisc ... netem loss
+// 100%` and tc's ingress filters need modules this kernel lacks.)
 //
 // Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN): FindNetTools fails the test without it; it is never
 // skipped. Namespaces and veths are named after the test's pid and a letter per test, and
@@ -25,9 +29,11 @@ namespace lb::testing {
 struct NetTools {
   std::string ip;
   std::string tc;
+  std::string iptables;  // iptables-legacy
 };
-// Finds `ip` and `tc` in /usr/sbin, /sbin, /usr/bin, /bin. Fails the test (ADD_FAILURE, so the
-// caller checks HasFailure()) when `test` does not run as root or iproute2 is missing, saying so.
+// Finds `ip`, `tc` and `iptables-legacy` in /usr/sbin, /sbin, /usr/bin, /bin. Fails the test
+// (ADD_FAILURE, so the caller checks HasFailure()) when `test` does not run as root or iproute2 is
+// missing, saying so.
 NetTools FindNetTools(const std::string& test);
 
 // Removes the namespaces and veths of earlier runs whose process is gone (a test killed by
@@ -58,7 +64,7 @@ class NetNs {
   // Drops every packet in both directions, silently (see DESIGN); Heal() undoes it.
   bool Cut();
   bool Heal();
-  // Packets the two qdiscs dropped (tc -s), summed; -1 when unreadable.
+  // Packets the qdisc and the INPUT rule dropped, summed; -1 when unreadable.
   long long Dropped() const;
 
  private:
