@@ -299,6 +299,48 @@ TEST_F(ControllerFailoverTest, EtcdLeaderSigkilledMidRolloutIsReportedAndARerunC
   }
 }
 
+// etcd takes no request above 1.5 MiB: the fleet's state, two configs of 1.2 MiB, goes in blobs
+// (ARCHITECTURE.md), and the standby that takes over reads it whole.
+TEST_F(ControllerHaTest, EtcdStateAboveEtcdsRequestLimitIsKeptAndTheNextLeaderServesFromIt) {
+  auto padded = [&](const std::string& tag) {
+    std::string config = Config(tag);
+    std::string padding;
+    for (int line = 0; padding.size() < 1200 * 1024; ++line) {
+      padding += "# " + tag + " padding line " + std::to_string(line) + " " +
+                 std::string(80, static_cast<char>('a' + line % 26)) + "\n";
+    }
+    return padding + config;
+  };
+  const std::string web = padded("web");
+  const CommandResult pushed_web = Push(a(), web);
+  ASSERT_EQ(pushed_web.exit_code, 0) << pushed_web.Describe();
+  const std::string web_sha = ShaOf(web);
+  ASSERT_TRUE(EveryAgentRuns(web_sha));
+  // A second target's config, for agents yet to come: 2.4 MiB of configs in the state now.
+  const std::string file = dir_.File("other.cfg");
+  WriteFile(file, padded("other"));
+  const CommandResult pushed_other =
+      a().Lbctl({"push", file, "--group", "other", "--allow-no-match", "--json", "--timeout", "30"},
+                milliseconds(60000));
+  ASSERT_EQ(pushed_other.exit_code, 0) << pushed_other.Describe();
+
+  a().Kill();
+  ASSERT_TRUE(WaitFor([this] { return b().Serving(); }, milliseconds(20000))) << b().Log();
+  // ctl-b read both targets back: it knows them, with their versions.
+  const json agents = b().Agents();
+  ASSERT_TRUE(agents.is_object()) << b().Log();
+  std::set<std::string> targets;
+  for (const auto& target : agents.value("targets", json::array())) {
+    if (target.value("desired_version", uint64_t{0}) > 0) targets.insert(target.value("key", ""));
+  }
+  EXPECT_EQ(targets, (std::set<std::string>{"group/other", "group/web"})) << agents.dump(1);
+  ASSERT_TRUE(WaitKnown(b()));
+  const std::string next = padded("next");
+  const CommandResult pushed_next = Push(b(), next);
+  ASSERT_EQ(pushed_next.exit_code, 0) << pushed_next.Describe();
+  ASSERT_TRUE(EveryAgentRuns(ShaOf(next)));
+}
+
 TEST_F(ControllerHaTest, SplitBrainPausedLeaderWakesDeposedPublishesNothingAndExits) {
   const std::string first = Config("first");
   const CommandResult pushed_first = Push(a(), first);
