@@ -364,9 +364,12 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body,
       continue;
     }
     if (!sent) {
-      if (error == httplib::Error::Read && Clock::now() < deadline) {
+      if ((error == httplib::Error::Read || error == httplib::Error::Write) &&
+          Clock::now() < deadline) {
         // Closed before a reply: with TLS, how a member that requires a client certificate
-        // (--client-cert-auth) turns away one it does not accept, after the handshake.
+        // (--client-cert-auth) turns away one it does not accept, after the handshake (TLS 1.3
+        // ends the handshake before the member checks it, so the request's write or the read of
+        // the reply finds the connection closed).
         failed(endpoint.tls ? "closed the connection without a reply (a member that requires a "
                               "client certificate refuses this one, or none: etcd_cert_file)"
                             : "closed the connection without a reply");

@@ -19,6 +19,8 @@
 // reply too large or malformed): another try would get the same.
 // Thread-safety: every call may run on any thread at the same time (each makes its own HTTP
 // connection); the endpoint that answered last is shared under a mutex.
+// Signals: an https:// call writing to a member that closed the connection raises SIGPIPE
+// (OpenSSL writes with write(2)); the process must ignore it, as lb-controller does.
 #pragma once
 
 #include <chrono>
