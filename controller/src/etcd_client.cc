@@ -1,6 +1,8 @@
 #include "etcd_client.h"
 
 #include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <unistd.h>
 
@@ -244,8 +246,10 @@ Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
   std::string_view port_text = rest.substr(colon + 1);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
+  } else if (host.find_first_of("[]:") != std::string_view::npos) {
+    return bad("an IPv6 address goes in brackets, with the port after: http://[fd00::5]:2379");
   }
-  if (host.empty()) return bad("has no host");
+  if (host.empty() || host == "[]") return bad("has no host");
   int port = 0;
   auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (ec != std::errc() || end != port_text.data() + port_text.size() || port <= 0 ||
@@ -254,6 +258,41 @@ Result<EtcdEndpoint> ParseEtcdEndpoint(std::string_view url) {
   }
   return EtcdEndpoint{std::string(host), port, tls};
 }
+
+namespace {
+
+// Loads the CA bundle, the client certificate and its key as the TLS client will, and checks
+// that the key is the certificate's. kBadRequest naming the file and OpenSSL's reason.
+Status CheckTlsFiles(const EtcdOptions& options) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                        SSL_CTX_free);
+  if (!ctx) return Status(ErrorCode::kInternal, "OpenSSL could not make a TLS context");
+  auto refused = [](const std::string& file, const std::string& what) {
+    const unsigned long code = ERR_get_error();
+    ERR_clear_error();
+    char reason[256] = {};
+    ERR_error_string_n(code, reason, sizeof reason);
+    return Status(ErrorCode::kBadRequest, file + ": " + what + " (" + reason + ")");
+  };
+  ERR_clear_error();
+  if (!options.ca_file.empty() &&
+      SSL_CTX_load_verify_locations(ctx.get(), options.ca_file.c_str(), nullptr) != 1) {
+    return refused(options.ca_file, "not a PEM CA certificate bundle");
+  }
+  if (options.cert_file.empty()) return Status::Ok();
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), options.cert_file.c_str()) != 1) {
+    return refused(options.cert_file, "not a PEM certificate");
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), options.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return refused(options.key_file, "not the PEM private key of " + options.cert_file);
+  }
+  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+    return refused(options.key_file, "not the PEM private key of " + options.cert_file);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdOptions options) {
   if (options.endpoints.empty()) {
@@ -278,11 +317,15 @@ Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(EtcdOptions options) {
     return Status(ErrorCode::kBadRequest,
                   "etcd CA and client certificate files are for https:// endpoints");
   }
-  // Unreadable files are refused now, with their names, not at the first call.
+  // Unreadable or unusable files are refused now, with their names, not at every call as a
+  // handshake that fails for no stated reason.
   for (const std::string* file : {&options.ca_file, &options.cert_file, &options.key_file}) {
     if (!file->empty() && access(file->c_str(), R_OK) != 0) {
       return Status(ErrorCode::kBadRequest, "cannot read " + *file + ": " + std::strerror(errno));
     }
+  }
+  if (tls) {
+    if (Status usable = CheckTlsFiles(options); !usable.ok()) return usable;
   }
   return std::unique_ptr<EtcdClient>(new EtcdClient(std::move(options), std::move(endpoints)));
 }
@@ -317,17 +360,21 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body,
         std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
                  std::chrono::milliseconds(1));
     // https: the server's certificate is verified (against ca_file, else the system's CAs) and
-    // must name the endpoint's host; the client certificate is sent when one is set.
-    httplib::Client client(
-        (endpoint.tls ? "https://" : "http://") +
-            (endpoint.host.find(':') != std::string::npos ? "[" + endpoint.host + "]"
-                                                          : endpoint.host) +
-            ":" + std::to_string(endpoint.port),
-        options_.cert_file, options_.key_file);
+    // must name the endpoint's host; the client certificate is sent when one is set. (Host and
+    // port given apart: httplib's URL form takes no IPv6 address with letters in it.)
+    std::unique_ptr<httplib::ClientImpl> owned;
+    httplib::SSLClient* tls_client = nullptr;
     if (endpoint.tls) {
-      client.enable_server_certificate_verification(true);
-      if (!options_.ca_file.empty()) client.set_ca_cert_path(options_.ca_file);
+      auto tls = std::make_unique<httplib::SSLClient>(endpoint.host, endpoint.port,
+                                                      options_.cert_file, options_.key_file);
+      tls->enable_server_certificate_verification(true);
+      if (!options_.ca_file.empty()) tls->set_ca_cert_path(options_.ca_file);
+      tls_client = tls.get();
+      owned = std::move(tls);
+    } else {
+      owned = std::make_unique<httplib::ClientImpl>(endpoint.host, endpoint.port);
     }
+    httplib::ClientImpl& client = *owned;
     client.set_connection_timeout(attempt);
     client.set_read_timeout(attempt);
     client.set_write_timeout(attempt);
@@ -378,11 +425,12 @@ Result<json> EtcdClient::Call(const std::string& path, const json& body,
                httplib::to_string(error) + ")");
       } else if (error == httplib::Error::SSLServerVerification) {
         failed("its TLS certificate is not trusted: " +
-               std::string(X509_verify_cert_error_string(client.get_openssl_verify_result())) +
+               std::string(X509_verify_cert_error_string(
+                   tls_client != nullptr ? tls_client->get_openssl_verify_result() : 0)) +
                (options_.ca_file.empty() ? " (no etcd_ca_file: the system's CAs)"
                                          : " (CA " + options_.ca_file + ")"));
       } else if (error == httplib::Error::SSLConnection) {
-        failed("TLS handshake failed (a client certificate it does not accept, or none)");
+        failed("TLS handshake failed (it refused this client, or does not speak TLS there)");
       } else {
         failed(httplib::to_string(error));
       }

@@ -12,14 +12,16 @@ using proto::ErrorCode;
 using proto::Result;
 using proto::Status;
 
-// How long a write no member answered is tried again. A raft election (one member of three
-// lost, the leader among them) stalls writes for up to twice etcd's election timeout (1 s by
-// default); a try costs at most the client's deadline per hanging member. 2 s keeps the whole
-// save under the 5 s lbctl waits for an answer, even with two members hanging.
+// How long a save tries again the writes no member answered, all its txns together. A raft
+// election (one member of three lost, the leader among them) stalls writes for up to twice
+// etcd's election timeout (1 s by default); a try costs at most the client's deadline per
+// hanging member.
 constexpr std::chrono::milliseconds kWriteRetryBudget{2000};
-// A piece of a blob, and the most a txn of puts carries: etcd refuses requests above 1.5 MiB
-// (--max-request-bytes' default), key and framing included.
-constexpr size_t kPieceBytes = 1024 * 1024;
+// A piece of a blob, and the most a txn of puts carries. etcd refuses requests above 1.5 MiB
+// (--max-request-bytes' default), and a write must also be committed (fsync'd by a quorum)
+// within etcd_timeout: 1 MiB writes took over 1 s on three members sharing a busy disk, 256 KiB
+// ones do not.
+constexpr size_t kPieceBytes = 256 * 1024;
 // Below etcd's --max-txn-ops (128 by default).
 constexpr size_t kMaxOpsPerTxn = 64;
 constexpr std::string_view kLayout = "blobs";
@@ -187,17 +189,17 @@ Result<PersistentState> EtcdStore::Load() {
   if (!kv.ok()) {
     return Status(ErrorCode::kInternal, "cannot read " + Describe() + ": " + kv.status().message());
   }
-  // Every piece: the state's blobs, and leftovers (of a save cut short) for the next save to
-  // delete.
-  auto listed = client_->List(blobs_prefix_);
+  // The names of every piece: the state's, and leftovers (of a save cut short) for the next save
+  // to delete. Values are read one piece per call below: one reply holding a fleet's configs
+  // could not arrive within etcd_timeout, and a standby could then never load what its leader
+  // saved piece by piece.
+  auto listed = client_->List(blobs_prefix_, /*keys_only=*/true);
   if (!listed.ok()) {
     return Status(ErrorCode::kInternal,
-                  "cannot read " + Describe() + "'s blobs: " + listed.status().message());
+                  "cannot list " + Describe() + "'s blobs: " + listed.status().message());
   }
-  std::map<std::string, std::string> pieces;
-  for (auto& piece : *listed) pieces.emplace(std::move(piece.key), std::move(piece.value));
   stored_pieces_.clear();
-  for (const auto& [key, value] : pieces) stored_pieces_.insert(key);
+  for (auto& piece : *listed) stored_pieces_.insert(std::move(piece.key));
   if (!kv->has_value()) {
     state_mod_revision_ = 0;
     return PersistentState{};
@@ -227,12 +229,15 @@ Result<PersistentState> EtcdStore::Load() {
     }
     std::string text;
     for (uint64_t i = 0; i < count; ++i) {
-      auto it = pieces.find(PieceKey(blobs_prefix_, sha, i));
-      if (it == pieces.end()) {
-        return BadState(origin,
-                        what + ": piece " + PieceKey(blobs_prefix_, sha, i) + " is missing");
+      const std::string key = PieceKey(blobs_prefix_, sha, i);
+      auto piece = client_->Get(key);
+      if (!piece.ok()) {
+        return Status(ErrorCode::kInternal,
+                      "cannot read " + origin + "'s " + key + ": " + piece.status().message());
       }
-      text += it->second;
+      if (!piece->has_value()) return BadState(origin, what + ": piece " + key + " is missing");
+      text += (*piece)->value;
+      if (text.size() > bytes) break;  // the size check below says so
     }
     if (text.size() != bytes || common::Sha256Hex(text) != sha) {
       return BadState(origin, what + ": blob " + sha.substr(0, 12) + "... holds " +
@@ -260,10 +265,10 @@ Result<PersistentState> EtcdStore::Load() {
   return state;
 }
 
-Result<EtcdTxnResult> EtcdStore::TxnWithRetries(const EtcdTxn& txn, bool* ambiguous) {
+Result<EtcdTxnResult> EtcdStore::TxnWithRetries(const EtcdTxn& txn, Clock::time_point give_up,
+                                                bool* ambiguous) {
   // No answer from any member is retried while the lease holds: etcd electing a new raft
   // leader (one member lost) stalls writes for a second or two, and that must not fail a push.
-  const Clock::time_point give_up = Clock::now() + kWriteRetryBudget;
   Result<EtcdTxnResult> result = client_->Txn(txn);
   while (!result.ok() && result.status().code() == ErrorCode::kUnavailable && Deposed().empty() &&
          Clock::now() < give_up) {
@@ -274,14 +279,15 @@ Result<EtcdTxnResult> EtcdStore::TxnWithRetries(const EtcdTxn& txn, bool* ambigu
   return result;
 }
 
-Status EtcdStore::PutBlobs(const std::map<std::string, std::string>& pieces) {
+Status EtcdStore::PutBlobs(const std::map<std::string, std::string>& pieces,
+                           Clock::time_point give_up) {
   EtcdTxn txn;
   size_t bytes = 0;
   auto flush = [&]() -> Status {
     if (txn.success.empty()) return Status::Ok();
     txn.compare = {{leader_key_, EtcdCompare::Target::kCreate, static_cast<int64_t>(epoch_)}};
     bool ambiguous = false;
-    auto result = TxnWithRetries(txn, &ambiguous);
+    auto result = TxnWithRetries(txn, give_up, &ambiguous);
     if (!result.ok()) {
       return Status(ErrorCode::kInternal,
                     "the fleet store (etcd) did not accept the write of a config's blob: " +
@@ -320,7 +326,9 @@ Status EtcdStore::Save(const PersistentState& state) {
   const json pointer = {{"layout", kLayout},
                         {"index", AddBlob(Dump(document), blobs_prefix_, pieces)}};
   const std::string text = pointer.dump();
-  if (Status put = PutBlobs(pieces); !put.ok()) return put;
+  // One retry budget for the whole save, however many txns it takes.
+  const Clock::time_point give_up = Clock::now() + kWriteRetryBudget;
+  if (Status put = PutBlobs(pieces, give_up); !put.ok()) return put;
 
   EtcdTxn txn;
   txn.compare = {{leader_key_, EtcdCompare::Target::kCreate, static_cast<int64_t>(epoch_)},
@@ -332,8 +340,12 @@ Status EtcdStore::Save(const PersistentState& state) {
     if (pieces.count(key) == 0) txn.success.push_back(EtcdOp::Delete(key));
   }
   txn.failure = {EtcdOp::Range(leader_key_), EtcdOp::Range(state_key_)};
+  // Forgotten before they are sent: stored_pieces_ must never name a piece etcd may not hold
+  // (a txn applied without an answer), or a later save would skip putting it back. At worst a
+  // piece is put again.
+  for (size_t i = 1; i < txn.success.size(); ++i) stored_pieces_.erase(txn.success[i].key);
   bool ambiguous = false;  // a try without an answer may have been applied all the same
-  Result<EtcdTxnResult> result = TxnWithRetries(txn, &ambiguous);
+  Result<EtcdTxnResult> result = TxnWithRetries(txn, give_up, &ambiguous);
   if (!result.ok()) {
     std::string message =
         "the fleet store (etcd) did not accept the write: " + result.status().message();
@@ -342,12 +354,8 @@ Status EtcdStore::Save(const PersistentState& state) {
     }
     return Status(ErrorCode::kInternal, message);
   }
-  auto forget_deleted = [&] {
-    for (size_t i = 1; i < txn.success.size(); ++i) stored_pieces_.erase(txn.success[i].key);
-  };
   if (result->succeeded) {
     state_mod_revision_ = result->revision;
-    forget_deleted();
     return Status::Ok();
   }
   const EtcdKeyValue* leader = nullptr;
@@ -359,7 +367,6 @@ Status EtcdStore::Save(const PersistentState& state) {
   if (ambiguous && stored != nullptr && stored->value == text && leader != nullptr &&
       leader->create_revision == static_cast<int64_t>(epoch_)) {
     state_mod_revision_ = stored->mod_revision;  // the unanswered try was applied
-    forget_deleted();
     return Status::Ok();
   }
   if (leader == nullptr || leader->create_revision != static_cast<int64_t>(epoch_)) {

@@ -4,7 +4,7 @@
 // DESIGN: keys under `prefix`:
 //   <prefix>leader          the leader's id, put with its lease;
 //   <prefix>state           which blob is the state: {"layout": "blobs", "index": ref};
-//   <prefix>blobs/<sha>/<i> piece i of the blob whose SHA-256 is <sha>, at most 1 MiB each.
+//   <prefix>blobs/<sha>/<i> piece i of the blob whose SHA-256 is <sha>, at most 256 KiB each.
 // The state is the state file's JSON (state_dir.h) with each "args" entry (a push's config)
 // replaced by a ref {"sha256", "bytes", "pieces"} to a blob of its own, and that document is a
 // blob too. etcd refuses a request above 1.5 MiB (--max-request-bytes), so one key could hold
@@ -92,11 +92,14 @@ class EtcdStore : public StateStore {
 
  private:
   void KeepAliveLoop();
-  // Runs `txn`, again while no member answers, the lease holds and kWriteRetryBudget lasts.
+  using Clock = std::chrono::steady_clock;
+  // Runs `txn`, again while no member answers, the lease holds and `give_up` is ahead.
   // `ambiguous`: a try went unanswered (it may have been applied all the same).
-  proto::Result<EtcdTxnResult> TxnWithRetries(const EtcdTxn& txn, bool* ambiguous);
+  proto::Result<EtcdTxnResult> TxnWithRetries(const EtcdTxn& txn, Clock::time_point give_up,
+                                              bool* ambiguous);
   // Puts the pieces in `pieces` that etcd does not hold yet, fenced by the leader key.
-  proto::Status PutBlobs(const std::map<std::string, std::string>& pieces);
+  proto::Status PutBlobs(const std::map<std::string, std::string>& pieces,
+                         Clock::time_point give_up);
 
   std::unique_ptr<EtcdClient> client_;
   const EtcdStoreOptions options_;
@@ -110,7 +113,6 @@ class EtcdStore : public StateStore {
   const std::string blobs_prefix_;
   std::set<std::string> stored_pieces_;  // the piece keys etcd holds, as last read or written
 
-  using Clock = std::chrono::steady_clock;
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;                  // guarded by mu_

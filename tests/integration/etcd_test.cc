@@ -401,6 +401,7 @@ TEST_F(EtcdTlsTest, VerifiedMembersAndAClientCertificateGoThroughAndAnythingLess
   const std::vector<std::string> one = {cluster_.client_url(0)};
   // A member whose certificate another CA signed (a man in the middle): not trusted.
   auto stranger = TlsClient(one, pki_.other_ca, pki_.client_cert, pki_.client_key);
+  ASSERT_NE(stranger, nullptr);
   auto refused = stranger->Get("/tls/k");
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("its TLS certificate is not trusted"),
@@ -408,11 +409,24 @@ TEST_F(EtcdTlsTest, VerifiedMembersAndAClientCertificateGoThroughAndAnythingLess
       << refused.status().message();
   // No client certificate: etcd lets nobody in without one.
   auto anonymous = TlsClient(one, pki_.ca, "", "");
+  ASSERT_NE(anonymous, nullptr);
   auto no_cert = anonymous->Get("/tls/k");
   ASSERT_FALSE(no_cert.ok());
   EXPECT_NE(no_cert.status().message().find("refuses this one, or none: etcd_cert_file"),
             std::string::npos)
       << no_cert.status().message();
+  // A key that is not the certificate's is refused before any connection, naming both files.
+  EtcdOptions mismatched;
+  mismatched.endpoints = one;
+  mismatched.ca_file = pki_.ca;
+  mismatched.cert_file = pki_.client_cert;
+  mismatched.key_file = pki_.server_key;
+  auto created = EtcdClient::Create(mismatched);
+  ASSERT_FALSE(created.ok());
+  EXPECT_NE(created.status().message().find(pki_.server_key + ": not the PEM private key of " +
+                                            pki_.client_cert),
+            std::string::npos)
+      << created.status().message();
   // Plaintext to a TLS member: no answer is taken for one.
   auto plaintext = Client({"http://127.0.0.1:" + one[0].substr(one[0].rfind(':') + 1)});
   EXPECT_FALSE(plaintext->Get("/tls/k").ok());

@@ -149,7 +149,9 @@ TEST(EtcdClientTest, EndpointsMustBeHttpOrHttpsHostPort) {
   ASSERT_TRUE(tls.ok());
   EXPECT_EQ(tls->host, "etcd1.example");
   EXPECT_TRUE(tls->tls);
+  EXPECT_EQ(ParseEtcdEndpoint("https://[fd00::5]:2379")->host, "fd00::5");
   for (const char* bad : {"127.0.0.1:2379", "ftp://h:2379", "http://h", "http://h:0",
+                          "http://fe80::1", "http://[]:2379", "http://fd00::5:2379",
                           "http://h:99999", "http://:2379", "http://h:2379/v3", "http://h:23x"}) {
     auto parsed = ParseEtcdEndpoint(bad);
     EXPECT_FALSE(parsed.ok()) << bad;
@@ -170,10 +172,9 @@ TEST(EtcdClientTest, TlsSettingsAreCheckedBeforeAnyConnection) {
     options.key_file = std::move(key);
     return EtcdClient::Create(std::move(options));
   };
-  // Files that exist and are readable: /dev/null stands for them (nothing is connected to).
-  EXPECT_TRUE(
-      create({"https://h1:2379", "https://h2:2379"}, "/dev/null", "/dev/null", "/dev/null").ok());
-  EXPECT_TRUE(create({"https://h1:2379"}, "", "", "").ok()) << "the system's CAs, no client cert";
+  // Usable files are checked in EtcdTlsTest (real certificates); here, nothing is connected to.
+  EXPECT_TRUE(create({"https://h1:2379", "https://h2:2379"}, "", "", "").ok())
+      << "the system's CAs, no client certificate";
   struct Case {
     std::vector<std::string> endpoints;
     std::string ca, cert, key, message;
@@ -183,6 +184,8 @@ TEST(EtcdClientTest, TlsSettingsAreCheckedBeforeAnyConnection) {
            {{"https://h1:2379"}, "", "/dev/null", "", "both its certificate and its key"},
            {{"http://h1:2379"}, "/dev/null", "", "", "are for https:// endpoints"},
            {{"https://h1:2379"}, "/nonexistent/ca.pem", "", "", "cannot read /nonexistent/ca.pem"},
+           {{"https://h1:2379"}, "/dev/null", "", "", "/dev/null: not a PEM CA certificate bundle"},
+           {{"https://h1:2379"}, "", "/dev/null", "/dev/null", "/dev/null: not a PEM certificate"},
        }) {
     auto created = create(c.endpoints, c.ca, c.cert, c.key);
     ASSERT_FALSE(created.ok()) << c.message;
