@@ -1,5 +1,9 @@
 #include "etcd_store.h"
 
+#include <algorithm>
+#include <future>
+#include <vector>
+
 #include "controller_core.h"
 #include "lb/common/sha256.h"
 #include "state_dir.h"
@@ -281,39 +285,53 @@ Result<EtcdTxnResult> EtcdStore::TxnWithRetries(const EtcdTxn& txn, Clock::time_
 
 Status EtcdStore::PutBlobs(const std::map<std::string, std::string>& pieces,
                            Clock::time_point give_up) {
-  EtcdTxn txn;
+  // The txns, each at most kPieceBytes of values and kMaxOpsPerTxn puts.
+  std::vector<EtcdTxn> txns;
   size_t bytes = 0;
-  auto flush = [&]() -> Status {
-    if (txn.success.empty()) return Status::Ok();
-    txn.compare = {{leader_key_, EtcdCompare::Target::kCreate, static_cast<int64_t>(epoch_)}};
-    bool ambiguous = false;
-    auto result = TxnWithRetries(txn, give_up, &ambiguous);
-    if (!result.ok()) {
-      return Status(ErrorCode::kInternal,
-                    "the fleet store (etcd) did not accept the write of a config's blob: " +
-                        result.status().message());
-    }
-    if (!result->succeeded) {
-      std::lock_guard<std::mutex> lock(mu_);
-      lost_ =
-          "the leader key is no longer this controller's (epoch " + std::to_string(epoch_) + ")";
-      return Status(ErrorCode::kInternal, "this controller no longer leads: " + lost_);
-    }
-    for (const EtcdOp& op : txn.success) stored_pieces_.insert(op.key);
-    txn.success.clear();
-    bytes = 0;
-    return Status::Ok();
-  };
   for (const auto& [key, value] : pieces) {
     if (stored_pieces_.count(key) != 0) continue;
-    if (!txn.success.empty() &&
-        (bytes + value.size() > kPieceBytes || txn.success.size() >= kMaxOpsPerTxn)) {
-      if (Status s = flush(); !s.ok()) return s;
+    if (txns.empty() || bytes + value.size() > kPieceBytes ||
+        txns.back().success.size() >= kMaxOpsPerTxn) {
+      txns.emplace_back();
+      txns.back().compare = {
+          {leader_key_, EtcdCompare::Target::kCreate, static_cast<int64_t>(epoch_)}};
+      bytes = 0;
     }
-    txn.success.push_back(EtcdOp::Put(key, value));
+    txns.back().success.push_back(EtcdOp::Put(key, value));
     bytes += value.size();
   }
-  return flush();
+  // kConcurrentTxns at a time: a txn's cost is mostly its commit (a quorum's fsync), and etcd
+  // commits concurrent ones together, so a large config costs about one commit, not one each.
+  constexpr size_t kConcurrentTxns = 4;
+  for (size_t first = 0; first < txns.size(); first += kConcurrentTxns) {
+    const size_t last = std::min(txns.size(), first + kConcurrentTxns);
+    std::vector<std::future<Result<EtcdTxnResult>>> running;
+    for (size_t i = first; i < last; ++i) {
+      running.push_back(std::async(std::launch::async, [this, &txns, i, give_up] {
+        bool ambiguous = false;  // puts of content-addressed pieces: a repeat is harmless
+        return TxnWithRetries(txns[i], give_up, &ambiguous);
+      }));
+    }
+    Status failed = Status::Ok();
+    for (size_t i = first; i < last; ++i) {
+      Result<EtcdTxnResult> result = running[i - first].get();
+      if (!failed.ok()) continue;  // every future is waited for
+      if (!result.ok()) {
+        failed = Status(ErrorCode::kInternal,
+                        "the fleet store (etcd) did not accept the write of a config's blob: " +
+                            result.status().message());
+      } else if (!result->succeeded) {
+        std::lock_guard<std::mutex> lock(mu_);
+        lost_ =
+            "the leader key is no longer this controller's (epoch " + std::to_string(epoch_) + ")";
+        failed = Status(ErrorCode::kInternal, "this controller no longer leads: " + lost_);
+      } else {
+        for (const EtcdOp& op : txns[i].success) stored_pieces_.insert(op.key);
+      }
+    }
+    if (!failed.ok()) return failed;
+  }
+  return Status::Ok();
 }
 
 Status EtcdStore::Save(const PersistentState& state) {
